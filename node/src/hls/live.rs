@@ -1,0 +1,91 @@
+//! The shared, observable HLS state of one stream.
+//!
+//! The segmenter actor is the only writer; HTTP handlers read. Each change
+//! re-renders the playlist once and publishes it through a watch channel, so
+//! any number of viewers (and blocked reloads) cost a clone, not a render.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::playlist;
+use super::window::{Position, Window, WindowConfig};
+use crate::media::Codecs;
+
+/// One rendered state of the playlist.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub playlist: Bytes,
+    pub position: Position,
+    pub codecs: Option<Codecs>,
+}
+
+pub struct LiveStream {
+    window: RwLock<Window>,
+    published: watch::Sender<Arc<Snapshot>>,
+}
+
+impl LiveStream {
+    pub fn new(config: WindowConfig) -> Self {
+        let window = Window::new(config);
+        let first = Arc::new(render(&window));
+        Self {
+            window: RwLock::new(window),
+            published: watch::channel(first).0,
+        }
+    }
+
+    pub fn config(&self) -> WindowConfig {
+        *self.read().config()
+    }
+
+    /// Applies a change and publishes the re-rendered playlist.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Window) -> R) -> R {
+        let (result, snapshot) = {
+            let mut w = self.window.write().unwrap_or_else(|e| e.into_inner());
+            let result = change(&mut w);
+            (result, render(&w))
+        };
+        self.published.send_replace(Arc::new(snapshot));
+        result
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Window> {
+        self.window.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.borrow().clone()
+    }
+
+    /// Waits until `ready` holds for a published snapshot, at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&Snapshot) -> bool,
+    ) -> Option<Arc<Snapshot>> {
+        let mut rx = self.published.subscribe();
+        let wait = async {
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                if ready(&snap) {
+                    return Some(snap);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+}
+
+fn render(w: &Window) -> Snapshot {
+    Snapshot {
+        playlist: Bytes::from(playlist::render(w)),
+        position: w.position(),
+        codecs: w.codecs().cloned(),
+    }
+}

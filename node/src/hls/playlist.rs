@@ -1,0 +1,174 @@
+//! Renders a [`Window`] as an LL-HLS media playlist (RFC 8216bis).
+//!
+//! A pure function of the window: the same window always renders the same text.
+
+use std::fmt::Write;
+
+use super::names;
+use super::window::{Segment, Window};
+
+/// Parts are listed for segments this many target durations behind the live edge
+/// (hls-rules 12); older segments are listed whole.
+const PART_LISTING_TARGETS: f64 = 3.0;
+
+pub fn render(w: &Window) -> String {
+    let cfg = w.config();
+    let part_target_s = f64::from(cfg.part_target_ms) / 1000.0;
+    let mut out = String::with_capacity(4096);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:6\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", cfg.target_duration_s);
+    let _ = writeln!(
+        out,
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}",
+        3.0 * part_target_s
+    );
+    let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target_s:.3}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", w.media_sequence());
+    let _ = writeln!(
+        out,
+        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+        w.discontinuity_sequence()
+    );
+
+    // Which complete segments still get their parts listed: those ending within
+    // PART_LISTING_TARGETS target durations of the live edge.
+    let horizon_ms = PART_LISTING_TARGETS * f64::from(cfg.target_duration_s) * 1000.0;
+    let mut behind_edge_ms = w.open_segment().map_or(0.0, |s| s.duration_ms);
+    let complete: Vec<&Segment> = w.segments().collect();
+    let mut list_parts = vec![false; complete.len()];
+    for (i, seg) in complete.iter().enumerate().rev() {
+        list_parts[i] = behind_edge_ms < horizon_ms;
+        behind_edge_ms += seg.duration_ms;
+    }
+
+    let mut current_init = None;
+    for (seg, parts) in complete.iter().zip(list_parts) {
+        segment_header(&mut out, seg, &mut current_init);
+        if parts {
+            part_lines(&mut out, seg);
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{:.3},\n{}",
+            seg.duration_ms / 1000.0,
+            names::segment(seg.msn)
+        );
+    }
+    if let Some(open) = w.open_segment().filter(|s| !s.parts.is_empty()) {
+        segment_header(&mut out, open, &mut current_init);
+        part_lines(&mut out, open);
+    }
+    if w.is_ended() {
+        out.push_str("#EXT-X-ENDLIST\n");
+    } else {
+        let pos = w.position();
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            names::part(pos.open_msn, pos.open_parts)
+        );
+    }
+    out
+}
+
+fn segment_header(out: &mut String, seg: &Segment, current_init: &mut Option<u32>) {
+    if seg.discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if *current_init != Some(seg.init_id) {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", names::init(seg.init_id));
+        *current_init = Some(seg.init_id);
+    }
+    let _ = writeln!(
+        out,
+        "#EXT-X-PROGRAM-DATE-TIME:{}",
+        humantime::format_rfc3339_millis(seg.program_date_time)
+    );
+}
+
+fn part_lines(out: &mut String, seg: &Segment) {
+    for (i, part) in seg.parts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "#EXT-X-PART:DURATION={:.3},URI=\"{}\"",
+            part.duration_ms / 1000.0,
+            names::part(seg.msn, i as u32)
+        );
+        out.push_str(if part.independent {
+            ",INDEPENDENT=YES\n"
+        } else {
+            "\n"
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::window::{Part, WindowConfig};
+    use crate::media::Codecs;
+    use bytes::Bytes;
+    use std::time::SystemTime;
+
+    fn w() -> Window {
+        let mut w = Window::new(WindowConfig {
+            target_duration_s: 2,
+            part_target_ms: 200,
+            segments: 6,
+        });
+        w.add_init(Bytes::from_static(b"i"), Codecs::default());
+        w
+    }
+
+    fn seg(w: &mut Window, disc: bool, parts: usize, close: bool) {
+        w.begin_segment(disc, SystemTime::UNIX_EPOCH);
+        for i in 0..parts {
+            w.push_part(
+                Part {
+                    duration_ms: 200.0,
+                    independent: i == 0,
+                    data: Bytes::from_static(b"p"),
+                },
+                0,
+            );
+        }
+        if close {
+            w.end_segment();
+        }
+    }
+
+    #[test]
+    fn live_playlist_has_parts_hint_and_headers_once() {
+        let mut w = w();
+        for _ in 0..8 {
+            seg(&mut w, false, 10, true);
+        }
+        seg(&mut w, false, 3, false);
+        let text = render(&w);
+        assert!(text.starts_with("#EXTM3U\n"));
+        assert_eq!(text.matches("#EXT-X-TARGETDURATION:2").count(), 1);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"));
+        assert!(text.contains("PART-HOLD-BACK=0.600"));
+        assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.200"));
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
+        assert!(text.contains("#EXT-X-PART:DURATION=0.200,URI=\"part-8.2.m4s\"\n"));
+        assert!(text.contains("URI=\"part-8.0.m4s\",INDEPENDENT=YES"));
+        assert!(text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-8.3.m4s\"\n"));
+        // Parts only for segments within three target durations of the edge.
+        assert!(!text.contains("part-4.0.m4s"));
+        assert!(text.contains("part-5.0.m4s"));
+        assert!(text.contains("#EXTINF:2.000,\nseg-7.m4s\n"));
+    }
+
+    #[test]
+    fn ended_playlist_has_endlist_and_no_hint() {
+        let mut w = w();
+        seg(&mut w, false, 10, true);
+        seg(&mut w, true, 10, false);
+        w.end_stream();
+        let text = render(&w);
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(!text.contains("PRELOAD-HINT"));
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+    }
+}

@@ -1,0 +1,354 @@
+//! The live window of one stream: segments and parts in memory, bounded.
+//!
+//! Media sequence numbers and part indexes are the names of things: once a
+//! segment or part is listed, its name, duration and bytes never change. A
+//! segment that leaves the playlist stays downloadable for one more window
+//! (hls-rules 3), then its memory is released.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::media::Codecs;
+
+#[derive(Debug, Clone, Copy)]
+pub struct WindowConfig {
+    /// EXT-X-TARGETDURATION in whole seconds; no segment is longer.
+    pub target_duration_s: u32,
+    pub part_target_ms: u32,
+    /// Complete segments listed in the playlist.
+    pub segments: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub duration_ms: f64,
+    pub independent: bool,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub msn: u64,
+    pub init_id: u32,
+    pub discontinuity: bool,
+    pub program_date_time: SystemTime,
+    pub parts: Vec<Part>,
+    pub duration_ms: f64,
+    /// The whole segment (all parts' fragments); empty until the segment is complete.
+    pub data: Bytes,
+}
+
+/// Where the live edge is; what blocking requests wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Media sequence number of the newest complete segment.
+    pub last_complete: Option<u64>,
+    /// Media sequence number the open (or next) segment has.
+    pub open_msn: u64,
+    /// Parts already published in the open segment.
+    pub open_parts: u32,
+    pub ended: bool,
+}
+
+impl Position {
+    pub fn has_media(&self) -> bool {
+        self.last_complete.is_some() || self.open_parts > 0
+    }
+}
+
+#[derive(Debug)]
+pub struct Window {
+    config: WindowConfig,
+    segments: VecDeque<Segment>,
+    open: Option<Segment>,
+    retired: VecDeque<Segment>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    inits: BTreeMap<u32, (Bytes, Codecs)>,
+    current_init: Option<u32>,
+    next_init_id: u32,
+    discontinuity_pending: bool,
+    ended: bool,
+    /// End of the newest media on the stream timeline, for a restarted segmenter.
+    timeline_end_ms: Option<i64>,
+}
+
+impl Window {
+    pub fn new(config: WindowConfig) -> Self {
+        Self {
+            config,
+            segments: VecDeque::new(),
+            open: None,
+            retired: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            inits: BTreeMap::new(),
+            current_init: None,
+            next_init_id: 0,
+            discontinuity_pending: false,
+            ended: false,
+            timeline_end_ms: None,
+        }
+    }
+
+    pub fn config(&self) -> &WindowConfig {
+        &self.config
+    }
+
+    pub fn add_init(&mut self, bytes: Bytes, codecs: Codecs) -> u32 {
+        let id = self.next_init_id;
+        self.next_init_id += 1;
+        self.inits.insert(id, (bytes, codecs));
+        self.current_init = Some(id);
+        id
+    }
+
+    /// The next segment begins after a break the segmenter did not see itself
+    /// (its own restart): it gets a discontinuity tag.
+    pub fn mark_discontinuity(&mut self) {
+        if self.next_msn > 0 {
+            self.discontinuity_pending = true;
+        }
+    }
+
+    pub fn begin_segment(&mut self, discontinuity: bool, program_date_time: SystemTime) {
+        self.end_segment();
+        let Some(init_id) = self.current_init else {
+            return;
+        };
+        let msn = self.next_msn;
+        self.next_msn += 1;
+        let discontinuity =
+            (discontinuity || std::mem::take(&mut self.discontinuity_pending)) && msn > 0;
+        self.open = Some(Segment {
+            msn,
+            init_id,
+            discontinuity,
+            program_date_time,
+            parts: Vec::new(),
+            duration_ms: 0.0,
+            data: Bytes::new(),
+        });
+        self.ended = false;
+    }
+
+    /// Adds a part to the open segment; `timeline_end_ms` is where the part ends.
+    pub fn push_part(&mut self, part: Part, timeline_end_ms: i64) {
+        if let Some(open) = &mut self.open {
+            open.duration_ms += part.duration_ms;
+            open.parts.push(part);
+            self.timeline_end_ms = Some(timeline_end_ms);
+        }
+    }
+
+    pub fn end_segment(&mut self) {
+        let Some(mut seg) = self.open.take() else {
+            return;
+        };
+        if seg.parts.is_empty() {
+            // Never listed: give the number back so sequence numbers stay dense.
+            self.next_msn = seg.msn;
+            self.discontinuity_pending |= seg.discontinuity;
+            return;
+        }
+        // One copy per segment so full-segment requests are a single Bytes; the
+        // parts then become zero-copy slices of it instead of separate buffers.
+        let mut whole = BytesMut::with_capacity(seg.parts.iter().map(|p| p.data.len()).sum());
+        for p in &seg.parts {
+            whole.extend_from_slice(&p.data);
+        }
+        let whole = whole.freeze();
+        let mut offset = 0;
+        for p in &mut seg.parts {
+            let len = p.data.len();
+            p.data = whole.slice(offset..offset + len);
+            offset += len;
+        }
+        seg.data = whole;
+        self.segments.push_back(seg);
+        while self.segments.len() > self.config.segments {
+            let gone = self.segments.pop_front().expect("non-empty");
+            if gone.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            self.retired.push_back(gone);
+        }
+        while self.retired.len() > self.config.segments {
+            self.retired.pop_front();
+        }
+        self.drop_unused_inits();
+    }
+
+    /// The stream ended: close what is open; the playlist gets EXT-X-ENDLIST.
+    pub fn end_stream(&mut self) {
+        self.end_segment();
+        self.ended = true;
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn timeline_end_ms(&self) -> Option<i64> {
+        self.timeline_end_ms
+    }
+
+    fn drop_unused_inits(&mut self) {
+        let oldest = self
+            .retired
+            .front()
+            .or(self.segments.front())
+            .map(|s| s.init_id);
+        if let Some(oldest) = oldest {
+            self.inits.retain(|id, _| *id >= oldest);
+        }
+    }
+
+    pub fn position(&self) -> Position {
+        Position {
+            last_complete: self.segments.back().map(|s| s.msn),
+            open_msn: self.open.as_ref().map_or(self.next_msn, |s| s.msn),
+            open_parts: self.open.as_ref().map_or(0, |s| s.parts.len() as u32),
+            ended: self.ended,
+        }
+    }
+
+    pub fn media_sequence(&self) -> u64 {
+        self.segments
+            .front()
+            .or(self.open.as_ref())
+            .map_or(self.next_msn, |s| s.msn)
+    }
+
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// Complete segments in the playlist, oldest first.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter()
+    }
+
+    pub fn open_segment(&self) -> Option<&Segment> {
+        self.open.as_ref()
+    }
+
+    /// Codecs of the newest init segment.
+    pub fn codecs(&self) -> Option<&Codecs> {
+        self.current_init
+            .and_then(|id| self.inits.get(&id))
+            .map(|(_, c)| c)
+    }
+
+    pub fn init(&self, id: u32) -> Option<Bytes> {
+        self.inits.get(&id).map(|(b, _)| b.clone())
+    }
+
+    fn find(&self, msn: u64) -> Option<&Segment> {
+        fn in_list(q: &VecDeque<Segment>, msn: u64) -> Option<&Segment> {
+            let first = q.front()?.msn;
+            q.get(msn.checked_sub(first)? as usize)
+        }
+        in_list(&self.segments, msn)
+            .or_else(|| in_list(&self.retired, msn))
+            .or_else(|| self.open.as_ref().filter(|s| s.msn == msn))
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<Bytes> {
+        self.find(msn)
+            .filter(|s| !s.data.is_empty())
+            .map(|s| s.data.clone())
+    }
+
+    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
+        self.find(msn)?
+            .parts
+            .get(index as usize)
+            .map(|p| p.data.clone())
+    }
+
+    /// Bytes of media held (segments, parts and inits), for memory accounting.
+    pub fn media_bytes(&self) -> usize {
+        let seg = |s: &Segment| {
+            if s.data.is_empty() {
+                s.parts.iter().map(|p| p.data.len()).sum()
+            } else {
+                s.data.len()
+            }
+        };
+        self.segments.iter().map(seg).sum::<usize>()
+            + self.retired.iter().map(seg).sum::<usize>()
+            + self.open.as_ref().map_or(0, seg)
+            + self.inits.values().map(|(b, _)| b.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn window(segments: usize) -> Window {
+        Window::new(WindowConfig {
+            target_duration_s: 2,
+            part_target_ms: 200,
+            segments,
+        })
+    }
+
+    pub(crate) fn add_segment(w: &mut Window, discontinuity: bool, parts: usize) {
+        w.begin_segment(discontinuity, SystemTime::UNIX_EPOCH);
+        for i in 0..parts {
+            w.push_part(
+                Part {
+                    duration_ms: 200.0,
+                    independent: i == 0,
+                    data: Bytes::from(vec![i as u8; 10]),
+                },
+                0,
+            );
+        }
+        w.end_segment();
+    }
+
+    #[test]
+    fn window_is_bounded_and_retired_segments_stay_downloadable() {
+        let mut w = window(3);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        for _ in 0..10 {
+            add_segment(&mut w, false, 10);
+        }
+        assert_eq!(w.media_sequence(), 7);
+        assert_eq!(w.segments().count(), 3);
+        assert!(w.segment(4).is_some(), "retired but still served");
+        assert!(w.segment(3).is_none(), "released after a second window");
+        assert_eq!(w.part(9, 3).unwrap(), Bytes::from(vec![3u8; 10]));
+        assert_eq!(w.segment(9).unwrap().len(), 100);
+        assert!(w.media_bytes() <= 6 * 100 + 4);
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_tags_that_left() {
+        let mut w = window(2);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        add_segment(&mut w, false, 1);
+        add_segment(&mut w, true, 1);
+        add_segment(&mut w, false, 1);
+        assert_eq!(w.discontinuity_sequence(), 0);
+        add_segment(&mut w, false, 1);
+        assert_eq!(w.discontinuity_sequence(), 1);
+    }
+
+    #[test]
+    fn an_empty_segment_gives_its_number_back() {
+        let mut w = window(3);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        add_segment(&mut w, false, 1);
+        w.begin_segment(true, SystemTime::UNIX_EPOCH);
+        w.end_segment();
+        add_segment(&mut w, false, 1);
+        let segs: Vec<_> = w.segments().map(|s| (s.msn, s.discontinuity)).collect();
+        assert_eq!(segs, vec![(0, false), (1, true)]);
+    }
+}
