@@ -145,7 +145,10 @@ mod tests {
         assert_eq!(moof.mfhd.sequence_number, 7);
         assert_eq!(moof.traf[0].trun[0].data_offset, Some(moof_len + 8));
         assert_eq!(moof.traf[1].trun[0].data_offset, Some(moof_len + 8 + 6));
-        assert_eq!(moof.traf[1].tfdt.as_ref().unwrap().base_media_decode_time, 4410);
+        assert_eq!(
+            moof.traf[1].tfdt.as_ref().unwrap().base_media_decode_time,
+            4410
+        );
         let second = moof.traf[0].trun[0].samples.get(1).unwrap();
         assert_eq!(second.cts, Some(-3000));
     }

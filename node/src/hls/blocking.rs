@@ -114,10 +114,16 @@ mod tests {
         assert_eq!(readiness(req(10, None), &p, limit), Readiness::Wait);
         assert_eq!(readiness(req(11, Some(0)), &p, limit), Readiness::Wait);
         assert_eq!(readiness(req(12, None), &p, limit), Readiness::Wait);
-        assert_eq!(readiness(req(12, Some(20)), &p, limit), Readiness::TooFarAhead);
+        assert_eq!(
+            readiness(req(12, Some(20)), &p, limit),
+            Readiness::TooFarAhead
+        );
         assert_eq!(readiness(req(12, Some(0)), &p, limit), Readiness::Wait);
         assert_eq!(readiness(req(13, None), &p, limit), Readiness::TooFarAhead);
-        assert_eq!(readiness(req(10, Some(40)), &p, limit), Readiness::TooFarAhead);
+        assert_eq!(
+            readiness(req(10, Some(40)), &p, limit),
+            Readiness::TooFarAhead
+        );
         let ended = Position { ended: true, ..p };
         assert_eq!(readiness(req(12, Some(1)), &ended, limit), Readiness::Ready);
     }

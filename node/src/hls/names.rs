@@ -25,7 +25,10 @@ pub enum MediaName {
 }
 
 pub fn parse(name: &str) -> Option<MediaName> {
-    if let Some(id) = name.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4")) {
+    if let Some(id) = name
+        .strip_prefix("init-")
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
         return id.parse().ok().map(MediaName::Init);
     }
     let body = name.strip_suffix(".m4s")?;
@@ -45,7 +48,14 @@ mod tests {
         assert_eq!(parse(&init(3)), Some(MediaName::Init(3)));
         assert_eq!(parse(&segment(42)), Some(MediaName::Segment(42)));
         assert_eq!(parse(&part(42, 7)), Some(MediaName::Part(42, 7)));
-        for bad in ["seg-.m4s", "part-1.m4s", "init-x.mp4", "../etc", "seg-1.ts", "part-1.-2.m4s"] {
+        for bad in [
+            "seg-.m4s",
+            "part-1.m4s",
+            "init-x.mp4",
+            "../etc",
+            "seg-1.ts",
+            "part-1.-2.m4s",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

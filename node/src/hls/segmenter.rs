@@ -29,9 +29,15 @@ pub struct CutRules {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// A new init segment; segments after it are decoded with it.
-    Init { bytes: Bytes, codecs: Codecs },
+    Init {
+        bytes: Bytes,
+        codecs: Codecs,
+    },
     /// A new segment begins at `start_ms` on the stream timeline.
-    SegmentStart { discontinuity: bool, start_ms: i64 },
+    SegmentStart {
+        discontinuity: bool,
+        start_ms: i64,
+    },
     Part {
         bytes: Bytes,
         duration_ms: f64,
@@ -501,7 +507,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(starts[0].0, "first segment after republish is a discontinuity");
+        assert!(
+            starts[0].0,
+            "first segment after republish is a discontinuity"
+        );
         assert!(starts[0].1 > end);
         assert!(starts[1..].iter().all(|(d, _)| !d));
         // Same codecs: no second init.

@@ -37,8 +37,8 @@ pub fn split(aggregate_ms: u32, body: Bytes) -> Result<Vec<SubMessage>, String> 
         let start = cursor.position() as usize;
         let whole = cursor.get_ref().clone();
         let tag_type = whole[start] & 0x1F;
-        let size = u32::from_be_bytes([0, whole[start + 1], whole[start + 2], whole[start + 3]])
-            as usize;
+        let size =
+            u32::from_be_bytes([0, whole[start + 1], whole[start + 2], whole[start + 3]]) as usize;
         let ts = u32::from_be_bytes([
             whole[start + 7],
             whole[start + 4],

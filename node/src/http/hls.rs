@@ -1,0 +1,204 @@
+//! `GET /hls/{stream}/index.m3u8` and the init/segment/part files it names.
+//!
+//! Everything is served from memory. Blocking playlist reloads and requests for
+//! the preload-hinted part wait on the stream's published snapshots, so they
+//! return as soon as the part exists, not after a poll interval.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::viewer;
+use super::{AppState, PeerAddr, error};
+use crate::hls::blocking::{self, Readiness};
+use crate::hls::live::Snapshot;
+use crate::hls::names::{self, MediaName};
+use crate::hls::window::Position;
+use crate::stream::directory::StreamHandle;
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+fn stream(state: &AppState, id: &str) -> Result<Arc<StreamHandle>, Response> {
+    state.ctx.directory.get(id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no live stream {:?} on this node",
+                id.chars().take(64).collect::<String>()
+            ),
+        )
+    })
+}
+
+/// Longest a request is held waiting for media: three target durations (hls-rules 13).
+fn max_wait(stream: &StreamHandle) -> Duration {
+    Duration::from_secs(3 * u64::from(stream.live.config().target_duration_s))
+}
+
+fn note_viewer(
+    state: &AppState,
+    stream: &StreamHandle,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Option<String> {
+    let id = viewer::identify(
+        headers,
+        peer,
+        state.viewer_salt,
+        state.ctx.seams.entropy.next_u64(),
+    );
+    stream.stats.viewer_seen(id.seen);
+    id.set_cookie
+}
+
+pub async fn playlist(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let stream = match stream(&state, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let request = match blocking::parse(
+        query.get("_HLS_msn").map(String::as_str),
+        query.get("_HLS_part").map(String::as_str),
+    ) {
+        Ok(r) => r,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let set_cookie = note_viewer(&state, &stream, &headers, peer);
+    let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
+    let ready: Box<dyn Fn(&Snapshot) -> bool + Send + Sync> = match request {
+        // A new stream has no media for its first second or two: hold the first
+        // request rather than answer with an empty playlist.
+        None => Box::new(|s: &Snapshot| s.position.has_media() || s.position.ended),
+        Some(req) => {
+            let now = stream.live.snapshot();
+            if blocking::readiness(req, &now.position, limit) == Readiness::TooFarAhead {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "_HLS_msn={} _HLS_part={:?} is too far ahead of the live edge",
+                        req.msn, req.part
+                    ),
+                );
+            }
+            Box::new(move |s: &Snapshot| {
+                blocking::readiness(req, &s.position, limit) != Readiness::Wait
+            })
+        }
+    };
+    let Some(snapshot) = stream.live.wait_for(max_wait(&stream), ready).await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the requested part did not appear in time; retry",
+        );
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        snapshot.playlist.clone(),
+    )
+        .into_response();
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Whether a missing object is about to exist, so the request should wait for it.
+fn coming_soon(name: MediaName, pos: &Position, limit: u32) -> bool {
+    if pos.ended {
+        return false;
+    }
+    match name {
+        MediaName::Init(_) => false,
+        MediaName::Segment(msn) => msn == pos.open_msn,
+        MediaName::Part(msn, index) => {
+            (msn == pos.open_msn && index >= pos.open_parts && index < pos.open_parts + limit)
+                || (msn == pos.open_msn + 1 && index < limit)
+        }
+    }
+}
+
+fn lookup(stream: &StreamHandle, name: MediaName) -> Option<Bytes> {
+    let w = stream.live.read();
+    match name {
+        MediaName::Init(id) => w.init(id),
+        MediaName::Segment(msn) => w.segment(msn),
+        MediaName::Part(msn, index) => w.part(msn, index),
+    }
+}
+
+pub async fn media(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let stream = match stream(&state, &id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(name) = names::parse(&file) else {
+        return error(StatusCode::NOT_FOUND, "no such HLS file");
+    };
+    if matches!(name, MediaName::Part(..)) {
+        note_viewer(&state, &stream, &headers, peer);
+    }
+    let mut body = lookup(&stream, name);
+    let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
+    if body.is_none() && coming_soon(name, &stream.live.snapshot().position, limit) {
+        let waited = stream
+            .live
+            .wait_for(max_wait(&stream), |s| {
+                !coming_soon(name, &s.position, limit)
+            })
+            .await;
+        if waited.is_none() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the requested part did not appear in time; retry",
+            );
+        }
+        body = lookup(&stream, name);
+    }
+    let Some(body) = body else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such segment or part (outside the live window)",
+        );
+    };
+    let content_type = match name {
+        MediaName::Init(_) => "video/mp4",
+        _ => "video/iso.segment",
+    };
+    // Names are never reused while a stream lives and for its retention after it
+    // ends, so caches may keep them that long.
+    let cache = format!(
+        "public, max-age={}, immutable",
+        state.ctx.config.streams.retention.as_secs().max(1)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(&cache).expect("ascii"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

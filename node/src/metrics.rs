@@ -1,0 +1,176 @@
+//! Prometheus metrics an operator graphs: streams, ingest, packaging, HTTP, viewers.
+//!
+//! Per-stream series are removed when the stream is removed, so cardinality
+//! follows the number of streams in memory.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabel {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrameLabel {
+    pub stream: String,
+    pub track: Track,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabel {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActorLabel {
+    pub actor: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub streams_live: Gauge,
+    pub rtmp_connections: Gauge,
+    pub rtmp_closed: Family<ReasonLabel, Counter>,
+    pub ingest_bytes: Family<StreamLabel, Counter>,
+    pub ingest_frames: Family<FrameLabel, Counter>,
+    pub ingest_dropped_frames: Family<StreamLabel, Counter>,
+    pub hls_parts: Family<StreamLabel, Counter>,
+    pub hls_segments: Family<StreamLabel, Counter>,
+    pub hls_memory_bytes: Family<StreamLabel, Gauge>,
+    pub http_requests: Family<HttpLabel, Counter>,
+    pub viewers: Family<StreamLabel, Gauge>,
+    pub actor_restarts: Family<ActorLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("castmesh");
+        let m = Self {
+            streams_live: Gauge::default(),
+            rtmp_connections: Gauge::default(),
+            rtmp_closed: Family::default(),
+            ingest_bytes: Family::default(),
+            ingest_frames: Family::default(),
+            ingest_dropped_frames: Family::default(),
+            hls_parts: Family::default(),
+            hls_segments: Family::default(),
+            hls_memory_bytes: Family::default(),
+            http_requests: Family::default(),
+            viewers: Family::default(),
+            actor_restarts: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "streams_live",
+            "Streams with a publisher or within their grace period",
+            m.streams_live.clone(),
+        );
+        registry.register(
+            "rtmp_connections",
+            "Open RTMP connections",
+            m.rtmp_connections.clone(),
+        );
+        registry.register(
+            "rtmp_connections_closed",
+            "RTMP connections closed, by reason",
+            m.rtmp_closed.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Audio/video payload bytes received from publishers",
+            m.ingest_bytes.clone(),
+        );
+        registry.register(
+            "ingest_frames",
+            "Frames received from publishers",
+            m.ingest_frames.clone(),
+        );
+        registry.register(
+            "ingest_dropped_frames",
+            "Frames dropped because the stream's pipeline was restarting",
+            m.ingest_dropped_frames.clone(),
+        );
+        registry.register("hls_parts", "LL-HLS parts produced", m.hls_parts.clone());
+        registry.register(
+            "hls_segments",
+            "HLS segments produced",
+            m.hls_segments.clone(),
+        );
+        registry.register(
+            "hls_memory_bytes",
+            "Media bytes held in memory for a stream's live window",
+            m.hls_memory_bytes.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "viewers",
+            "Distinct HLS viewers of a stream on this node",
+            m.viewers.clone(),
+        );
+        registry.register(
+            "actor_restarts",
+            "Supervised actor restarts",
+            m.actor_restarts.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Removes a stream's series once it is gone.
+    pub fn forget_stream(&self, stream: &str) {
+        let label = StreamLabel {
+            stream: stream.to_string(),
+        };
+        self.ingest_bytes.remove(&label);
+        self.ingest_dropped_frames.remove(&label);
+        self.hls_parts.remove(&label);
+        self.hls_segments.remove(&label);
+        self.hls_memory_bytes.remove(&label);
+        self.viewers.remove(&label);
+        for track in [Track::Video, Track::Audio] {
+            self.ingest_frames.remove(&FrameLabel {
+                stream: stream.to_string(),
+                track,
+            });
+        }
+    }
+
+    pub fn stream(stream: &str) -> StreamLabel {
+        StreamLabel {
+            stream: stream.to_string(),
+        }
+    }
+}

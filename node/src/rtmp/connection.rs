@@ -1,0 +1,432 @@
+//! One RTMP connection: handshake, connect, publish, media.
+//!
+//! The socket is read by this task only; rml_rtmp does the protocol work
+//! (chunking, extended timestamps, chunk-size changes). Media goes to the
+//! stream's ingest actor, one bounded-pipeline credit per message, so a slow
+//! pipeline stops the reads here and TCP pushes back on the publisher.
+//!
+//! The stream key is secret: it is never logged; the span carries the stream id
+//! once the registry has resolved it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::ActorRef;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::context::NodeContext;
+use crate::media::aggregate;
+use crate::metrics::ReasonLabel;
+use crate::node::NodeMsg;
+use crate::stream::ingest::{IngestMsg, MediaKind};
+use crate::stream::registry::StreamKey;
+use crate::stream::supervisor::{PublisherBinding, PublisherConn};
+
+const READ_BUFFER: usize = 64 * 1024;
+/// How long a publish request may wait for the node to attach it.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Names from clients are shortened before they reach a log line.
+const MAX_LOGGED_NAME: usize = 64;
+
+/// Why a connection ended; the label is the metric's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Closed {
+    #[error("peer closed the connection")]
+    PeerClosed,
+    #[error("publisher finished the stream")]
+    Finished,
+    #[error("handshake not completed within {}", humantime::format_duration(*.0))]
+    HandshakeTimeout(Duration),
+    #[error("connection closed during the handshake")]
+    HandshakeIncomplete,
+    #[error("nothing received for {}", humantime::format_duration(*.0))]
+    Idle(Duration),
+    #[error("malformed RTMP: {0}")]
+    Malformed(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("closed by the server: {0}")]
+    Kicked(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Closed {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::PeerClosed => "peer_closed",
+            Self::Finished => "finished",
+            Self::HandshakeTimeout(_) => "handshake_timeout",
+            Self::HandshakeIncomplete => "handshake_incomplete",
+            Self::Idle(_) => "idle_timeout",
+            Self::Malformed(_) => "malformed",
+            Self::Refused(_) => "refused",
+            Self::Kicked(_) => "kicked",
+            Self::Io(_) => "io_error",
+        }
+    }
+
+    fn is_normal(&self) -> bool {
+        matches!(self, Self::PeerClosed | Self::Finished | Self::Kicked(_))
+    }
+}
+
+pub async fn serve<S>(socket: S, peer: SocketAddr, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
+    ctx.metrics.rtmp_connections.inc();
+    let metrics_ctx = ctx.clone();
+    let closing_ctx = ctx.clone();
+    async move {
+        tracing::debug!("connection accepted");
+        let mut conn = Connection {
+            socket,
+            peer,
+            ctx,
+            node,
+            buf: vec![0; READ_BUFFER],
+            session: None,
+            binding: None,
+            kicked: None,
+        };
+        let closed = conn.run().await;
+        if let Some(binding) = conn.binding.take() {
+            // Queued behind the last frames, so nothing the publisher sent is lost.
+            let _ = binding.ingest.send_message(IngestMsg::End);
+        }
+        if closed.is_normal() {
+            tracing::info!(reason = %closed, "connection closed");
+        } else {
+            tracing::warn!(reason = %closed, "connection closed");
+        }
+        closing_ctx
+            .metrics
+            .rtmp_closed
+            .get_or_create(&ReasonLabel {
+                reason: closed.label(),
+            })
+            .inc();
+    }
+    .instrument(span)
+    .await;
+    metrics_ctx.metrics.rtmp_connections.dec();
+}
+
+struct Connection<S> {
+    socket: S,
+    peer: SocketAddr,
+    ctx: Arc<NodeContext>,
+    node: ActorRef<NodeMsg>,
+    buf: Vec<u8>,
+    session: Option<ServerSession>,
+    binding: Option<PublisherBinding>,
+    /// Resolves when the stream wants this publisher gone (takeover, bad media).
+    kicked: Option<oneshot::Receiver<String>>,
+}
+
+fn malformed(e: impl std::fmt::Display) -> Closed {
+    Closed::Malformed(e.to_string())
+}
+
+fn shorten(name: &str) -> String {
+    name.chars().take(MAX_LOGGED_NAME).collect()
+}
+
+async fn kicked(rx: &mut Option<oneshot::Receiver<String>>) -> Closed {
+    match rx {
+        Some(rx) => Closed::Kicked(
+            rx.await
+                .unwrap_or_else(|_| "the stream's pipeline stopped".into()),
+        ),
+        None => std::future::pending().await,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
+    async fn run(&mut self) -> Closed {
+        match self.serve().await {
+            Ok(()) => Closed::PeerClosed,
+            Err(closed) => closed,
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), Closed> {
+        let limit = self.ctx.config.rtmp.handshake_timeout;
+        let leftover = tokio::time::timeout(limit, self.handshake())
+            .await
+            .map_err(|_| Closed::HandshakeTimeout(limit))??;
+        let (session, results) =
+            ServerSession::new(ServerSessionConfig::new()).map_err(malformed)?;
+        self.session = Some(session);
+        self.process(results).await?;
+        self.input(&leftover).await?;
+        let idle = self.ctx.config.rtmp.idle_timeout;
+        loop {
+            let read = tokio::select! {
+                biased;
+                closed = kicked(&mut self.kicked) => return Err(closed),
+                read = tokio::time::timeout(idle, self.socket.read(&mut self.buf)) => read,
+            };
+            let n = read.map_err(|_| Closed::Idle(idle))??;
+            if n == 0 {
+                return Ok(());
+            }
+            let data = self.buf[..n].to_vec();
+            self.input(&data).await?;
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<Vec<u8>, Closed> {
+        let mut handshake = Handshake::new(PeerType::Server);
+        loop {
+            let n = self.socket.read(&mut self.buf).await?;
+            if n == 0 {
+                return Err(Closed::HandshakeIncomplete);
+            }
+            match handshake
+                .process_bytes(&self.buf[..n])
+                .map_err(|e| Closed::Malformed(format!("bad handshake: {e}")))?
+            {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    self.socket.write_all(&response_bytes).await?;
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
+                    self.socket.write_all(&response_bytes).await?;
+                    return Ok(remaining_bytes);
+                }
+            }
+        }
+    }
+
+    fn session(&mut self) -> &mut ServerSession {
+        self.session
+            .as_mut()
+            .expect("session exists after the handshake")
+    }
+
+    async fn input(&mut self, data: &[u8]) -> Result<(), Closed> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let results = self.session().handle_input(data).map_err(malformed)?;
+        self.process(results).await
+    }
+
+    /// Writes responses and acts on events, in the order the session produced them
+    /// (RTMP header compression requires that order).
+    async fn process(&mut self, results: Vec<ServerSessionResult>) -> Result<(), Closed> {
+        let mut queue = VecDeque::from(results);
+        while let Some(result) = queue.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    self.socket.write_all(&packet.bytes).await?;
+                }
+                ServerSessionResult::RaisedEvent(event) => {
+                    queue.extend(self.event(event).await?);
+                }
+                ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                    if payload.type_id == aggregate::MESSAGE_TYPE {
+                        self.aggregate(payload.timestamp.value, payload.data)
+                            .await?;
+                    } else {
+                        tracing::debug!(type_id = payload.type_id, "ignoring RTMP message");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reject(
+        &mut self,
+        request_id: u32,
+        code: &str,
+        reason: &str,
+    ) -> Result<Vec<ServerSessionResult>, Closed> {
+        let results = self
+            .session()
+            .reject_request(request_id, code, reason)
+            .map_err(malformed)?;
+        // A rejection produces only responses; send them before closing.
+        for result in results {
+            if let ServerSessionResult::OutboundResponse(packet) = result {
+                self.socket.write_all(&packet.bytes).await?;
+            }
+        }
+        Err(Closed::Refused(reason.to_string()))
+    }
+
+    async fn event(
+        &mut self,
+        event: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, Closed> {
+        match event {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
+                if app_name != self.ctx.config.rtmp.app {
+                    let reason = format!(
+                        "unknown application {:?}; publish to rtmp://host/{}/STREAM_KEY",
+                        shorten(&app_name),
+                        self.ctx.config.rtmp.app
+                    );
+                    return self
+                        .reject(request_id, "NetConnection.Connect.Rejected", &reason)
+                        .await;
+                }
+                self.session().accept_request(request_id).map_err(malformed)
+            }
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => self.publish(request_id, StreamKey::new(stream_key)).await,
+            ServerSessionEvent::PublishStreamFinished { .. } => Err(Closed::Finished),
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
+                self.forward(MediaKind::Audio, timestamp.value, data)
+                    .await?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
+                self.forward(MediaKind::Video, timestamp.value, data)
+                    .await?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                tracing::debug!(
+                    width = ?metadata.video_width,
+                    height = ?metadata.video_height,
+                    video_codec = ?metadata.video_codec_id,
+                    audio_codec = ?metadata.audio_codec_id,
+                    "publisher metadata"
+                );
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                self.reject(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "castmesh plays streams over HLS: http://host:8080/hls/STREAM_ID/index.m3u8",
+                )
+                .await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        request_id: u32,
+        key: StreamKey,
+    ) -> Result<Vec<ServerSessionResult>, Closed> {
+        if self.binding.is_some() {
+            return self
+                .reject(
+                    request_id,
+                    "NetStream.Publish.BadName",
+                    "this connection is already publishing",
+                )
+                .await;
+        }
+        let id = match self.ctx.registry.authorize_publish(&key).await {
+            Ok(id) => id,
+            Err(denied) => return self.reject(request_id, denied.code, &denied.reason).await,
+        };
+        tracing::Span::current().record("stream", id.as_str());
+        let (kick, kicked) = oneshot::channel();
+        let conn = PublisherConn {
+            peer: self.peer,
+            kick,
+        };
+        let answer = self
+            .node
+            .call(
+                |reply| NodeMsg::Publish { id, conn, reply },
+                Some(ATTACH_TIMEOUT),
+            )
+            .await;
+        match answer {
+            Ok(ractor::rpc::CallResult::Success(Ok(binding))) => {
+                self.binding = Some(binding);
+                self.kicked = Some(kicked);
+                tracing::info!("publishing");
+                self.session().accept_request(request_id).map_err(malformed)
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(denied))) => {
+                self.reject(request_id, denied.code, &denied.reason).await
+            }
+            _ => {
+                self.reject(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "the node could not attach the stream in time",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Hands one media message to ingest, waiting for a pipeline credit.
+    async fn forward(
+        &mut self,
+        kind: MediaKind,
+        timestamp_ms: u32,
+        body: Bytes,
+    ) -> Result<(), Closed> {
+        let Some(binding) = &self.binding else {
+            return Ok(()); // rml_rtmp only raises media for publishing streams.
+        };
+        let permit = tokio::select! {
+            biased;
+            closed = kicked(&mut self.kicked) => return Err(closed),
+            permit = binding.credits.clone().acquire_owned() => permit
+                .map_err(|_| Closed::Kicked("the stream's pipeline stopped".into()))?,
+        };
+        binding
+            .ingest
+            .send_message(IngestMsg::Media {
+                kind,
+                timestamp_ms,
+                body,
+                permit,
+            })
+            .map_err(|_| Closed::Kicked("the stream's pipeline stopped".into()))
+    }
+
+    async fn aggregate(&mut self, timestamp_ms: u32, body: Bytes) -> Result<(), Closed> {
+        let messages = aggregate::split(timestamp_ms, body).map_err(Closed::Malformed)?;
+        for m in messages {
+            match m.tag_type {
+                8 => {
+                    self.forward(MediaKind::Audio, m.timestamp_ms, m.body)
+                        .await?
+                }
+                9 => {
+                    self.forward(MediaKind::Video, m.timestamp_ms, m.body)
+                        .await?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

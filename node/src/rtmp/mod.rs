@@ -1,0 +1,5 @@
+//! RTMP ingest: an accept loop and one task per connection driving rml_rtmp's
+//! sans-IO handshake and server session.
+
+pub mod connection;
+pub mod listener;

@@ -1,0 +1,220 @@
+//! The ingest actor: bound to one publishing connection. Turns FLV tag bodies
+//! into codec configurations and frames for the segmenter, and keeps the
+//! stream's ingest statistics.
+//!
+//! It is not restarted on its own: its state is tied to the connection, so when
+//! it stops or fails the supervisor closes the connection with the reason and
+//! the stream waits in its grace period for the publisher to reconnect (OBS
+//! does so by itself).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::segmenter::SegmenterMsg;
+use super::stats::StreamStats;
+use crate::context::NodeContext;
+use crate::media::flv::{self, TagError};
+use crate::media::{Codecs, MediaEvent};
+use crate::metrics::{FrameLabel, Metrics, Track};
+
+/// After this many malformed tags in a row the publisher is disconnected.
+const MAX_MALFORMED_IN_A_ROW: u32 = 50;
+/// Bitrate is measured over windows of this length.
+const BITRATE_WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+pub enum IngestMsg {
+    Media {
+        kind: MediaKind,
+        timestamp_ms: u32,
+        body: Bytes,
+        permit: OwnedSemaphorePermit,
+    },
+    /// The segmenter was restarted: send frames (and the codecs first) to this one.
+    Downstream(ActorRef<SegmenterMsg>),
+    /// The publisher finished (queued behind its last frames).
+    End,
+    /// Fault injection: panic.
+    Crash,
+}
+
+pub struct IngestActor;
+
+pub struct IngestArgs {
+    pub stream: String,
+    pub segmenter: ActorRef<SegmenterMsg>,
+    pub stats: Arc<StreamStats>,
+    pub ctx: Arc<NodeContext>,
+}
+
+pub struct IngestState {
+    stream: String,
+    segmenter: ActorRef<SegmenterMsg>,
+    stats: Arc<StreamStats>,
+    ctx: Arc<NodeContext>,
+    codecs: Codecs,
+    malformed_in_a_row: u32,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Actor for IngestActor {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<IngestMsg>,
+        args: IngestArgs,
+    ) -> Result<IngestState, ActorProcessingErr> {
+        Ok(IngestState {
+            stream: args.stream,
+            segmenter: args.segmenter,
+            stats: args.stats,
+            ctx: args.ctx,
+            codecs: Codecs::default(),
+            malformed_in_a_row: 0,
+            window_start: Instant::now(),
+            window_bytes: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IngestMsg>,
+        msg: IngestMsg,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IngestMsg::Media {
+                kind,
+                timestamp_ms,
+                body,
+                permit,
+            } => {
+                // The exit reason reaches the publisher's connection through the
+                // stream supervisor, which closes it.
+                if let Err(reason) = state.media(kind, timestamp_ms, body, permit) {
+                    myself.stop(Some(reason));
+                }
+            }
+            IngestMsg::Downstream(segmenter) => {
+                state.segmenter = segmenter;
+                if state.codecs != Codecs::default() {
+                    let _ = state
+                        .segmenter
+                        .send_message(SegmenterMsg::Codecs(state.codecs.clone()));
+                }
+            }
+            IngestMsg::End => myself.stop(Some("publisher finished".into())),
+            IngestMsg::Crash => panic!("fault injection: ingest crash requested"),
+        }
+        Ok(())
+    }
+}
+
+impl IngestState {
+    fn media(
+        &mut self,
+        kind: MediaKind,
+        timestamp_ms: u32,
+        body: Bytes,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), String> {
+        let len = body.len() as u64;
+        self.measure_bitrate(len);
+        let metrics = &self.ctx.metrics;
+        self.stats.ingest_bytes.fetch_add(len, Ordering::Relaxed);
+        metrics
+            .ingest_bytes
+            .get_or_create(&Metrics::stream(&self.stream))
+            .inc_by(len);
+        let event = match kind {
+            MediaKind::Video => flv::video_event(timestamp_ms, body),
+            MediaKind::Audio => flv::audio_event(timestamp_ms, body),
+        };
+        let event = match event {
+            Ok(event) => {
+                self.malformed_in_a_row = 0;
+                event
+            }
+            Err(TagError::Unsupported(what)) => return Err(format!("unsupported codec: {what}")),
+            Err(e @ TagError::Malformed(..)) => {
+                self.malformed_in_a_row += 1;
+                tracing::warn!(stream = %self.stream, error = %e, "dropping malformed tag");
+                if self.malformed_in_a_row >= MAX_MALFORMED_IN_A_ROW {
+                    return Err(format!("{MAX_MALFORMED_IN_A_ROW} malformed tags in a row"));
+                }
+                return Ok(());
+            }
+        };
+        match event {
+            MediaEvent::VideoConfig(v) => {
+                tracing::info!(stream = %self.stream, codec = %v.codec_string(), width = v.width, height = v.height, "video configuration");
+                self.codecs.video = Some(Arc::new(v));
+                self.send_codecs();
+            }
+            MediaEvent::AudioConfig(a) => {
+                tracing::info!(stream = %self.stream, codec = %a.codec_string(), sample_rate = a.sample_rate, channels = a.channels, "audio configuration");
+                self.codecs.audio = Some(Arc::new(a));
+                self.send_codecs();
+            }
+            MediaEvent::Frame(frame) => {
+                let (counter, track) = match kind {
+                    MediaKind::Video => (&self.stats.video_frames, Track::Video),
+                    MediaKind::Audio => (&self.stats.audio_frames, Track::Audio),
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .ingest_frames
+                    .get_or_create(&FrameLabel {
+                        stream: self.stream.clone(),
+                        track,
+                    })
+                    .inc();
+                if self
+                    .segmenter
+                    .send_message(SegmenterMsg::Frame(frame, permit))
+                    .is_err()
+                {
+                    // The segmenter is restarting; it resumes at the next keyframe.
+                    metrics
+                        .ingest_dropped_frames
+                        .get_or_create(&Metrics::stream(&self.stream))
+                        .inc();
+                }
+            }
+            MediaEvent::Ignored => {}
+        }
+        Ok(())
+    }
+
+    fn send_codecs(&self) {
+        let _ = self
+            .segmenter
+            .send_message(SegmenterMsg::Codecs(self.codecs.clone()));
+    }
+
+    fn measure_bitrate(&mut self, bytes: u64) {
+        self.window_bytes += bytes;
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= BITRATE_WINDOW {
+            let bps = self.window_bytes as f64 * 8.0 / elapsed.as_secs_f64();
+            self.stats.bitrate_bps.store(bps as u64, Ordering::Relaxed);
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+    }
+}

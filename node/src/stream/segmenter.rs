@@ -1,0 +1,163 @@
+//! The segmenter actor: runs [`hls::segmenter::Segmenter`] for one stream and
+//! applies its output to the stream's [`LiveStream`] window.
+//!
+//! The window outlives this actor. When it is restarted after a panic, the new
+//! segmenter continues the same playlist after a discontinuity, so nothing that
+//! was listed disappears.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::context::NodeContext;
+use crate::hls::live::LiveStream;
+use crate::hls::segmenter::{CutRules, Output, Segmenter};
+use crate::hls::window::Part;
+use crate::media::{Codecs, Frame};
+use crate::metrics::Metrics;
+
+pub enum SegmenterMsg {
+    Codecs(Codecs),
+    /// The permit is the frame's slot in the stream's bounded pipeline; dropping it
+    /// after processing lets the publisher's connection read more.
+    Frame(Frame, OwnedSemaphorePermit),
+    NewPublisher,
+    EndOfStream,
+    /// Fault injection: panic.
+    Crash,
+}
+
+pub struct SegmenterActor;
+
+pub struct SegmenterArgs {
+    pub stream: String,
+    pub live: Arc<LiveStream>,
+    pub ctx: Arc<NodeContext>,
+}
+
+pub struct SegmenterState {
+    args: SegmenterArgs,
+    segmenter: Segmenter,
+    /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
+    /// re-anchored at every discontinuity.
+    anchor: Option<(i64, SystemTime)>,
+}
+
+impl Actor for SegmenterActor {
+    type Msg = SegmenterMsg;
+    type State = SegmenterState;
+    type Arguments = SegmenterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SegmenterMsg>,
+        args: SegmenterArgs,
+    ) -> Result<SegmenterState, ActorProcessingErr> {
+        let config = &args.ctx.config;
+        let rules = CutRules {
+            segment_target_ms: config.hls.segment_target.as_millis() as i64,
+            segment_max_ms: i64::from(config.target_duration_s()) * 1000,
+            part_target_ms: config.hls.part_target.as_millis() as i64,
+            jump_threshold_ms: config.hls.timestamp_jump.as_millis() as u32,
+        };
+        // A restarted segmenter continues the timeline after the last listed part and
+        // starts with a discontinuity.
+        let (start_at, restarted) = {
+            let w = args.live.read();
+            (
+                w.timeline_end_ms().map_or(0, |t| t + 1),
+                w.position().has_media(),
+            )
+        };
+        if restarted {
+            tracing::warn!(stream = %args.stream, "segmenter restarted; continuing after a discontinuity");
+        }
+        Ok(SegmenterState {
+            segmenter: Segmenter::new(rules, start_at, restarted),
+            args,
+            anchor: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SegmenterMsg>,
+        msg: SegmenterMsg,
+        state: &mut SegmenterState,
+    ) -> Result<(), ActorProcessingErr> {
+        let outputs = match msg {
+            SegmenterMsg::Codecs(codecs) => state.segmenter.set_codecs(codecs)?,
+            SegmenterMsg::Frame(frame, _permit) => state.segmenter.push(frame)?,
+            SegmenterMsg::NewPublisher => state.segmenter.new_publisher()?,
+            SegmenterMsg::EndOfStream => {
+                let out = state.segmenter.finish()?;
+                state.apply(out);
+                state.args.live.update(|w| w.end_stream());
+                return Ok(());
+            }
+            SegmenterMsg::Crash => panic!("fault injection: segmenter crash requested"),
+        };
+        state.apply(outputs);
+        Ok(())
+    }
+}
+
+impl SegmenterState {
+    fn apply(&mut self, outputs: Vec<Output>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let metrics = &self.args.ctx.metrics;
+        let label = Metrics::stream(&self.args.stream);
+        let wall = self.args.ctx.seams.clock.wall();
+        let anchor = &mut self.anchor;
+        // Where the stream timeline stands, so a restarted segmenter continues after it.
+        let part_end = self.segmenter.timeline_end_ms().unwrap_or(0);
+        let bytes_held = self.args.live.update(|w| {
+            for output in outputs {
+                match output {
+                    Output::Init { bytes, codecs } => {
+                        w.add_init(bytes, codecs);
+                    }
+                    Output::SegmentStart {
+                        discontinuity,
+                        start_ms,
+                    } => {
+                        if discontinuity || anchor.is_none() {
+                            *anchor = Some((start_ms, wall));
+                        }
+                        let (base_ms, base_wall) = anchor.expect("anchored above");
+                        let offset = Duration::from_millis((start_ms - base_ms).max(0) as u64);
+                        w.begin_segment(discontinuity, base_wall + offset);
+                    }
+                    Output::Part {
+                        bytes,
+                        duration_ms,
+                        independent,
+                    } => {
+                        w.push_part(
+                            Part {
+                                duration_ms,
+                                independent,
+                                data: bytes,
+                            },
+                            part_end,
+                        );
+                        metrics.hls_parts.get_or_create(&label).inc();
+                    }
+                    Output::SegmentEnd => {
+                        w.end_segment();
+                        metrics.hls_segments.get_or_create(&label).inc();
+                    }
+                }
+            }
+            w.media_bytes()
+        });
+        metrics
+            .hls_memory_bytes
+            .get_or_create(&label)
+            .set(bytes_held as i64);
+    }
+}

@@ -1,0 +1,85 @@
+//! Per-stream facts the API reports, written by the stream's actors.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use ractor::ActorRef;
+
+use super::viewer_counter::ViewerMsg;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A publisher is attached.
+    Live,
+    /// The publisher left; waiting for it within the grace period.
+    Grace,
+    /// Ended (ENDLIST published); kept for the retention period.
+    Ended,
+}
+
+pub struct StreamStats {
+    pub started_at: SystemTime,
+    phase: AtomicU8,
+    pub ingest_bytes: AtomicU64,
+    pub video_frames: AtomicU64,
+    pub audio_frames: AtomicU64,
+    /// Publisher bitrate over the last measurement interval, bits per second.
+    pub bitrate_bps: AtomicU64,
+    pub viewers: AtomicU64,
+    /// The current viewer-counter actor (replaced when it restarts). HTTP handlers
+    /// report viewers straight to it so the stream supervisor stays off the hot path.
+    viewer_counter: RwLock<Option<ActorRef<ViewerMsg>>>,
+}
+
+impl StreamStats {
+    pub fn new(started_at: SystemTime) -> Arc<Self> {
+        Arc::new(Self {
+            started_at,
+            phase: AtomicU8::new(0),
+            ingest_bytes: AtomicU64::new(0),
+            video_frames: AtomicU64::new(0),
+            audio_frames: AtomicU64::new(0),
+            bitrate_bps: AtomicU64::new(0),
+            viewers: AtomicU64::new(0),
+            viewer_counter: RwLock::new(None),
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Live,
+            1 => Phase::Grace,
+            _ => Phase::Ended,
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        let v = match phase {
+            Phase::Live => 0,
+            Phase::Grace => 1,
+            Phase::Ended => 2,
+        };
+        self.phase.store(v, Ordering::Relaxed);
+    }
+
+    pub fn set_viewer_counter(&self, actor: Option<ActorRef<ViewerMsg>>) {
+        *self
+            .viewer_counter
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = actor;
+    }
+
+    /// Reports that a viewer session fetched something.
+    pub fn viewer_seen(&self, seen: ViewerMsg) {
+        if let Some(actor) = &*self
+            .viewer_counter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            // A restarting counter misses a few sightings; the count recovers.
+            let _ = actor.send_message(seen);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The stream supervisor: one per live stream, parent of `ingest`, `segmenter`
+//! and `viewer-counter` (and, in a later issue, `relay`).
+//!
+//! Lifecycle: a publisher attaches (live) → it leaves (grace period) → it comes
+//! back (live again, after a discontinuity) or the grace period runs out (ended,
+//! ENDLIST) → retention runs out (removed). A second publisher with the same
+//! key takes over at once: the old connection is closed.
+//!
+//! Restarts are one-for-one with an intensity limit: a failed segmenter or
+//! viewer-counter is restarted alone; ingest is not restarted because it is
+//! bound to its connection (see `ingest`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::ingest::{IngestActor, IngestArgs, IngestMsg};
+use super::registry::{PublishDenied, StreamId};
+use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
+use super::stats::{Phase, StreamStats};
+use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
+use crate::context::NodeContext;
+use crate::hls::live::LiveStream;
+use crate::metrics::ActorLabel;
+use crate::supervision::{RestartIntensity, StreamChild};
+
+/// A publishing connection asking to feed this stream.
+pub struct PublisherConn {
+    pub peer: SocketAddr,
+    /// Fired with a reason when the connection must close (takeover, bad media).
+    pub kick: oneshot::Sender<String>,
+}
+
+/// What a connection feeds once attached.
+pub struct PublisherBinding {
+    pub ingest: ActorRef<IngestMsg>,
+    /// Bounds frames in flight from socket to segmenter (back-pressure).
+    pub credits: Arc<Semaphore>,
+}
+
+pub enum StreamMsg {
+    Attach {
+        conn: PublisherConn,
+        reply: RpcReplyPort<Result<PublisherBinding, PublishDenied>>,
+    },
+    GraceExpired {
+        generation: u64,
+    },
+    RetentionExpired {
+        generation: u64,
+    },
+    /// Fault injection: make a child panic.
+    Crash(StreamChild),
+}
+
+pub struct StreamSupervisor;
+
+pub struct StreamArgs {
+    pub id: StreamId,
+    pub live: Arc<LiveStream>,
+    pub stats: Arc<StreamStats>,
+    pub ctx: Arc<NodeContext>,
+}
+
+pub struct StreamState {
+    args: StreamArgs,
+    segmenter: ActorRef<SegmenterMsg>,
+    viewers: ActorRef<ViewerMsg>,
+    /// The attached publisher: its ingest actor and the handle that closes its
+    /// connection with a reason.
+    ingest: Option<(ActorRef<IngestMsg>, oneshot::Sender<String>)>,
+    /// Ingest actors we stopped on purpose (takeover); their exit is expected.
+    replaced: BTreeSet<ActorId>,
+    /// Bumped at every phase change so stale timers are ignored.
+    generation: u64,
+    published_before: bool,
+    credits: Arc<Semaphore>,
+    intensity: RestartIntensity,
+}
+
+impl StreamState {
+    fn name(&self) -> &str {
+        self.args.id.as_str()
+    }
+
+    fn enter(&mut self, phase: Phase) -> u64 {
+        self.args.stats.set_phase(phase);
+        self.generation += 1;
+        self.generation
+    }
+}
+
+async fn spawn_segmenter(
+    myself: &ActorRef<StreamMsg>,
+    args: &StreamArgs,
+) -> Result<ActorRef<SegmenterMsg>, ActorProcessingErr> {
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        SegmenterActor,
+        SegmenterArgs {
+            stream: args.id.to_string(),
+            live: args.live.clone(),
+            ctx: args.ctx.clone(),
+        },
+        myself.get_cell(),
+    )
+    .await?;
+    Ok(actor)
+}
+
+async fn spawn_viewer_counter(
+    myself: &ActorRef<StreamMsg>,
+    args: &StreamArgs,
+) -> Result<ActorRef<ViewerMsg>, ActorProcessingErr> {
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        ViewerCounter,
+        ViewerArgs {
+            stream: args.id.to_string(),
+            stats: args.stats.clone(),
+            ctx: args.ctx.clone(),
+        },
+        myself.get_cell(),
+    )
+    .await?;
+    args.stats.set_viewer_counter(Some(actor.clone()));
+    Ok(actor)
+}
+
+impl Actor for StreamSupervisor {
+    type Msg = StreamMsg;
+    type State = StreamState;
+    type Arguments = StreamArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        args: StreamArgs,
+    ) -> Result<StreamState, ActorProcessingErr> {
+        let streams = &args.ctx.config.streams;
+        let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
+        let credits = Arc::new(Semaphore::new(args.ctx.config.rtmp.max_pending_frames));
+        let segmenter = spawn_segmenter(&myself, &args).await?;
+        let viewers = spawn_viewer_counter(&myself, &args).await?;
+        Ok(StreamState {
+            args,
+            segmenter,
+            viewers,
+            ingest: None,
+            replaced: BTreeSet::new(),
+            generation: 0,
+            published_before: false,
+            credits,
+            intensity,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StreamMsg>,
+        state: &mut StreamState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.stats.set_viewer_counter(None);
+        if let Some((ingest, kick)) = state.ingest.take() {
+            let _ = kick.send("stream removed".into());
+            ingest.stop(None);
+        }
+        state.segmenter.stop(None);
+        state.viewers.stop(None);
+        tracing::info!(stream = %state.name(), "stream removed");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        msg: StreamMsg,
+        state: &mut StreamState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StreamMsg::Attach { conn, reply } => {
+                if let Some((old, kick)) = state.ingest.take() {
+                    tracing::info!(stream = %state.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
+                    state.replaced.insert(old.get_id());
+                    // A stop signal overtakes the old publisher's queued frames, so none
+                    // of them reach the segmenter after NewPublisher below.
+                    old.stop(None);
+                    let _ = kick.send("another publisher took over this stream".into());
+                }
+                if state.published_before {
+                    let _ = state.segmenter.send_message(SegmenterMsg::NewPublisher);
+                }
+                state.published_before = true;
+                let (ingest, _) = Actor::spawn_linked(
+                    None,
+                    IngestActor,
+                    IngestArgs {
+                        stream: state.name().to_string(),
+                        segmenter: state.segmenter.clone(),
+                        stats: state.args.stats.clone(),
+                        ctx: state.args.ctx.clone(),
+                    },
+                    myself.get_cell(),
+                )
+                .await?;
+                state.ingest = Some((ingest.clone(), conn.kick));
+                state.enter(Phase::Live);
+                let registry = state.args.ctx.registry.clone();
+                let id = state.args.id.clone();
+                tokio::spawn(async move { registry.stream_live(&id).await });
+                let _ = reply.send(Ok(PublisherBinding {
+                    ingest,
+                    credits: state.credits.clone(),
+                }));
+            }
+            StreamMsg::GraceExpired { generation } if generation == state.generation => {
+                tracing::info!(stream = %state.name(), "grace period over: stream ended");
+                let generation = state.enter(Phase::Ended);
+                let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
+                let registry = state.args.ctx.registry.clone();
+                let id = state.args.id.clone();
+                tokio::spawn(async move { registry.stream_ended(&id).await });
+                let retention = state.args.ctx.config.streams.retention;
+                myself.send_after(retention, move || StreamMsg::RetentionExpired {
+                    generation,
+                });
+            }
+            StreamMsg::RetentionExpired { generation } if generation == state.generation => {
+                myself.stop(Some("retention period over".into()));
+            }
+            StreamMsg::GraceExpired { .. } | StreamMsg::RetentionExpired { .. } => {}
+            StreamMsg::Crash(child) => {
+                tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");
+                let _ = match child {
+                    StreamChild::Segmenter => state
+                        .segmenter
+                        .send_message(SegmenterMsg::Crash)
+                        .map_err(|_| ()),
+                    StreamChild::ViewerCounter => {
+                        state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
+                    }
+                    StreamChild::Ingest => match &state.ingest {
+                        Some((i, _)) => i.send_message(IngestMsg::Crash).map_err(|_| ()),
+                        None => Err(()),
+                    },
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<StreamMsg>,
+        event: SupervisionEvent,
+        state: &mut StreamState,
+    ) -> Result<(), ActorProcessingErr> {
+        // ractor's default stops the supervisor when any child exits; we decide per child.
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason),
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(format!("failed: {err}"))),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        if state.replaced.remove(&id) {
+            return Ok(());
+        }
+        if state.ingest.as_ref().is_some_and(|(i, _)| i.get_id() == id) {
+            if let Some((_, kick)) = state.ingest.take() {
+                let _ = kick.send(failure.clone().unwrap_or_else(|| "ingest stopped".into()));
+            }
+            let grace = state.args.ctx.config.streams.grace_period;
+            tracing::info!(stream = %state.name(), reason = failure.as_deref().unwrap_or("closed"), grace = %humantime::format_duration(grace), "publisher gone; waiting for it to return");
+            let generation = state.enter(Phase::Grace);
+            myself.send_after(grace, move || StreamMsg::GraceExpired { generation });
+            return Ok(());
+        }
+        let child = if state.segmenter.get_id() == id {
+            StreamChild::Segmenter
+        } else if state.viewers.get_id() == id {
+            StreamChild::ViewerCounter
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(stream = %state.name(), actor = child.name(), reason = failure.as_deref().unwrap_or("stopped"), "child exited; restarting");
+        if !state.intensity.allow_restart(tokio::time::Instant::now()) {
+            return Err(format!(
+                "{} failed more than {} times within {}; giving up on the stream",
+                child.name(),
+                state.args.ctx.config.streams.max_restarts,
+                humantime::format_duration(state.args.ctx.config.streams.restart_window)
+            )
+            .into());
+        }
+        state
+            .args
+            .ctx
+            .metrics
+            .actor_restarts
+            .get_or_create(&ActorLabel {
+                actor: child.name(),
+            })
+            .inc();
+        match child {
+            StreamChild::Segmenter => {
+                state.segmenter = spawn_segmenter(&myself, &state.args).await?;
+                if let Some((ingest, _)) = &state.ingest {
+                    let _ = ingest.send_message(IngestMsg::Downstream(state.segmenter.clone()));
+                }
+                if state.args.stats.phase() == Phase::Ended {
+                    let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
+                }
+            }
+            StreamChild::ViewerCounter => {
+                state.viewers = spawn_viewer_counter(&myself, &state.args).await?;
+            }
+            StreamChild::Ingest => unreachable!("ingest is matched above"),
+        }
+        Ok(())
+    }
+}
