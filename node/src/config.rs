@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub rtmp: RtmpConfig,
@@ -126,18 +126,6 @@ impl Default for StreamsConfig {
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             max_streams: 1000,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            rtmp: RtmpConfig::default(),
-            http: HttpConfig::default(),
-            hls: HlsConfig::default(),
-            streams: StreamsConfig::default(),
-            debug: DebugConfig::default(),
         }
     }
 }

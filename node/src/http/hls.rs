@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -24,16 +23,14 @@ use crate::stream::directory::StreamHandle;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
-fn stream(state: &AppState, id: &str) -> Result<Arc<StreamHandle>, Response> {
-    state.ctx.directory.get(id).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no live stream {:?} on this node",
-                id.chars().take(64).collect::<String>()
-            ),
-        )
-    })
+fn unknown_stream(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no live stream {:?} on this node",
+            id.chars().take(64).collect::<String>()
+        ),
+    )
 }
 
 /// Longest a request is held waiting for media: three target durations (hls-rules 13).
@@ -64,9 +61,8 @@ pub async fn playlist(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let stream = match stream(&state, &id) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(stream) = state.ctx.directory.get(&id) else {
+        return unknown_stream(&id);
     };
     let request = match blocking::parse(
         query.get("_HLS_msn").map(String::as_str),
@@ -147,9 +143,8 @@ pub async fn media(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let stream = match stream(&state, &id) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(stream) = state.ctx.directory.get(&id) else {
+        return unknown_stream(&id);
     };
     let Some(name) = names::parse(&file) else {
         return error(StatusCode::NOT_FOUND, "no such HLS file");

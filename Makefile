@@ -1,0 +1,48 @@
+# castmesh — the two commands a fresh machine needs are `make run` and `make test`.
+# Both install what is missing (Debian packages) before building.
+
+CARGO ?= cargo
+# Tests start the release binaries the build already made; one profile, one build.
+PROFILE := --release
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps build lint unit e2e bench bench-deps fmt clean
+
+## Run one node with embedded defaults and open publishing (--dev).
+run: deps
+	$(CARGO) run $(PROFILE) --bin castmesh -- --dev
+
+## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real clients.
+test: deps lint build
+	$(CARGO) test $(PROFILE) --workspace
+
+deps:
+	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
+		echo "installing ffmpeg (publisher and player for the tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) ffmpeg; \
+	fi
+
+build:
+	$(CARGO) build $(PROFILE) --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Benchmark against nginx-rtmp (see docs/benchmarks.md). Not part of `make test`.
+bench: deps bench-deps build
+	$(CARGO) run $(PROFILE) -p castmesh-bench -- $(BENCH_ARGS)
+
+bench-deps:
+	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
+		echo "installing nginx + libnginx-mod-rtmp (the benchmark's reference server)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) nginx-light libnginx-mod-rtmp || \
+		$(SUDO) $(APT_INSTALL) nginx libnginx-mod-rtmp; \
+	fi
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,170 @@
+//! A real `castmesh` process on free loopback ports.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{artifacts_dir, wait_for};
+
+/// The `castmesh` binary built alongside this test (same profile).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>")
+        .join("castmesh");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`make test` does: cargo build --release --bins)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Node {
+    pub child: Child,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+    client: reqwest::blocking::Client,
+}
+
+impl Node {
+    /// Starts a node on free ports with extra flags, and waits for `/healthz`.
+    pub fn start(name: &str, extra: &[&str]) -> Node {
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(name, rtmp, http, extra)
+    }
+
+    pub fn start_on(name: &str, rtmp: SocketAddr, http: SocketAddr, extra: &[&str]) -> Node {
+        let log = artifacts_dir().join(format!("{name}.node.log"));
+        let log_file = std::fs::File::create(&log).expect("node log");
+        let child = Command::new(binary())
+            .arg("--dev")
+            .args(["--rtmp-listen", &rtmp.to_string()])
+            .args(["--http-listen", &http.to_string()])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env("CASTMESH_LOG", "info,castmesh_node=debug")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start castmesh");
+        let node = Node {
+            child,
+            rtmp,
+            http,
+            log,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        wait_for("node /healthz", Duration::from_secs(20), || {
+            node.get("/healthz").ok().filter(|r| r.0 == 200)
+        });
+        node
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn playlist_url(&self, id: &str) -> String {
+        self.url(&format!("/hls/{id}/index.m3u8"))
+    }
+
+    /// GET returning (status, body bytes).
+    pub fn get(&self, path: &str) -> reqwest::Result<(u16, Vec<u8>)> {
+        self.get_url(&self.url(path))
+    }
+
+    pub fn get_url(&self, url: &str) -> reqwest::Result<(u16, Vec<u8>)> {
+        let r = self.client.get(url).send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.bytes()?.to_vec()))
+    }
+
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let (s, b) = self.get(path).expect("HTTP request");
+        (s, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn post(&self, path: &str) -> u16 {
+        self.client
+            .post(self.url(path))
+            .send()
+            .expect("HTTP POST")
+            .status()
+            .as_u16()
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).expect("HTTP request");
+        assert_eq!(status, 200, "GET {path}");
+        serde_json::from_slice(&body).expect("JSON")
+    }
+
+    /// The value of a metric line starting with `prefix` (e.g. `castmesh_viewers{stream="x"}`).
+    pub fn metric(&self, prefix: &str) -> Option<f64> {
+        let (_, text) = self.get_text("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until the stream's playlist lists at least `parts` parts and segments.
+    pub fn wait_for_stream(&self, id: &str, segments: usize) {
+        wait_for(
+            &format!("stream {id} with {segments} segments"),
+            Duration::from_secs(30),
+            || {
+                let (status, text) = self.get_text(&format!("/hls/{id}/index.m3u8"));
+                (status == 200 && text.matches("#EXTINF").count() >= segments).then_some(())
+            },
+        )
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory of the node process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

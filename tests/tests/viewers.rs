@@ -1,0 +1,52 @@
+//! Viewer counts: distinct HLS sessions on this node, in the API and /metrics,
+//! expiring after the viewer timeout.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use castmesh_tests::ffmpeg::Publisher;
+use castmesh_tests::node::Node;
+use castmesh_tests::wait_for;
+
+#[test]
+fn distinct_viewers_are_counted_and_expire() {
+    let node = Node::start("viewers", &["--streams-viewer-timeout", "3s"]);
+    let _publisher = Publisher::start(&node.rtmp_url("watched"));
+    node.wait_for_stream("watched", 1);
+    // Three real players (ffmpeg, copying without decoding), told apart by User-Agent.
+    let mut readers: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-user_agent"])
+                .arg(format!("castmesh-viewer-{i}"))
+                .args([
+                    "-i",
+                    &node.playlist_url("watched"),
+                    "-c",
+                    "copy",
+                    "-f",
+                    "null",
+                    "-",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    wait_for("3 viewers in the API", Duration::from_secs(15), || {
+        (node.json("/api/v1/streams/watched")["viewers"] == 3).then_some(())
+    });
+    assert_eq!(
+        node.metric("castmesh_viewers{stream=\"watched\"}"),
+        Some(3.0)
+    );
+    for r in &mut readers {
+        let _ = r.kill();
+        let _ = r.wait();
+    }
+    wait_for("viewers expire", Duration::from_secs(10), || {
+        (node.json("/api/v1/streams/watched")["viewers"] == 0).then_some(())
+    });
+}
