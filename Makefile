@@ -35,7 +35,7 @@ fmt:
 
 ## Benchmark against nginx-rtmp (see docs/benchmarks.md). Not part of `make test`.
 bench: deps bench-deps build
-	$(CARGO) run $(PROFILE) -p castmesh-bench -- $(BENCH_ARGS)
+	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-bench -- $(BENCH_ARGS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \

@@ -24,15 +24,21 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// `target/<profile>`: where cargo put this executable (tests live one level deeper,
+/// in `deps/`) and the `castmesh` binary of the same build.
+pub fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// Directory for test artifacts (fixtures, node logs) inside the target directory.
 pub fn artifacts_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/castmesh-tests
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .join("castmesh-tests");
+    let dir = profile_dir().join("castmesh-tests");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir
 }

@@ -9,12 +9,7 @@ use crate::{artifacts_dir, wait_for};
 
 /// The `castmesh` binary built alongside this test (same profile).
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .join("castmesh");
+    let bin = crate::profile_dir().join("castmesh");
     assert!(
         bin.exists(),
         "{} not found: build it first (`make test` does: cargo build --release --bins)",

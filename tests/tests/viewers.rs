@@ -13,6 +13,11 @@ fn distinct_viewers_are_counted_and_expire() {
     let node = Node::start("viewers", &["--streams-viewer-timeout", "3s"]);
     let _publisher = Publisher::start(&node.rtmp_url("watched"));
     node.wait_for_stream("watched", 1);
+    // The harness's own playlist fetches count as a viewer too; let that session expire
+    // (3 s timeout, swept every second) so only the three players below remain.
+    wait_for("harness viewer to expire", Duration::from_secs(10), || {
+        (node.json("/api/v1/streams/watched")["viewers"] == 0).then_some(())
+    });
     // Three real players (ffmpeg, copying without decoding), told apart by User-Agent.
     let mut readers: Vec<_> = (0..3)
         .map(|i| {

@@ -518,6 +518,38 @@ mod tests {
     }
 
     #[test]
+    fn audio_only_streams_are_cut_by_time() {
+        let mut seg = Segmenter::new(rules(), 0, false);
+        let only_audio = Codecs {
+            video: None,
+            ..codecs()
+        };
+        seg.set_codecs(only_audio).unwrap();
+        let mut out = Vec::new();
+        for i in 0..(44_100 * 5 / 1024) {
+            out.extend(seg.push(audio(i * 1024 * 1000 / 44_100)).unwrap());
+        }
+        let mut parts = 0;
+        let mut segments = 0;
+        for o in &out {
+            match o {
+                Output::Part {
+                    duration_ms,
+                    independent,
+                    ..
+                } => {
+                    assert!(*duration_ms <= 200.0 && *independent, "{duration_ms}");
+                    parts += 1;
+                }
+                Output::SegmentEnd => segments += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(segments, 2, "two complete 2 s segments in 5 s");
+        assert!(parts >= 20, "{parts} parts");
+    }
+
+    #[test]
     fn frames_before_the_first_keyframe_are_dropped() {
         let mut seg = Segmenter::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();

@@ -1,0 +1,490 @@
+//! `make bench`: castmesh against nginx-rtmp, side by side in one run.
+//!
+//! For each publisher count N, each server gets the same pre-encoded FLV published
+//! by N `ffmpeg -re -c copy` processes, in two phases on a fresh server process:
+//!
+//! 1. latency: up to 4 streams are probed from the start. castmesh is read the way
+//!    LL-HLS players read it (blocking reloads for the next part); nginx-rtmp, which has
+//!    no blocking reload, is polled every 20 ms. A segment's (or part's) latency is when
+//!    it first appears in the playlist minus when its first frame was sent, which is the
+//!    publisher's start (from ffmpeg's progress output) plus the media time of the frame.
+//! 2. CPU: no readers; the server's CPU time (all its processes) over a fixed window,
+//!    divided by N × window: CPU seconds per stream-second. Peak RSS is VmHWM.
+//!
+//! Not a test: it asserts nothing and prints figures for docs/benchmarks.md.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use castmesh_tests::ffmpeg::sample_flv;
+use castmesh_tests::hls_check::parse;
+use castmesh_tests::node::{binary, free_port};
+use castmesh_tests::{artifacts_dir, wait_for};
+
+const PROBED_STREAMS: usize = 4;
+const NGINX_POLL: Duration = Duration::from_millis(20);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_s() -> f64 {
+    epoch().elapsed().as_secs_f64()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Castmesh,
+    Nginx,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Castmesh => "castmesh",
+            Kind::Nginx => "nginx-rtmp",
+        }
+    }
+}
+
+struct Server {
+    kind: Kind,
+    child: Child,
+    rtmp: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: Kind) -> Server {
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = match kind {
+            Kind::Castmesh => Command::new(binary())
+                .args(["--dev", "--log", "warn"])
+                .args(["--rtmp-listen", &rtmp.to_string(), "--http-listen", &http.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start castmesh"),
+            Kind::Nginx => {
+                let dir = artifacts_dir().join("nginx-bench");
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(dir.join("hls")).unwrap();
+                std::fs::create_dir_all(dir.join("logs")).unwrap();
+                let conf = nginx_conf(&dir, rtmp, http);
+                std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+                Command::new("nginx")
+                    .arg("-p")
+                    .arg(&dir)
+                    .arg("-c")
+                    .arg(dir.join("nginx.conf"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .expect("start nginx (make bench installs nginx + libnginx-mod-rtmp)")
+            }
+        };
+        let server = Server {
+            kind,
+            child,
+            rtmp,
+            http,
+        };
+        wait_for(&format!("{} listening", kind.name()), Duration::from_secs(20), || {
+            std::net::TcpStream::connect(rtmp).ok().map(|_| ())
+        });
+        server
+    }
+
+    fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    fn playlist_url(&self, key: &str) -> String {
+        match self.kind {
+            Kind::Castmesh => format!("http://{}/hls/{key}/index.m3u8", self.http),
+            Kind::Nginx => format!("http://{}/hls/{key}.m3u8", self.http),
+        }
+    }
+
+    /// The server process and its children (nginx's worker).
+    fn pids(&self) -> Vec<u32> {
+        let root = self.child.id();
+        let mut pids = vec![root];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Some(stat) = proc_stat(pid)
+                && stat.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(root)
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// User + system CPU ticks of all the server's processes.
+    fn cpu_ticks(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .filter_map(proc_stat)
+            .map(|f| f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
+            .sum()
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.kind == Kind::Nginx {
+            // nginx's worker outlives a killed master otherwise.
+            let _ = Command::new("pkill").args(["-f", "nginx-bench"]).status();
+        }
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name: [0]=state, [1]=ppid, [11]=utime, [12]=stime.
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn nginx_conf(dir: &Path, rtmp: SocketAddr, http: SocketAddr) -> String {
+    let dir = dir.display();
+    format!(
+        r#"load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+rtmp {{
+    server {{
+        listen {rtmp};
+        chunk_size 4096;
+        application live {{
+            live on;
+            hls on;
+            hls_path {dir}/hls;
+            hls_fragment 2s;
+            hls_playlist_length 12s;
+        }}
+    }}
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    server {{
+        listen {http};
+        location /hls/ {{
+            alias {dir}/hls/;
+            types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+            add_header Cache-Control no-cache;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// `ffmpeg -re -c copy` publisher that learns when it started sending from its progress output.
+struct Publisher {
+    child: Child,
+    started: Arc<Mutex<Option<f64>>>,
+}
+
+impl Publisher {
+    fn start(sample: &Path, url: &str) -> Publisher {
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostats"])
+            .args(["-progress", "pipe:1", "-stats_period", "0.1"])
+            .args(["-re", "-stream_loop", "-1", "-i"])
+            .arg(sample)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        let started = Arc::new(Mutex::new(None::<f64>));
+        let out = child.stdout.take().unwrap();
+        let s = started.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(us) = line.strip_prefix("out_time_us=").and_then(|v| v.parse::<f64>().ok())
+                    && us > 0.0
+                {
+                    // Progress is reported after sending, so the earliest estimate is best.
+                    let estimate = now_s() - us / 1e6;
+                    let mut best = s.lock().unwrap();
+                    *best = Some(best.map_or(estimate, |b: f64| b.min(estimate)));
+                }
+            }
+        });
+        Publisher { child, started }
+    }
+
+    fn started(&self) -> Option<f64> {
+        *self.started.lock().unwrap()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// First time each segment / part was seen in the playlist, and its media start time.
+#[derive(Default)]
+struct Sightings {
+    segment_durations: BTreeMap<u64, f64>,
+    segment_seen: BTreeMap<u64, f64>,
+    part_durations: BTreeMap<(u64, usize), f64>,
+    part_seen: BTreeMap<(u64, usize), f64>,
+}
+
+impl Sightings {
+    fn record(&mut self, text: &str) {
+        let at = now_s();
+        let p = parse(text);
+        for s in &p.segments {
+            self.segment_durations.entry(s.msn).or_insert(s.duration);
+            self.segment_seen.entry(s.msn).or_insert(at);
+            for (i, part) in s.parts.iter().enumerate() {
+                self.part_durations.entry((s.msn, i)).or_insert(part.duration);
+                self.part_seen.entry((s.msn, i)).or_insert(at);
+            }
+        }
+        for (i, part) in p.open_parts.iter().enumerate() {
+            self.part_durations.entry((p.open_msn(), i)).or_insert(part.duration);
+            self.part_seen.entry((p.open_msn(), i)).or_insert(at);
+        }
+    }
+
+    /// Latencies (ms) of segments and parts, given when the publisher started sending.
+    fn latencies(&self, started: f64) -> (Vec<f64>, Vec<f64>) {
+        // Media start of each segment, counted from the first segment (media time 0).
+        let mut start = BTreeMap::new();
+        let mut t = 0.0;
+        let mut expected = 0;
+        for (msn, d) in &self.segment_durations {
+            if *msn != expected {
+                break; // a gap: later starts would be unknown
+            }
+            start.insert(*msn, t);
+            t += d;
+            expected += 1;
+        }
+        let mut segments = Vec::new();
+        for (msn, seen) in &self.segment_seen {
+            if let Some(s) = start.get(msn) {
+                segments.push((seen - started - s) * 1000.0);
+            }
+        }
+        let mut parts = Vec::new();
+        let mut offset_in_segment = 0.0;
+        let mut current = None;
+        for ((msn, i), d) in &self.part_durations {
+            if current != Some(*msn) {
+                current = Some(*msn);
+                offset_in_segment = 0.0;
+            }
+            // Open segments have no entry in `start` yet: derive it from the previous one.
+            let seg_start = start.get(msn).copied().or_else(|| {
+                let prev = msn.checked_sub(1)?;
+                Some(start.get(&prev)? + self.segment_durations.get(&prev)?)
+            });
+            if let (Some(s), Some(seen)) = (seg_start, self.part_seen.get(&(*msn, *i))) {
+                parts.push((seen - started - s - offset_in_segment) * 1000.0);
+            }
+            offset_in_segment += d;
+        }
+        (segments, parts)
+    }
+}
+
+fn probe(kind: Kind, url: String, until: Instant) -> Sightings {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut sightings = Sightings::default();
+    let mut next: Option<(u64, usize)> = None;
+    while Instant::now() < until {
+        let target = match (kind, next) {
+            (Kind::Castmesh, Some((msn, part))) => {
+                format!("{url}?_HLS_msn={msn}&_HLS_part={part}")
+            }
+            _ => url.clone(),
+        };
+        let Ok(resp) = client.get(&target).send() else {
+            std::thread::sleep(NGINX_POLL);
+            continue;
+        };
+        if !resp.status().is_success() {
+            std::thread::sleep(NGINX_POLL);
+            continue;
+        }
+        let text = resp.text().unwrap_or_default();
+        sightings.record(&text);
+        match kind {
+            Kind::Castmesh => {
+                let p = parse(&text);
+                next = Some((p.open_msn(), p.open_parts.len()));
+            }
+            Kind::Nginx => std::thread::sleep(NGINX_POLL),
+        }
+    }
+    sightings
+}
+
+fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rank = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
+    Some(values[rank])
+}
+
+struct Figures {
+    cpu_per_stream_s: f64,
+    segment_ms: (Option<f64>, Option<f64>, usize),
+    part_ms: (Option<f64>, Option<f64>, usize),
+    peak_rss_mib: f64,
+}
+
+fn run(kind: Kind, n: usize, sample: &Path, probe_s: u64, warmup_s: u64, measure_s: u64) -> Figures {
+    // Phase 1: latency, probing the first streams from the moment they start.
+    let (mut segments, mut parts) = (Vec::new(), Vec::new());
+    {
+        let server = Server::start(kind);
+        let until = Instant::now() + Duration::from_secs(probe_s);
+        let probes: Vec<_> = (0..n.min(PROBED_STREAMS))
+            .map(|i| {
+                let url = server.playlist_url(&format!("s{i}"));
+                std::thread::spawn(move || probe(kind, url, until))
+            })
+            .collect();
+        let publishers: Vec<_> = (0..n)
+            .map(|i| Publisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
+            .collect();
+        for (i, p) in probes.into_iter().enumerate() {
+            let sightings = p.join().unwrap();
+            if let Some(started) = publishers[i].started() {
+                let (s, p) = sightings.latencies(started);
+                segments.extend(s);
+                parts.extend(p);
+            }
+        }
+    }
+    // Phase 2: CPU and memory with no readers.
+    let server = Server::start(kind);
+    let _publishers: Vec<_> = (0..n)
+        .map(|i| Publisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
+        .collect();
+    std::thread::sleep(Duration::from_secs(warmup_s));
+    let ticks_per_s = clock_ticks();
+    let before = server.cpu_ticks();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(measure_s));
+    let cpu_s = (server.cpu_ticks() - before) as f64 / ticks_per_s;
+    let stream_s = n as f64 * t0.elapsed().as_secs_f64();
+    let summary = |v: &mut Vec<f64>| (percentile(v, 50.0), percentile(v, 95.0), v.len());
+    Figures {
+        cpu_per_stream_s: cpu_s / stream_s,
+        segment_ms: summary(&mut segments),
+        part_ms: summary(&mut parts),
+        peak_rss_mib: server.peak_rss_kib() as f64 / 1024.0,
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+fn fmt_ms(v: (Option<f64>, Option<f64>, usize)) -> String {
+    match v {
+        (Some(m), Some(p), n) => format!("{m:.0} / {p:.0} (n={n})"),
+        _ => "n/a".into(),
+    }
+}
+
+fn main() {
+    epoch();
+    let args: Vec<String> = std::env::args().collect();
+    let counts: Vec<usize> = arg(&args, "--publishers", "1,8,32".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let probe_s = arg(&args, "--probe-seconds", 16u64);
+    let warmup_s = arg(&args, "--warmup-seconds", 5u64);
+    let measure_s = arg(&args, "--measure-seconds", 15u64);
+    let sample: PathBuf = sample_flv();
+    eprintln!("sample: {}", sample.display());
+    let mut rows = Vec::new();
+    for &n in &counts {
+        let mut pair = Vec::new();
+        for kind in [Kind::Castmesh, Kind::Nginx] {
+            eprintln!("running {} with {n} publishers…", kind.name());
+            pair.push((kind, run(kind, n, &sample, probe_s, warmup_s, measure_s)));
+        }
+        rows.push((n, pair));
+    }
+    println!(
+        "| publishers | server | CPU s per stream-s | CPU ratio castmesh/nginx | segment latency ms median / p95 | part latency ms median / p95 | peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (n, pair) in rows {
+        let ratio = pair[0].1.cpu_per_stream_s / pair[1].1.cpu_per_stream_s;
+        for (kind, r) in pair {
+            println!(
+                "| {n} | {} | {:.4} | {} | {} | {} | {:.1} |",
+                kind.name(),
+                r.cpu_per_stream_s,
+                if kind == Kind::Castmesh { format!("{ratio:.2}") } else { String::new() },
+                fmt_ms(r.segment_ms),
+                fmt_ms(r.part_ms),
+                r.peak_rss_mib
+            );
+        }
+    }
+}
