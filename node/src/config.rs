@@ -26,13 +26,20 @@ pub struct RtmpConfig {
     /// A client must finish the RTMP handshake within this time.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// After the handshake, a client must start publishing within this time.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     pub max_connections: usize,
-    /// Frames in flight between a publisher's socket and the segmenter; when full,
-    /// the node stops reading that socket (TCP back-pressure) instead of buffering.
-    pub max_pending_frames: usize,
+    /// Media bytes in flight between a stream's publisher socket and its segmenter;
+    /// when full, the node stops reading that socket (TCP back-pressure) instead of
+    /// buffering. Also the largest single media message accepted.
+    pub max_pending_bytes: u32,
+    /// A publisher sending more than this (kbit/s, over 2 s windows) is disconnected;
+    /// with the window length it bounds the memory a stream can hold.
+    pub max_bitrate_kbps: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,9 +98,11 @@ impl Default for RtmpConfig {
             listen: "0.0.0.0:1935".parse().expect("valid"),
             app: "live".into(),
             handshake_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 1000,
-            max_pending_frames: 512,
+            max_pending_bytes: 32 * 1024 * 1024,
+            max_bitrate_kbps: 50_000,
         }
     }
 }
@@ -194,7 +203,11 @@ impl Config {
         }
         for (name, v) in [
             ("rtmp.max_connections", self.rtmp.max_connections),
-            ("rtmp.max_pending_frames", self.rtmp.max_pending_frames),
+            (
+                "rtmp.max_pending_bytes",
+                self.rtmp.max_pending_bytes as usize,
+            ),
+            ("rtmp.max_bitrate_kbps", self.rtmp.max_bitrate_kbps as usize),
             ("streams.max_streams", self.streams.max_streams),
         ] {
             if v == 0 {
@@ -203,6 +216,7 @@ impl Config {
         }
         for (name, v) in [
             ("rtmp.handshake_timeout", self.rtmp.handshake_timeout),
+            ("rtmp.publish_timeout", self.rtmp.publish_timeout),
             ("rtmp.idle_timeout", self.rtmp.idle_timeout),
             ("streams.viewer_timeout", self.streams.viewer_timeout),
             ("streams.restart_window", self.streams.restart_window),
@@ -246,12 +260,16 @@ pub struct Cli {
     pub rtmp_app: Option<String>,
     #[arg(long, env = "CASTMESH_RTMP_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub rtmp_handshake_timeout: Option<Duration>,
+    #[arg(long, env = "CASTMESH_RTMP_PUBLISH_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub rtmp_publish_timeout: Option<Duration>,
     #[arg(long, env = "CASTMESH_RTMP_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub rtmp_idle_timeout: Option<Duration>,
     #[arg(long, env = "CASTMESH_RTMP_MAX_CONNECTIONS")]
     pub rtmp_max_connections: Option<usize>,
-    #[arg(long, env = "CASTMESH_RTMP_MAX_PENDING_FRAMES")]
-    pub rtmp_max_pending_frames: Option<usize>,
+    #[arg(long, env = "CASTMESH_RTMP_MAX_PENDING_BYTES")]
+    pub rtmp_max_pending_bytes: Option<u32>,
+    #[arg(long, env = "CASTMESH_RTMP_MAX_BITRATE_KBPS")]
+    pub rtmp_max_bitrate_kbps: Option<u64>,
     #[arg(long, env = "CASTMESH_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
     #[arg(long, env = "CASTMESH_HLS_SEGMENT_TARGET", value_parser = humantime::parse_duration)]
@@ -293,12 +311,11 @@ impl Cli {
         set(&mut c.rtmp.listen, &self.rtmp_listen);
         set(&mut c.rtmp.app, &self.rtmp_app);
         set(&mut c.rtmp.handshake_timeout, &self.rtmp_handshake_timeout);
+        set(&mut c.rtmp.publish_timeout, &self.rtmp_publish_timeout);
         set(&mut c.rtmp.idle_timeout, &self.rtmp_idle_timeout);
         set(&mut c.rtmp.max_connections, &self.rtmp_max_connections);
-        set(
-            &mut c.rtmp.max_pending_frames,
-            &self.rtmp_max_pending_frames,
-        );
+        set(&mut c.rtmp.max_pending_bytes, &self.rtmp_max_pending_bytes);
+        set(&mut c.rtmp.max_bitrate_kbps, &self.rtmp_max_bitrate_kbps);
         set(&mut c.http.listen, &self.http_listen);
         set(&mut c.hls.segment_target, &self.hls_segment_target);
         set(&mut c.hls.part_target, &self.hls_part_target);

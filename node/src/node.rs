@@ -189,11 +189,14 @@ impl NodeState {
                 ),
             });
         }
-        let live = Arc::new(LiveStream::new(WindowConfig {
-            target_duration_s: config.target_duration_s(),
-            part_target_ms: config.hls.part_target.as_millis() as u32,
-            segments: config.hls.window_segments,
-        }));
+        let live = Arc::new(LiveStream::new(
+            WindowConfig {
+                target_duration_s: config.target_duration_s(),
+                part_target_ms: config.hls.part_target.as_millis() as u32,
+                segments: config.hls.window_segments,
+            },
+            self.ctx.seams.entropy.next_u64() as u32,
+        ));
         let stats = StreamStats::new(self.ctx.seams.clock.wall());
         let spawned = Actor::spawn_linked(
             None,

@@ -66,7 +66,7 @@ pub fn readiness(req: BlockingRequest, pos: &Position, advance_limit: u32) -> Re
     let ahead = if req.msn == pos.open_msn {
         part.saturating_sub(pos.open_parts)
     } else {
-        part + 1 // Next segment: at least the rest of this one plus `part`.
+        part.saturating_add(1) // Next segment: at least the rest of this one plus `part`.
     };
     if ahead > advance_limit {
         Readiness::TooFarAhead

@@ -28,8 +28,8 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
-    pub fn new(config: WindowConfig) -> Self {
-        let window = Window::new(config);
+    pub fn new(config: WindowConfig, run: u32) -> Self {
+        let window = Window::new(config, run);
         let first = Arc::new(render(&window));
         Self {
             window: RwLock::new(window),
@@ -39,6 +39,10 @@ impl LiveStream {
 
     pub fn config(&self) -> WindowConfig {
         *self.read().config()
+    }
+
+    pub fn run(&self) -> u32 {
+        self.read().run()
     }
 
     /// Applies a change and publishes the re-rendered playlist.

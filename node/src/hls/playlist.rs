@@ -43,20 +43,20 @@ pub fn render(w: &Window) -> String {
 
     let mut current_init = None;
     for (seg, parts) in complete.iter().zip(list_parts) {
-        segment_header(&mut out, seg, &mut current_init);
+        segment_header(&mut out, w.run(), seg, &mut current_init);
         if parts {
-            part_lines(&mut out, seg);
+            part_lines(&mut out, w.run(), seg);
         }
         let _ = writeln!(
             out,
             "#EXTINF:{:.3},\n{}",
             seg.duration_ms / 1000.0,
-            names::segment(seg.msn)
+            names::segment(w.run(), seg.msn)
         );
     }
     if let Some(open) = w.open_segment().filter(|s| !s.parts.is_empty()) {
-        segment_header(&mut out, open, &mut current_init);
-        part_lines(&mut out, open);
+        segment_header(&mut out, w.run(), open, &mut current_init);
+        part_lines(&mut out, w.run(), open);
     }
     if w.is_ended() {
         out.push_str("#EXT-X-ENDLIST\n");
@@ -65,18 +65,18 @@ pub fn render(w: &Window) -> String {
         let _ = writeln!(
             out,
             "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-            names::part(pos.open_msn, pos.open_parts)
+            names::part(w.run(), pos.open_msn, pos.open_parts)
         );
     }
     out
 }
 
-fn segment_header(out: &mut String, seg: &Segment, current_init: &mut Option<u32>) {
+fn segment_header(out: &mut String, run: u32, seg: &Segment, current_init: &mut Option<u32>) {
     if seg.discontinuity {
         out.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *current_init != Some(seg.init_id) {
-        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", names::init(seg.init_id));
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", names::init(run, seg.init_id));
         *current_init = Some(seg.init_id);
     }
     let _ = writeln!(
@@ -86,13 +86,13 @@ fn segment_header(out: &mut String, seg: &Segment, current_init: &mut Option<u32
     );
 }
 
-fn part_lines(out: &mut String, seg: &Segment) {
+fn part_lines(out: &mut String, run: u32, seg: &Segment) {
     for (i, part) in seg.parts.iter().enumerate() {
         let _ = write!(
             out,
             "#EXT-X-PART:DURATION={:.3},URI=\"{}\"",
             part.duration_ms / 1000.0,
-            names::part(seg.msn, i as u32)
+            names::part(run, seg.msn, i as u32)
         );
         out.push_str(if part.independent {
             ",INDEPENDENT=YES\n"
@@ -111,11 +111,14 @@ mod tests {
     use std::time::SystemTime;
 
     fn w() -> Window {
-        let mut w = Window::new(WindowConfig {
-            target_duration_s: 2,
-            part_target_ms: 200,
-            segments: 6,
-        });
+        let mut w = Window::new(
+            WindowConfig {
+                target_duration_s: 2,
+                part_target_ms: 200,
+                segments: 6,
+            },
+            0xab,
+        );
         w.add_init(Bytes::from_static(b"i"), Codecs::default());
         w
     }
@@ -151,13 +154,13 @@ mod tests {
         assert!(text.contains("PART-HOLD-BACK=0.600"));
         assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.200"));
         assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
-        assert!(text.contains("#EXT-X-PART:DURATION=0.200,URI=\"part-8.2.m4s\"\n"));
-        assert!(text.contains("URI=\"part-8.0.m4s\",INDEPENDENT=YES"));
-        assert!(text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-8.3.m4s\"\n"));
+        assert!(text.contains("#EXT-X-PART:DURATION=0.200,URI=\"part-000000ab-8.2.m4s\"\n"));
+        assert!(text.contains("URI=\"part-000000ab-8.0.m4s\",INDEPENDENT=YES"));
+        assert!(text.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-000000ab-8.3.m4s\"\n"));
         // Parts only for segments within three target durations of the edge.
-        assert!(!text.contains("part-4.0.m4s"));
-        assert!(text.contains("part-5.0.m4s"));
-        assert!(text.contains("#EXTINF:2.000,\nseg-7.m4s\n"));
+        assert!(!text.contains("part-000000ab-4.0.m4s"));
+        assert!(text.contains("part-000000ab-5.0.m4s"));
+        assert!(text.contains("#EXTINF:2.000,\nseg-000000ab-7.m4s\n"));
     }
 
     #[test]

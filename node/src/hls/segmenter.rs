@@ -15,11 +15,16 @@ use crate::cmaf::{self, EncodeError, Sample, TrackRun, VIDEO_TIMESCALE, init::Tr
 use crate::media::timeline::Timeline;
 use crate::media::{AudioConfig, Codecs, Frame, TrackKind};
 
+/// In an audio+video stream, audio closes the part itself once video has been silent
+/// for this many part targets (normal interleaving jitter stays well below it).
+const VIDEO_STALL_PARTS: i64 = 2;
+
 /// Cutting rules, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct CutRules {
     pub segment_target_ms: i64,
-    /// Hard ceiling for a segment: the playlist's EXT-X-TARGETDURATION.
+    /// Hard ceiling for a segment: EXTINF rounded to the nearest second must not exceed
+    /// EXT-X-TARGETDURATION, so target duration + 499 ms.
     pub segment_max_ms: i64,
     pub part_target_ms: i64,
     pub jump_threshold_ms: u32,
@@ -129,14 +134,14 @@ impl Segmenter {
     }
 
     /// A different publisher continues the stream: close what we have, mark a
-    /// discontinuity, and continue the timeline after the last frame.
+    /// discontinuity, and continue the timeline after the last media.
     pub fn new_publisher(&mut self) -> Result<Vec<Output>, EncodeError> {
         let mut out = Vec::new();
-        self.flush(&mut out)?;
+        let end = self.flush(&mut out)?;
         if self.init_codecs.is_some() {
             self.discontinuity_next = true;
         }
-        self.timeline.rebase();
+        self.timeline.rebase(end);
         self.audio_next = None;
         Ok(out)
     }
@@ -171,6 +176,10 @@ impl Segmenter {
         self.codecs.video.is_none()
     }
 
+    fn part_is_empty(&self) -> bool {
+        self.video.samples.is_empty() && self.audio.samples.is_empty()
+    }
+
     fn push_video(
         &mut self,
         dts: i64,
@@ -184,25 +193,54 @@ impl Segmenter {
             }
             return Ok(());
         }
-        let keyframe = frame.keyframe;
-        if let Some(prev) = self.pending_video.take() {
-            let duration = (dts - prev.dts_ms).max(1);
-            self.last_video_duration_ms = duration;
-            self.add_video_sample(prev, duration);
-        }
-        let est = self.last_video_duration_ms;
-        let segment_elapsed = dts - self.segment_start_ms;
-        let part_elapsed = dts - self.part_start_ms;
-        if keyframe && segment_elapsed + est / 2 >= self.rules.segment_target_ms
-            || segment_elapsed + est > self.rules.segment_max_ms
+        let Some(prev) = self.pending_video.take() else {
+            // Video resumes after a stall during which audio carried the parts.
+            self.pending_video = Some(PendingVideo { dts_ms: dts, frame });
+            return Ok(());
+        };
+        let gap = (dts - prev.dts_ms).max(1);
+        // No sample lasts longer than a part: a longer gap is a stall in the source,
+        // kept as a gap in decode time rather than one frame frozen for seconds.
+        let duration = gap.min(self.rules.part_target_ms);
+        let end = prev.dts_ms + duration;
+        self.add_video(prev, duration, out)?;
+        if frame.keyframe
+            && dts - self.segment_start_ms + duration / 2 >= self.rules.segment_target_ms
         {
-            self.close_part(dts, out)?;
+            self.close_part(end, out)?;
             self.end_segment(out);
             self.begin_segment(dts, out);
-        } else if part_elapsed + est > self.rules.part_target_ms {
-            self.close_part(dts, out)?;
+        } else if gap > duration {
+            self.close_part(end, out)?;
+            self.part_start_ms = dts;
         }
         self.pending_video = Some(PendingVideo { dts_ms: dts, frame });
+        Ok(())
+    }
+
+    /// Adds a finished video frame. If it would make the part longer than the part
+    /// target, the part is closed before it; if it would make the segment longer than
+    /// the target duration (a keyframe interval longer than the segment), the segment
+    /// is closed before it too.
+    fn add_video(
+        &mut self,
+        prev: PendingVideo,
+        duration_ms: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), EncodeError> {
+        let start = prev.dts_ms;
+        let end = start + duration_ms;
+        if !self.part_is_empty() {
+            if end - self.segment_start_ms > self.rules.segment_max_ms {
+                self.close_part(start, out)?;
+                self.end_segment(out);
+                self.begin_segment(start, out);
+            } else if end - self.part_start_ms > self.rules.part_target_ms {
+                self.close_part(start, out)?;
+            }
+        }
+        self.last_video_duration_ms = duration_ms;
+        self.add_video_sample(prev, duration_ms);
         Ok(())
     }
 
@@ -218,18 +256,31 @@ impl Segmenter {
             }
             self.start_segment(dts, out)?;
         } else if self.audio_only() {
-            let part_elapsed = dts - self.part_start_ms;
             let frame_ms = self.audio_frame_ms();
             if dts - self.segment_start_ms + frame_ms / 2 >= self.rules.segment_target_ms {
                 self.close_part(dts, out)?;
                 self.end_segment(out);
                 self.begin_segment(dts, out);
-            } else if part_elapsed + frame_ms > self.rules.part_target_ms {
+            } else if dts - self.part_start_ms + frame_ms > self.rules.part_target_ms {
                 self.close_part(dts, out)?;
+            }
+        } else if dts - self.part_start_ms > VIDEO_STALL_PARTS * self.rules.part_target_ms {
+            // Video stopped while audio flows (a camera died, an app went to the
+            // background): audio carries the parts so nothing piles up and players
+            // keep going.
+            if let Some(prev) = self.pending_video.take() {
+                let duration = (dts - prev.dts_ms).clamp(1, self.rules.part_target_ms);
+                self.add_video(prev, duration, out)?;
+            }
+            let segment_too_long = dts - self.segment_start_ms > self.rules.segment_max_ms;
+            self.close_part(dts, out)?;
+            if segment_too_long {
+                self.end_segment(out);
+                self.begin_segment(dts, out);
             }
         }
         let rate = u64::from(self.audio_rate());
-        let mapped = dts.max(0) as u64 * rate / 1000;
+        let mapped = dts as u64 * rate / 1000;
         let per_frame = u64::from(AudioConfig::SAMPLES_PER_FRAME);
         // Count samples for exact timing; resynchronise only when the publisher's clock
         // says we drifted by more than two frames (a gap in the audio).
@@ -338,25 +389,28 @@ impl Segmenter {
     }
 
     /// Closes the open part and segment using the last known frame duration.
-    fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), EncodeError> {
+    /// Returns where the flushed media ends on the timeline.
+    fn flush(&mut self, out: &mut Vec<Output>) -> Result<Option<i64>, EncodeError> {
         if !self.in_segment {
-            return Ok(());
+            return Ok(None);
         }
         let mut boundary = self.part_start_ms;
         if let Some(prev) = self.pending_video.take() {
             let duration = self.last_video_duration_ms;
             boundary = prev.dts_ms + duration;
-            self.add_video_sample(prev, duration);
+            self.add_video(prev, duration, out)?;
         }
-        if self.audio_only()
-            && let Some(next) = self.audio_next
-        {
-            boundary = boundary.max((next * 1000 / u64::from(self.audio_rate())) as i64);
+        let audio_end = self
+            .audio_next
+            .map(|next| (next * 1000).div_ceil(u64::from(self.audio_rate())) as i64);
+        if self.audio_only() {
+            boundary = boundary.max(audio_end.unwrap_or(boundary));
         }
-        self.close_part(boundary.max(self.part_start_ms + 1), out)?;
+        let boundary = boundary.max(self.part_start_ms + 1);
+        self.close_part(boundary, out)?;
         self.end_segment(out);
         self.in_segment = false;
-        Ok(())
+        Ok(Some(boundary.max(audio_end.unwrap_or(boundary))))
     }
 }
 
@@ -369,7 +423,7 @@ mod tests {
     fn rules() -> CutRules {
         CutRules {
             segment_target_ms: 2000,
-            segment_max_ms: 2000,
+            segment_max_ms: 2499,
             part_target_ms: 200,
             jump_threshold_ms: 10_000,
         }
@@ -481,7 +535,7 @@ mod tests {
             match o {
                 Output::SegmentStart { .. } => segment_ms = 0.0,
                 Output::Part { duration_ms, .. } => segment_ms += duration_ms,
-                Output::SegmentEnd => assert!(segment_ms <= 2000.0, "{segment_ms}"),
+                Output::SegmentEnd => assert!(segment_ms < 2500.0, "{segment_ms}"),
                 _ => {}
             }
         }
@@ -515,6 +569,78 @@ mod tests {
         assert!(starts[1..].iter().all(|(d, _)| !d));
         // Same codecs: no second init.
         assert!(!out.iter().any(|o| matches!(o, Output::Init { .. })));
+    }
+
+    /// NTSC rates: a 60-frame GOP lasts 2002 ms and millisecond timestamps jitter;
+    /// every segment must still start at a keyframe.
+    #[test]
+    fn ntsc_frame_rates_keep_segments_on_keyframes() {
+        let mut seg = Segmenter::new(rules(), 0, false);
+        seg.set_codecs(codecs()).unwrap();
+        let mut out = Vec::new();
+        for i in 0..(60 * 6) {
+            let ms = (f64::from(i) * 1001.0 / 30.0).round() as u32;
+            out.extend(seg.push(video(ms, i % 60 == 0)).unwrap());
+        }
+        let mut expect_independent = false;
+        let mut segments = 0;
+        for o in &out {
+            match o {
+                Output::SegmentStart { .. } => expect_independent = true,
+                Output::Part {
+                    independent,
+                    duration_ms,
+                    ..
+                } => {
+                    if expect_independent {
+                        assert!(
+                            *independent,
+                            "segment {segments} does not start at a keyframe"
+                        );
+                        expect_independent = false;
+                    }
+                    assert!(*duration_ms <= 200.0, "part of {duration_ms} ms");
+                }
+                Output::SegmentEnd => segments += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(segments, 5);
+    }
+
+    /// Video stops for three seconds while audio goes on: parts keep coming, no
+    /// sample is frozen for the whole gap, and nothing accumulates.
+    #[test]
+    fn a_video_stall_does_not_stop_the_parts() {
+        let mut seg = Segmenter::new(rules(), 0, false);
+        seg.set_codecs(codecs()).unwrap();
+        let mut out = feed(&mut seg, 0, 60, 60);
+        let mut ms = 2000;
+        while ms < 5000 {
+            out.extend(seg.push(audio(ms)).unwrap());
+            ms += 23;
+        }
+        let parts_during_stall = out
+            .iter()
+            .rev()
+            .take_while(|o| !matches!(o, Output::Init { .. }))
+            .filter(|o| matches!(o, Output::Part { .. }))
+            .count();
+        assert!(parts_during_stall >= 15, "{parts_during_stall} parts");
+        assert!(
+            seg.audio.samples.len() < 30,
+            "audio piled up: {}",
+            seg.audio.samples.len()
+        );
+        // Video comes back at a keyframe and the stream goes on.
+        out.extend(feed(&mut seg, 150, 90, 60));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Part {
+                independent: true,
+                ..
+            }
+        )));
     }
 
     #[test]

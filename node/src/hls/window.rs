@@ -61,6 +61,8 @@ impl Position {
 #[derive(Debug)]
 pub struct Window {
     config: WindowConfig,
+    /// This stream instance's run id, part of every media name (see `names`).
+    run: u32,
     segments: VecDeque<Segment>,
     open: Option<Segment>,
     retired: VecDeque<Segment>,
@@ -76,9 +78,10 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new(config: WindowConfig) -> Self {
+    pub fn new(config: WindowConfig, run: u32) -> Self {
         Self {
             config,
+            run,
             segments: VecDeque::new(),
             open: None,
             retired: VecDeque::new(),
@@ -95,6 +98,10 @@ impl Window {
 
     pub fn config(&self) -> &WindowConfig {
         &self.config
+    }
+
+    pub fn run(&self) -> u32 {
+        self.run
     }
 
     pub fn add_init(&mut self, bytes: Bytes, codecs: Codecs) -> u32 {
@@ -290,11 +297,14 @@ mod tests {
     use super::*;
 
     pub(crate) fn window(segments: usize) -> Window {
-        Window::new(WindowConfig {
-            target_duration_s: 2,
-            part_target_ms: 200,
-            segments,
-        })
+        Window::new(
+            WindowConfig {
+                target_duration_s: 2,
+                part_target_ms: 200,
+                segments,
+            },
+            1,
+        )
     }
 
     pub(crate) fn add_segment(w: &mut Window, discontinuity: bool, parts: usize) {

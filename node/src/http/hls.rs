@@ -146,27 +146,36 @@ pub async fn media(
     let Some(stream) = state.ctx.directory.get(&id) else {
         return unknown_stream(&id);
     };
-    let Some(name) = names::parse(&file) else {
+    let Some((run, name)) = names::parse(&file) else {
         return error(StatusCode::NOT_FOUND, "no such HLS file");
     };
+    if run != stream.live.run() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this file belongs to an earlier run of the stream",
+        );
+    }
     if matches!(name, MediaName::Part(..)) {
         note_viewer(&state, &stream, &headers, peer);
     }
     let mut body = lookup(&stream, name);
-    let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
-    if body.is_none() && coming_soon(name, &stream.live.snapshot().position, limit) {
-        let waited = stream
-            .live
-            .wait_for(max_wait(&stream), |s| {
-                !coming_soon(name, &s.position, limit)
-            })
-            .await;
-        if waited.is_none() {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the requested part did not appear in time; retry",
-            );
+    if body.is_none() {
+        let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
+        if coming_soon(name, &stream.live.snapshot().position, limit) {
+            let waited = stream
+                .live
+                .wait_for(max_wait(&stream), |s| {
+                    !coming_soon(name, &s.position, limit)
+                })
+                .await;
+            if waited.is_none() {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time; retry",
+                );
+            }
         }
+        // Looked up again either way: it may have been published since the first look.
         body = lookup(&stream, name);
     }
     let Some(body) = body else {
@@ -179,19 +188,11 @@ pub async fn media(
         MediaName::Init(_) => "video/mp4",
         _ => "video/iso.segment",
     };
-    // Names are never reused while a stream lives and for its retention after it
-    // ends, so caches may keep them that long.
-    let cache = format!(
-        "public, max-age={}, immutable",
-        state.ctx.config.streams.retention.as_secs().max(1)
-    );
+    // A name (run id + number) always means the same bytes, so caches may keep it.
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_str(&cache).expect("ascii"),
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400, immutable"),
         ],
         body,
     )

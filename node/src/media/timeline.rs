@@ -18,6 +18,10 @@ pub struct Timeline {
     last_unwrapped: Option<(u32, i64)>,
     offset: i64,
     rebase_pending: bool,
+    /// Where the next run starts, when the caller knows (end of the flushed media).
+    next_anchor: Option<i64>,
+    /// No decode time is earlier than this: the other track may start a little before
+    /// the first frame seen, and decode times are unsigned in MP4.
     start_at: i64,
     last_video: Option<i64>,
     last_audio: Option<i64>,
@@ -32,15 +36,18 @@ impl Timeline {
             last_unwrapped: None,
             offset: 0,
             rebase_pending: true,
+            next_anchor: None,
             start_at,
             last_video: None,
             last_audio: None,
         }
     }
 
-    /// The next frame continues right after the latest one (a new publisher took over).
-    pub fn rebase(&mut self) {
+    /// The next frame starts a new run right after `end_ms` (a new publisher took over
+    /// and the old one's media ends there), or after the latest frame if unknown.
+    pub fn rebase(&mut self, end_ms: Option<i64>) {
         self.rebase_pending = true;
+        self.next_anchor = end_ms.map(|e| e + REBASE_GAP_MS);
         self.last_unwrapped = None;
     }
 
@@ -61,7 +68,11 @@ impl Timeline {
         let latest = self.latest();
         if self.rebase_pending {
             self.rebase_pending = false;
-            let anchor = latest.map_or(self.start_at, |l| l + REBASE_GAP_MS);
+            let anchor = self
+                .next_anchor
+                .take()
+                .or(latest.map(|l| l + REBASE_GAP_MS))
+                .unwrap_or(self.start_at);
             self.offset = anchor - unwrapped;
         }
         let mut t = unwrapped + self.offset;
@@ -73,6 +84,7 @@ impl Timeline {
             t = l + REBASE_GAP_MS;
             jumped = true;
         }
+        t = t.max(self.start_at);
         let last = match track {
             TrackKind::Video => &mut self.last_video,
             TrackKind::Audio => &mut self.last_audio,
@@ -128,9 +140,21 @@ mod tests {
         let mut tl = Timeline::new(5000, 0);
         tl.map(Video, 40_000);
         tl.map(Audio, 40_020);
-        tl.rebase();
+        tl.rebase(None);
         assert_eq!(tl.map(Video, 0).0, 21);
         assert_eq!(tl.map(Audio, 5).0, 26);
+        tl.rebase(Some(100));
+        assert_eq!(tl.map(Video, 7).0, 101);
+    }
+
+    #[test]
+    fn nothing_lands_before_the_start() {
+        let mut tl = Timeline::new(5000, 0);
+        assert_eq!(tl.map(Audio, 50).0, 0);
+        // Video that started slightly earlier than the first audio frame.
+        assert_eq!(tl.map(Video, 0).0, 0);
+        assert_eq!(tl.map(Video, 33).0, 1);
+        assert_eq!(tl.map(Video, 100).0, 50);
     }
 
     #[test]

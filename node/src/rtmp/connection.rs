@@ -34,8 +34,6 @@ use crate::stream::supervisor::{PublisherBinding, PublisherConn};
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a publish request may wait for the node to attach it.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Names from clients are shortened before they reach a log line.
-const MAX_LOGGED_NAME: usize = 64;
 
 /// Why a connection ended; the label is the metric's reason.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +44,8 @@ pub enum Closed {
     Finished,
     #[error("handshake not completed within {}", humantime::format_duration(*.0))]
     HandshakeTimeout(Duration),
+    #[error("publishing not started within {}", humantime::format_duration(*.0))]
+    PublishTimeout(Duration),
     #[error("connection closed during the handshake")]
     HandshakeIncomplete,
     #[error("nothing received for {}", humantime::format_duration(*.0))]
@@ -66,6 +66,7 @@ impl Closed {
             Self::PeerClosed => "peer_closed",
             Self::Finished => "finished",
             Self::HandshakeTimeout(_) => "handshake_timeout",
+            Self::PublishTimeout(_) => "publish_timeout",
             Self::HandshakeIncomplete => "handshake_incomplete",
             Self::Idle(_) => "idle_timeout",
             Self::Malformed(_) => "malformed",
@@ -85,11 +86,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
-    ctx.metrics.rtmp_connections.inc();
-    let metrics_ctx = ctx.clone();
     let closing_ctx = ctx.clone();
     async move {
         tracing::debug!("connection accepted");
+        ctx.metrics.rtmp_connections.inc();
         let mut conn = Connection {
             socket,
             peer,
@@ -101,10 +101,7 @@ where
             kicked: None,
         };
         let closed = conn.run().await;
-        if let Some(binding) = conn.binding.take() {
-            // Queued behind the last frames, so nothing the publisher sent is lost.
-            let _ = binding.ingest.send_message(IngestMsg::End);
-        }
+        drop(conn);
         if closed.is_normal() {
             tracing::info!(reason = %closed, "connection closed");
         } else {
@@ -120,7 +117,6 @@ where
     }
     .instrument(span)
     .await;
-    metrics_ctx.metrics.rtmp_connections.dec();
 }
 
 struct Connection<S> {
@@ -135,12 +131,20 @@ struct Connection<S> {
     kicked: Option<oneshot::Receiver<String>>,
 }
 
-fn malformed(e: impl std::fmt::Display) -> Closed {
-    Closed::Malformed(e.to_string())
+/// Runs however the connection ends, a panic included, so a stream never stays
+/// attached to a connection that is gone.
+impl<S> Drop for Connection<S> {
+    fn drop(&mut self) {
+        if let Some(binding) = self.binding.take() {
+            // Queued behind the last frames, so nothing the publisher sent is lost.
+            let _ = binding.ingest.send_message(IngestMsg::End);
+        }
+        self.ctx.metrics.rtmp_connections.dec();
+    }
 }
 
-fn shorten(name: &str) -> String {
-    name.chars().take(MAX_LOGGED_NAME).collect()
+fn malformed(e: impl std::fmt::Display) -> Closed {
+    Closed::Malformed(e.to_string())
 }
 
 async fn kicked(rx: &mut Option<oneshot::Receiver<String>>) -> Closed {
@@ -172,13 +176,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         self.process(results).await?;
         self.input(&leftover).await?;
         let idle = self.ctx.config.rtmp.idle_timeout;
+        let publish_within = self.ctx.config.rtmp.publish_timeout;
+        // Connections that never publish must not hold a connection slot for long.
+        let publish_deadline = tokio::time::Instant::now() + publish_within;
         loop {
+            let limit = if self.binding.is_some() {
+                idle
+            } else {
+                idle.min(publish_deadline.saturating_duration_since(tokio::time::Instant::now()))
+            };
             let read = tokio::select! {
                 biased;
                 closed = kicked(&mut self.kicked) => return Err(closed),
-                read = tokio::time::timeout(idle, self.socket.read(&mut self.buf)) => read,
+                read = tokio::time::timeout(limit, self.socket.read(&mut self.buf)) => read,
             };
-            let n = read.map_err(|_| Closed::Idle(idle))??;
+            let n = read.map_err(|_| {
+                if self.binding.is_none() && tokio::time::Instant::now() >= publish_deadline {
+                    Closed::PublishTimeout(publish_within)
+                } else {
+                    Closed::Idle(idle)
+                }
+            })??;
             if n == 0 {
                 return Ok(());
             }
@@ -280,9 +298,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 app_name,
             } => {
                 if app_name != self.ctx.config.rtmp.app {
+                    // The requested name is not repeated: a misconfigured URL can put
+                    // the stream key into it.
                     let reason = format!(
-                        "unknown application {:?}; publish to rtmp://host/{}/STREAM_KEY",
-                        shorten(&app_name),
+                        "unknown application; publish to rtmp://host/{}/STREAM_KEY",
                         self.ctx.config.rtmp.app
                     );
                     return self
@@ -395,10 +414,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let Some(binding) = &self.binding else {
             return Ok(()); // rml_rtmp only raises media for publishing streams.
         };
+        let limit = self.ctx.config.rtmp.max_pending_bytes;
+        let size = u32::try_from(body.len()).unwrap_or(u32::MAX).max(1);
+        if size > limit {
+            return Err(Closed::Malformed(format!(
+                "a {size}-byte media message exceeds rtmp.max_pending_bytes ({limit})"
+            )));
+        }
         let permit = tokio::select! {
             biased;
             closed = kicked(&mut self.kicked) => return Err(closed),
-            permit = binding.credits.clone().acquire_owned() => permit
+            permit = binding.credits.clone().acquire_many_owned(size) => permit
                 .map_err(|_| Closed::Kicked("the stream's pipeline stopped".into()))?,
         };
         binding

@@ -30,10 +30,18 @@ where
             drop(socket);
             continue;
         };
+        let task = tokio::spawn(connection::serve(socket, peer, ctx.clone(), node.clone()));
         let ctx = ctx.clone();
-        let node = node.clone();
         tokio::spawn(async move {
-            connection::serve(socket, peer, ctx, node).await;
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                tracing::error!(%peer, "RTMP connection task panicked; connection closed");
+                ctx.metrics
+                    .rtmp_closed
+                    .get_or_create(&ReasonLabel { reason: "panic" })
+                    .inc();
+            }
             drop(slot);
         });
     }

@@ -25,6 +25,7 @@ use crate::metrics::{FrameLabel, Metrics, Track};
 
 /// After this many malformed tags in a row the publisher is disconnected.
 const MAX_MALFORMED_IN_A_ROW: u32 = 50;
+const MALFORMED_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Bitrate is measured over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(2);
 
@@ -53,6 +54,8 @@ pub struct IngestActor;
 
 pub struct IngestArgs {
     pub stream: String,
+    /// This publisher's generation, stamped on everything sent to the segmenter.
+    pub publisher: u64,
     pub segmenter: ActorRef<SegmenterMsg>,
     pub stats: Arc<StreamStats>,
     pub ctx: Arc<NodeContext>,
@@ -60,11 +63,14 @@ pub struct IngestArgs {
 
 pub struct IngestState {
     stream: String,
+    publisher: u64,
     segmenter: ActorRef<SegmenterMsg>,
     stats: Arc<StreamStats>,
     ctx: Arc<NodeContext>,
     codecs: Codecs,
     malformed_in_a_row: u32,
+    malformed_unreported: u64,
+    last_malformed_warning: Option<Instant>,
     window_start: Instant,
     window_bytes: u64,
 }
@@ -81,11 +87,14 @@ impl Actor for IngestActor {
     ) -> Result<IngestState, ActorProcessingErr> {
         Ok(IngestState {
             stream: args.stream,
+            publisher: args.publisher,
             segmenter: args.segmenter,
             stats: args.stats,
             ctx: args.ctx,
             codecs: Codecs::default(),
             malformed_in_a_row: 0,
+            malformed_unreported: 0,
+            last_malformed_warning: None,
             window_start: Instant::now(),
             window_bytes: 0,
         })
@@ -113,9 +122,7 @@ impl Actor for IngestActor {
             IngestMsg::Downstream(segmenter) => {
                 state.segmenter = segmenter;
                 if state.codecs != Codecs::default() {
-                    let _ = state
-                        .segmenter
-                        .send_message(SegmenterMsg::Codecs(state.codecs.clone()));
+                    state.send_codecs();
                 }
             }
             IngestMsg::End => myself.stop(Some("publisher finished".into())),
@@ -134,7 +141,7 @@ impl IngestState {
         permit: OwnedSemaphorePermit,
     ) -> Result<(), String> {
         let len = body.len() as u64;
-        self.measure_bitrate(len);
+        self.measure_bitrate(len)?;
         let metrics = &self.ctx.metrics;
         self.stats.ingest_bytes.fetch_add(len, Ordering::Relaxed);
         metrics
@@ -153,7 +160,16 @@ impl IngestState {
             Err(TagError::Unsupported(what)) => return Err(format!("unsupported codec: {what}")),
             Err(e @ TagError::Malformed(..)) => {
                 self.malformed_in_a_row += 1;
-                tracing::warn!(stream = %self.stream, error = %e, "dropping malformed tag");
+                self.malformed_unreported += 1;
+                // At most one warning per interval, so a bad encoder cannot flood the log.
+                if self
+                    .last_malformed_warning
+                    .is_none_or(|t| t.elapsed() >= MALFORMED_WARNING_INTERVAL)
+                {
+                    tracing::warn!(stream = %self.stream, error = %e, dropped = self.malformed_unreported, "dropping malformed tags");
+                    self.last_malformed_warning = Some(Instant::now());
+                    self.malformed_unreported = 0;
+                }
                 if self.malformed_in_a_row >= MAX_MALFORMED_IN_A_ROW {
                     return Err(format!("{MAX_MALFORMED_IN_A_ROW} malformed tags in a row"));
                 }
@@ -184,11 +200,12 @@ impl IngestState {
                         track,
                     })
                     .inc();
-                if self
-                    .segmenter
-                    .send_message(SegmenterMsg::Frame(frame, permit))
-                    .is_err()
-                {
+                let msg = SegmenterMsg::Frame {
+                    publisher: self.publisher,
+                    frame,
+                    permit,
+                };
+                if self.segmenter.send_message(msg).is_err() {
                     // The segmenter is restarting; it resumes at the next keyframe.
                     metrics
                         .ingest_dropped_frames
@@ -202,19 +219,37 @@ impl IngestState {
     }
 
     fn send_codecs(&self) {
-        let _ = self
-            .segmenter
-            .send_message(SegmenterMsg::Codecs(self.codecs.clone()));
+        let _ = self.segmenter.send_message(SegmenterMsg::Codecs {
+            publisher: self.publisher,
+            codecs: self.codecs.clone(),
+        });
     }
 
-    fn measure_bitrate(&mut self, bytes: u64) {
+    /// Updates the bitrate estimate; a publisher above `rtmp.max_bitrate_kbps` is refused.
+    fn measure_bitrate(&mut self, bytes: u64) -> Result<(), String> {
         self.window_bytes += bytes;
         let elapsed = self.window_start.elapsed();
+        let limit_bits = self.ctx.config.rtmp.max_bitrate_kbps * 1000;
+        // Checked before the window closes too, so a burst cannot fill memory first.
+        if self.window_bytes * 8 > limit_bits * BITRATE_WINDOW.as_secs() * 2 {
+            return Err(format!(
+                "publisher exceeds rtmp.max_bitrate_kbps ({} kbit/s)",
+                self.ctx.config.rtmp.max_bitrate_kbps
+            ));
+        }
         if elapsed >= BITRATE_WINDOW {
             let bps = self.window_bytes as f64 * 8.0 / elapsed.as_secs_f64();
             self.stats.bitrate_bps.store(bps as u64, Ordering::Relaxed);
             self.window_start = Instant::now();
             self.window_bytes = 0;
+            if bps > limit_bits as f64 {
+                return Err(format!(
+                    "publisher sends {} kbit/s, which exceeds rtmp.max_bitrate_kbps ({} kbit/s)",
+                    bps as u64 / 1000,
+                    self.ctx.config.rtmp.max_bitrate_kbps
+                ));
+            }
         }
+        Ok(())
     }
 }

@@ -18,12 +18,21 @@ use crate::hls::window::Part;
 use crate::media::{Codecs, Frame};
 use crate::metrics::Metrics;
 
+/// Media messages carry the generation of the publisher that sent them: after a
+/// takeover, a frame the old ingest was still handling is recognised and dropped.
 pub enum SegmenterMsg {
-    Codecs(Codecs),
-    /// The permit is the frame's slot in the stream's bounded pipeline; dropping it
+    Codecs {
+        publisher: u64,
+        codecs: Codecs,
+    },
+    /// The permit is the frame's share of the stream's bounded pipeline; dropping it
     /// after processing lets the publisher's connection read more.
-    Frame(Frame, OwnedSemaphorePermit),
-    NewPublisher,
+    Frame {
+        publisher: u64,
+        frame: Frame,
+        permit: OwnedSemaphorePermit,
+    },
+    NewPublisher(u64),
     EndOfStream,
     /// Fault injection: panic.
     Crash,
@@ -33,6 +42,8 @@ pub struct SegmenterActor;
 
 pub struct SegmenterArgs {
     pub stream: String,
+    /// Generation of the publisher currently attached.
+    pub publisher: u64,
     pub live: Arc<LiveStream>,
     pub ctx: Arc<NodeContext>,
 }
@@ -40,6 +51,7 @@ pub struct SegmenterArgs {
 pub struct SegmenterState {
     args: SegmenterArgs,
     segmenter: Segmenter,
+    publisher: u64,
     /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
     /// re-anchored at every discontinuity.
     anchor: Option<(i64, SystemTime)>,
@@ -58,7 +70,7 @@ impl Actor for SegmenterActor {
         let config = &args.ctx.config;
         let rules = CutRules {
             segment_target_ms: config.hls.segment_target.as_millis() as i64,
-            segment_max_ms: i64::from(config.target_duration_s()) * 1000,
+            segment_max_ms: i64::from(config.target_duration_s()) * 1000 + 499,
             part_target_ms: config.hls.part_target.as_millis() as i64,
             jump_threshold_ms: config.hls.timestamp_jump.as_millis() as u32,
         };
@@ -76,6 +88,7 @@ impl Actor for SegmenterActor {
         }
         Ok(SegmenterState {
             segmenter: Segmenter::new(rules, start_at, restarted),
+            publisher: args.publisher,
             args,
             anchor: None,
         })
@@ -88,9 +101,17 @@ impl Actor for SegmenterActor {
         state: &mut SegmenterState,
     ) -> Result<(), ActorProcessingErr> {
         let outputs = match msg {
-            SegmenterMsg::Codecs(codecs) => state.segmenter.set_codecs(codecs)?,
-            SegmenterMsg::Frame(frame, _permit) => state.segmenter.push(frame)?,
-            SegmenterMsg::NewPublisher => state.segmenter.new_publisher()?,
+            SegmenterMsg::Codecs { publisher, codecs } if publisher == state.publisher => {
+                state.segmenter.set_codecs(codecs)?
+            }
+            SegmenterMsg::Frame {
+                publisher, frame, ..
+            } if publisher == state.publisher => state.segmenter.push(frame)?,
+            SegmenterMsg::Codecs { .. } | SegmenterMsg::Frame { .. } => return Ok(()),
+            SegmenterMsg::NewPublisher(publisher) => {
+                state.publisher = publisher;
+                state.segmenter.new_publisher()?
+            }
             SegmenterMsg::EndOfStream => {
                 let out = state.segmenter.finish()?;
                 state.apply(out);

@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::ingest::{IngestActor, IngestArgs, IngestMsg};
-use super::registry::{PublishDenied, StreamId};
+use super::registry::{PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
@@ -37,7 +37,7 @@ pub struct PublisherConn {
 /// What a connection feeds once attached.
 pub struct PublisherBinding {
     pub ingest: ActorRef<IngestMsg>,
-    /// Bounds frames in flight from socket to segmenter (back-pressure).
+    /// Bounds media bytes in flight from socket to segmenter (back-pressure).
     pub credits: Arc<Semaphore>,
 }
 
@@ -76,9 +76,32 @@ pub struct StreamState {
     replaced: BTreeSet<ActorId>,
     /// Bumped at every phase change so stale timers are ignored.
     generation: u64,
-    published_before: bool,
+    /// Bumped for every publisher that attaches (0: none yet).
+    publisher: u64,
     credits: Arc<Semaphore>,
     intensity: RestartIntensity,
+    /// Lifecycle events for the registry, delivered in order by one task per stream.
+    lifecycle: mpsc::UnboundedSender<Lifecycle>,
+}
+
+/// What the registry hears about a stream. Rare (one per publish or end), hence an
+/// unbounded channel.
+enum Lifecycle {
+    Live,
+    Ended,
+}
+
+async fn report_lifecycle(
+    mut events: mpsc::UnboundedReceiver<Lifecycle>,
+    registry: Arc<dyn StreamRegistry>,
+    id: StreamId,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            Lifecycle::Live => registry.stream_live(&id).await,
+            Lifecycle::Ended => registry.stream_ended(&id).await,
+        }
+    }
 }
 
 impl StreamState {
@@ -96,12 +119,14 @@ impl StreamState {
 async fn spawn_segmenter(
     myself: &ActorRef<StreamMsg>,
     args: &StreamArgs,
+    publisher: u64,
 ) -> Result<ActorRef<SegmenterMsg>, ActorProcessingErr> {
     let (actor, _) = Actor::spawn_linked(
         None,
         SegmenterActor,
         SegmenterArgs {
             stream: args.id.to_string(),
+            publisher,
             live: args.live.clone(),
             ctx: args.ctx.clone(),
         },
@@ -142,8 +167,16 @@ impl Actor for StreamSupervisor {
     ) -> Result<StreamState, ActorProcessingErr> {
         let streams = &args.ctx.config.streams;
         let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
-        let credits = Arc::new(Semaphore::new(args.ctx.config.rtmp.max_pending_frames));
-        let segmenter = spawn_segmenter(&myself, &args).await?;
+        let credits = Arc::new(Semaphore::new(
+            args.ctx.config.rtmp.max_pending_bytes as usize,
+        ));
+        let (lifecycle, events) = mpsc::unbounded_channel();
+        tokio::spawn(report_lifecycle(
+            events,
+            args.ctx.registry.clone(),
+            args.id.clone(),
+        ));
+        let segmenter = spawn_segmenter(&myself, &args, 0).await?;
         let viewers = spawn_viewer_counter(&myself, &args).await?;
         Ok(StreamState {
             args,
@@ -152,9 +185,10 @@ impl Actor for StreamSupervisor {
             ingest: None,
             replaced: BTreeSet::new(),
             generation: 0,
-            published_before: false,
+            publisher: 0,
             credits,
             intensity,
+            lifecycle,
         })
     }
 
@@ -182,6 +216,10 @@ impl Actor for StreamSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             StreamMsg::Attach { conn, reply } => {
+                if reply.is_closed() || conn.kick.is_closed() {
+                    // The connection gave up waiting (or went away) before we got here.
+                    return Ok(());
+                }
                 if let Some((old, kick)) = state.ingest.take() {
                     tracing::info!(stream = %state.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
                     state.replaced.insert(old.get_id());
@@ -190,15 +228,16 @@ impl Actor for StreamSupervisor {
                     old.stop(None);
                     let _ = kick.send("another publisher took over this stream".into());
                 }
-                if state.published_before {
-                    let _ = state.segmenter.send_message(SegmenterMsg::NewPublisher);
-                }
-                state.published_before = true;
+                state.publisher += 1;
+                let _ = state
+                    .segmenter
+                    .send_message(SegmenterMsg::NewPublisher(state.publisher));
                 let (ingest, _) = Actor::spawn_linked(
                     None,
                     IngestActor,
                     IngestArgs {
                         stream: state.name().to_string(),
+                        publisher: state.publisher,
                         segmenter: state.segmenter.clone(),
                         stats: state.args.stats.clone(),
                         ctx: state.args.ctx.clone(),
@@ -208,21 +247,21 @@ impl Actor for StreamSupervisor {
                 .await?;
                 state.ingest = Some((ingest.clone(), conn.kick));
                 state.enter(Phase::Live);
-                let registry = state.args.ctx.registry.clone();
-                let id = state.args.id.clone();
-                tokio::spawn(async move { registry.stream_live(&id).await });
-                let _ = reply.send(Ok(PublisherBinding {
-                    ingest,
+                let _ = state.lifecycle.send(Lifecycle::Live);
+                let binding = PublisherBinding {
+                    ingest: ingest.clone(),
                     credits: state.credits.clone(),
-                }));
+                };
+                if reply.send(Ok(binding)).is_err() {
+                    // Gone in the meantime: the ingest's exit starts the grace period.
+                    ingest.stop(Some("publisher left before it was attached".into()));
+                }
             }
             StreamMsg::GraceExpired { generation } if generation == state.generation => {
                 tracing::info!(stream = %state.name(), "grace period over: stream ended");
                 let generation = state.enter(Phase::Ended);
                 let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
-                let registry = state.args.ctx.registry.clone();
-                let id = state.args.id.clone();
-                tokio::spawn(async move { registry.stream_ended(&id).await });
+                let _ = state.lifecycle.send(Lifecycle::Ended);
                 let retention = state.args.ctx.config.streams.retention;
                 myself.send_after(retention, move || StreamMsg::RetentionExpired {
                     generation,
@@ -306,7 +345,7 @@ impl Actor for StreamSupervisor {
             .inc();
         match child {
             StreamChild::Segmenter => {
-                state.segmenter = spawn_segmenter(&myself, &state.args).await?;
+                state.segmenter = spawn_segmenter(&myself, &state.args, state.publisher).await?;
                 if let Some((ingest, _)) = &state.ingest {
                     let _ = ingest.send_message(IngestMsg::Downstream(state.segmenter.clone()));
                 }

@@ -17,6 +17,10 @@ use super::stats::StreamStats;
 use crate::context::NodeContext;
 use crate::metrics::Metrics;
 
+/// Sessions tracked per stream at most; beyond it new sessions are not counted, so a
+/// client inventing session cookies cannot grow this map without bound.
+const MAX_TRACKED_SESSIONS: usize = 100_000;
+
 pub enum ViewerMsg {
     /// A session fetched something. `replaces` is an anonymous identity the session
     /// used before it had a cookie; it is merged into this one.
@@ -99,7 +103,11 @@ impl Actor for ViewerCounter {
                 if let Some(old) = replaces {
                     state.sessions.remove(&old);
                 }
-                state.sessions.insert(session, Instant::now());
+                if state.sessions.len() < MAX_TRACKED_SESSIONS
+                    || state.sessions.contains_key(&session)
+                {
+                    state.sessions.insert(session, Instant::now());
+                }
             }
             ViewerMsg::Sweep => {
                 let now = Instant::now();

@@ -67,7 +67,12 @@ impl Server {
         let child = match kind {
             Kind::Castmesh => Command::new(binary())
                 .args(["--dev", "--log", "warn"])
-                .args(["--rtmp-listen", &rtmp.to_string(), "--http-listen", &http.to_string()])
+                .args([
+                    "--rtmp-listen",
+                    &rtmp.to_string(),
+                    "--http-listen",
+                    &http.to_string(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -96,9 +101,11 @@ impl Server {
             rtmp,
             http,
         };
-        wait_for(&format!("{} listening", kind.name()), Duration::from_secs(20), || {
-            std::net::TcpStream::connect(rtmp).ok().map(|_| ())
-        });
+        wait_for(
+            &format!("{} listening", kind.name()),
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(rtmp).ok().map(|_| ()),
+        );
         server
     }
 
@@ -234,7 +241,9 @@ impl Publisher {
         let s = started.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(us) = line.strip_prefix("out_time_us=").and_then(|v| v.parse::<f64>().ok())
+                if let Some(us) = line
+                    .strip_prefix("out_time_us=")
+                    .and_then(|v| v.parse::<f64>().ok())
                     && us > 0.0
                 {
                     // Progress is reported after sending, so the earliest estimate is best.
@@ -276,12 +285,16 @@ impl Sightings {
             self.segment_durations.entry(s.msn).or_insert(s.duration);
             self.segment_seen.entry(s.msn).or_insert(at);
             for (i, part) in s.parts.iter().enumerate() {
-                self.part_durations.entry((s.msn, i)).or_insert(part.duration);
+                self.part_durations
+                    .entry((s.msn, i))
+                    .or_insert(part.duration);
                 self.part_seen.entry((s.msn, i)).or_insert(at);
             }
         }
         for (i, part) in p.open_parts.iter().enumerate() {
-            self.part_durations.entry((p.open_msn(), i)).or_insert(part.duration);
+            self.part_durations
+                .entry((p.open_msn(), i))
+                .or_insert(part.duration);
             self.part_seen.entry((p.open_msn(), i)).or_insert(at);
         }
     }
@@ -289,16 +302,16 @@ impl Sightings {
     /// Latencies (ms) of segments and parts, given when the publisher started sending.
     fn latencies(&self, started: f64) -> (Vec<f64>, Vec<f64>) {
         // Media start of each segment, counted from the first segment (media time 0).
+        // Servers number their first segment differently (castmesh 0, nginx-rtmp 1).
         let mut start = BTreeMap::new();
         let mut t = 0.0;
-        let mut expected = 0;
-        for (msn, d) in &self.segment_durations {
-            if *msn != expected {
+        let first = self.segment_durations.keys().next().copied().unwrap_or(0);
+        for (i, (msn, d)) in self.segment_durations.iter().enumerate() {
+            if *msn != first + i as u64 {
                 break; // a gap: later starts would be unknown
             }
             start.insert(*msn, t);
             t += d;
-            expected += 1;
         }
         let mut segments = Vec::new();
         for (msn, seen) in &self.segment_seen {
@@ -379,7 +392,14 @@ struct Figures {
     peak_rss_mib: f64,
 }
 
-fn run(kind: Kind, n: usize, sample: &Path, probe_s: u64, warmup_s: u64, measure_s: u64) -> Figures {
+fn run(
+    kind: Kind,
+    n: usize,
+    sample: &Path,
+    probe_s: u64,
+    warmup_s: u64,
+    measure_s: u64,
+) -> Figures {
     // Phase 1: latency, probing the first streams from the moment they start.
     let (mut segments, mut parts) = (Vec::new(), Vec::new());
     {
@@ -480,7 +500,11 @@ fn main() {
                 "| {n} | {} | {:.4} | {} | {} | {} | {:.1} |",
                 kind.name(),
                 r.cpu_per_stream_s,
-                if kind == Kind::Castmesh { format!("{ratio:.2}") } else { String::new() },
+                if kind == Kind::Castmesh {
+                    format!("{ratio:.2}")
+                } else {
+                    String::new()
+                },
                 fmt_ms(r.segment_ms),
                 fmt_ms(r.part_ms),
                 r.peak_rss_mib
