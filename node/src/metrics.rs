@@ -173,4 +173,39 @@ impl Metrics {
             stream: stream.to_string(),
         }
     }
+
+    /// One stream's series, looked up once so the media path does not build labels,
+    /// hash them and take the family's lock for every frame.
+    pub fn for_stream(&self, stream: &str) -> StreamMetrics {
+        let label = Self::stream(stream);
+        let frames = |track| {
+            self.ingest_frames
+                .get_or_create(&FrameLabel {
+                    stream: stream.to_string(),
+                    track,
+                })
+                .clone()
+        };
+        StreamMetrics {
+            ingest_bytes: self.ingest_bytes.get_or_create(&label).clone(),
+            video_frames: frames(Track::Video),
+            audio_frames: frames(Track::Audio),
+            dropped_frames: self.ingest_dropped_frames.get_or_create(&label).clone(),
+            parts: self.hls_parts.get_or_create(&label).clone(),
+            segments: self.hls_segments.get_or_create(&label).clone(),
+            memory_bytes: self.hls_memory_bytes.get_or_create(&label).clone(),
+        }
+    }
+}
+
+/// Handles to one stream's series (clones share the registered values).
+#[derive(Clone)]
+pub struct StreamMetrics {
+    pub ingest_bytes: Counter,
+    pub video_frames: Counter,
+    pub audio_frames: Counter,
+    pub dropped_frames: Counter,
+    pub parts: Counter,
+    pub segments: Counter,
+    pub memory_bytes: Gauge,
 }

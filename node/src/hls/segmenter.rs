@@ -213,6 +213,12 @@ impl Segmenter {
         } else if gap > duration {
             self.close_part(end, out)?;
             self.part_start_ms = dts;
+        } else if dts + duration - self.part_start_ms > self.rules.part_target_ms {
+            // The arriving frame will not fit if it lasts as long as the last one: close
+            // the part now rather than when the next frame proves it (one frame later).
+            // If the guess is wrong the part is merely short; `add_video` still keeps
+            // every part within the target.
+            self.close_part(dts, out)?;
         }
         self.pending_video = Some(PendingVideo { dts_ms: dts, frame });
         Ok(())

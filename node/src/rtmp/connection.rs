@@ -200,8 +200,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if n == 0 {
                 return Ok(());
             }
-            let data = self.buf[..n].to_vec();
-            self.input(&data).await?;
+            // Taken out and put back so the session can borrow it without a copy.
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.input(&buf[..n]).await;
+            self.buf = buf;
+            result?;
         }
     }
 

@@ -21,7 +21,7 @@ use super::stats::StreamStats;
 use crate::context::NodeContext;
 use crate::media::flv::{self, TagError};
 use crate::media::{Codecs, MediaEvent};
-use crate::metrics::{FrameLabel, Metrics, Track};
+use crate::metrics::StreamMetrics;
 
 /// After this many malformed tags in a row the publisher is disconnected.
 const MAX_MALFORMED_IN_A_ROW: u32 = 50;
@@ -67,6 +67,7 @@ pub struct IngestState {
     segmenter: ActorRef<SegmenterMsg>,
     stats: Arc<StreamStats>,
     ctx: Arc<NodeContext>,
+    metrics: StreamMetrics,
     codecs: Codecs,
     malformed_in_a_row: u32,
     malformed_unreported: u64,
@@ -86,6 +87,7 @@ impl Actor for IngestActor {
         args: IngestArgs,
     ) -> Result<IngestState, ActorProcessingErr> {
         Ok(IngestState {
+            metrics: args.ctx.metrics.for_stream(&args.stream),
             stream: args.stream,
             publisher: args.publisher,
             segmenter: args.segmenter,
@@ -142,12 +144,8 @@ impl IngestState {
     ) -> Result<(), String> {
         let len = body.len() as u64;
         self.measure_bitrate(len)?;
-        let metrics = &self.ctx.metrics;
         self.stats.ingest_bytes.fetch_add(len, Ordering::Relaxed);
-        metrics
-            .ingest_bytes
-            .get_or_create(&Metrics::stream(&self.stream))
-            .inc_by(len);
+        self.metrics.ingest_bytes.inc_by(len);
         let event = match kind {
             MediaKind::Video => flv::video_event(timestamp_ms, body),
             MediaKind::Audio => flv::audio_event(timestamp_ms, body),
@@ -188,18 +186,12 @@ impl IngestState {
                 self.send_codecs();
             }
             MediaEvent::Frame(frame) => {
-                let (counter, track) = match kind {
-                    MediaKind::Video => (&self.stats.video_frames, Track::Video),
-                    MediaKind::Audio => (&self.stats.audio_frames, Track::Audio),
+                let (counter, metric) = match kind {
+                    MediaKind::Video => (&self.stats.video_frames, &self.metrics.video_frames),
+                    MediaKind::Audio => (&self.stats.audio_frames, &self.metrics.audio_frames),
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                metrics
-                    .ingest_frames
-                    .get_or_create(&FrameLabel {
-                        stream: self.stream.clone(),
-                        track,
-                    })
-                    .inc();
+                metric.inc();
                 let msg = SegmenterMsg::Frame {
                     publisher: self.publisher,
                     frame,
@@ -207,10 +199,7 @@ impl IngestState {
                 };
                 if self.segmenter.send_message(msg).is_err() {
                     // The segmenter is restarting; it resumes at the next keyframe.
-                    metrics
-                        .ingest_dropped_frames
-                        .get_or_create(&Metrics::stream(&self.stream))
-                        .inc();
+                    self.metrics.dropped_frames.inc();
                 }
             }
             MediaEvent::Ignored => {}

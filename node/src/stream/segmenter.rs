@@ -16,7 +16,7 @@ use crate::hls::live::LiveStream;
 use crate::hls::segmenter::{CutRules, Output, Segmenter};
 use crate::hls::window::Part;
 use crate::media::{Codecs, Frame};
-use crate::metrics::Metrics;
+use crate::metrics::StreamMetrics;
 
 /// Media messages carry the generation of the publisher that sent them: after a
 /// takeover, a frame the old ingest was still handling is recognised and dropped.
@@ -52,6 +52,7 @@ pub struct SegmenterState {
     args: SegmenterArgs,
     segmenter: Segmenter,
     publisher: u64,
+    metrics: StreamMetrics,
     /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
     /// re-anchored at every discontinuity.
     anchor: Option<(i64, SystemTime)>,
@@ -89,6 +90,7 @@ impl Actor for SegmenterActor {
         Ok(SegmenterState {
             segmenter: Segmenter::new(rules, start_at, restarted),
             publisher: args.publisher,
+            metrics: args.ctx.metrics.for_stream(&args.stream),
             args,
             anchor: None,
         })
@@ -130,8 +132,7 @@ impl SegmenterState {
         if outputs.is_empty() {
             return;
         }
-        let metrics = &self.args.ctx.metrics;
-        let label = Metrics::stream(&self.args.stream);
+        let metrics = &self.metrics;
         let wall = self.args.ctx.seams.clock.wall();
         let anchor = &mut self.anchor;
         // Where the stream timeline stands, so a restarted segmenter continues after it.
@@ -166,19 +167,16 @@ impl SegmenterState {
                             },
                             part_end,
                         );
-                        metrics.hls_parts.get_or_create(&label).inc();
+                        metrics.parts.inc();
                     }
                     Output::SegmentEnd => {
                         w.end_segment();
-                        metrics.hls_segments.get_or_create(&label).inc();
+                        metrics.segments.inc();
                     }
                 }
             }
             w.media_bytes()
         });
-        metrics
-            .hls_memory_bytes
-            .get_or_create(&label)
-            .set(bytes_held as i64);
+        metrics.memory_bytes.set(bytes_held as i64);
     }
 }

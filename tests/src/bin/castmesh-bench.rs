@@ -8,8 +8,9 @@
 //!    no blocking reload, is polled every 20 ms. A segment's (or part's) latency is when
 //!    it first appears in the playlist minus when its first frame was sent, which is the
 //!    publisher's start (from ffmpeg's progress output) plus the media time of the frame.
-//! 2. CPU: no readers; the server's CPU time (all its processes) over a fixed window,
-//!    divided by N × window: CPU seconds per stream-second. Peak RSS is VmHWM.
+//! 2. CPU: no readers; the server's CPU time (all its processes and threads, from
+//!    schedstat) over a fixed window, divided by N × window: CPU seconds per
+//!    stream-second. Peak RSS is VmHWM (summed over nginx's master and worker).
 //!
 //! Not a test: it asserts nothing and prints figures for docs/benchmarks.md.
 
@@ -137,13 +138,25 @@ impl Server {
         pids
     }
 
-    /// User + system CPU ticks of all the server's processes.
-    fn cpu_ticks(&self) -> u64 {
-        self.pids()
-            .into_iter()
-            .filter_map(proc_stat)
-            .map(|f| f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
-            .sum()
+    /// CPU time of all the server's threads, in seconds. schedstat counts nanoseconds;
+    /// /proc/PID/stat's 10 ms ticks are too coarse for one stream.
+    fn cpu_seconds(&self) -> f64 {
+        let mut ns = 0u64;
+        for pid in self.pids() {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let stat =
+                    std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                ns += stat
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        ns as f64 / 1e9
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -170,7 +183,7 @@ impl Drop for Server {
     }
 }
 
-/// Fields of /proc/PID/stat after the command name: [0]=state, [1]=ppid, [11]=utime, [12]=stime.
+/// Fields of /proc/PID/stat after the command name: [0]=state, [1]=ppid.
 fn proc_stat(pid: u32) -> Option<Vec<String>> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = s.rsplit_once(')')?.1;
@@ -429,11 +442,10 @@ fn run(
         .map(|i| Publisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
         .collect();
     std::thread::sleep(Duration::from_secs(warmup_s));
-    let ticks_per_s = clock_ticks();
-    let before = server.cpu_ticks();
+    let before = server.cpu_seconds();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(measure_s));
-    let cpu_s = (server.cpu_ticks() - before) as f64 / ticks_per_s;
+    let cpu_s = server.cpu_seconds() - before;
     let stream_s = n as f64 * t0.elapsed().as_secs_f64();
     let summary = |v: &mut Vec<f64>| (percentile(v, 50.0), percentile(v, 95.0), v.len());
     Figures {
@@ -442,16 +454,6 @@ fn run(
         part_ms: summary(&mut parts),
         peak_rss_mib: server.peak_rss_kib() as f64 / 1024.0,
     }
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
