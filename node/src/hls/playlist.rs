@@ -105,10 +105,10 @@ fn part_lines(out: &mut String, run: u32, seg: &Segment) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hls::window::{Part, WindowConfig};
+    use crate::hls::window::WindowConfig;
+    use crate::hls::window::tests::fill_segment;
     use crate::media::Codecs;
     use bytes::Bytes;
-    use std::time::SystemTime;
 
     fn w() -> Window {
         let mut w = Window::new(
@@ -123,30 +123,13 @@ mod tests {
         w
     }
 
-    fn seg(w: &mut Window, disc: bool, parts: usize, close: bool) {
-        w.begin_segment(disc, SystemTime::UNIX_EPOCH);
-        for i in 0..parts {
-            w.push_part(
-                Part {
-                    duration_ms: 200.0,
-                    independent: i == 0,
-                    data: Bytes::from_static(b"p"),
-                },
-                0,
-            );
-        }
-        if close {
-            w.end_segment();
-        }
-    }
-
     #[test]
     fn live_playlist_has_parts_hint_and_headers_once() {
         let mut w = w();
         for _ in 0..8 {
-            seg(&mut w, false, 10, true);
+            fill_segment(&mut w, false, 10, true);
         }
-        seg(&mut w, false, 3, false);
+        fill_segment(&mut w, false, 3, false);
         let text = render(&w);
         assert!(text.starts_with("#EXTM3U\n"));
         assert_eq!(text.matches("#EXT-X-TARGETDURATION:2").count(), 1);
@@ -166,8 +149,8 @@ mod tests {
     #[test]
     fn ended_playlist_has_endlist_and_no_hint() {
         let mut w = w();
-        seg(&mut w, false, 10, true);
-        seg(&mut w, true, 10, false);
+        fill_segment(&mut w, false, 10, true);
+        fill_segment(&mut w, true, 10, false);
         w.end_stream();
         let text = render(&w);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));

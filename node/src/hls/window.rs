@@ -293,7 +293,7 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn window(segments: usize) -> Window {
@@ -307,7 +307,8 @@ mod tests {
         )
     }
 
-    pub(crate) fn add_segment(w: &mut Window, discontinuity: bool, parts: usize) {
+    /// Adds a segment of `parts` 200 ms parts; leaves it open unless `close`.
+    pub(crate) fn fill_segment(w: &mut Window, discontinuity: bool, parts: usize, close: bool) {
         w.begin_segment(discontinuity, SystemTime::UNIX_EPOCH);
         for i in 0..parts {
             w.push_part(
@@ -319,7 +320,13 @@ mod tests {
                 0,
             );
         }
-        w.end_segment();
+        if close {
+            w.end_segment();
+        }
+    }
+
+    fn add_segment(w: &mut Window, discontinuity: bool, parts: usize) {
+        fill_segment(w, discontinuity, parts, true);
     }
 
     #[test]
