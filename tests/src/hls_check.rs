@@ -168,6 +168,74 @@ pub fn parse(text: &str) -> Playlist {
     p
 }
 
+/// The variant a multivariant playlist names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub attributes: HashMap<String, String>,
+    pub uri: String,
+}
+
+/// Attribute list of a tag line, honouring quoted values (CODECS contains commas).
+pub fn attributes(line: &str) -> HashMap<String, String> {
+    let body = line.split_once(':').map_or("", |(_, b)| b);
+    let mut out = HashMap::new();
+    let (mut key, mut value, mut in_value, mut quoted) =
+        (String::new(), String::new(), false, false);
+    for c in body.chars().chain(std::iter::once(',')) {
+        match c {
+            '"' => quoted = !quoted,
+            '=' if !in_value => in_value = true,
+            ',' if !quoted => {
+                out.insert(std::mem::take(&mut key), std::mem::take(&mut value));
+                in_value = false;
+            }
+            _ if in_value => value.push(c),
+            _ => key.push(c),
+        }
+    }
+    out
+}
+
+/// Rule 15: the variant carries BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION and
+/// FRAME-RATE. Returns the variant and the violations.
+pub fn check_multivariant(text: &str) -> (Option<Variant>, Vec<String>) {
+    let mut v = Vec::new();
+    if !text.starts_with("#EXTM3U\n") {
+        v.push("first line is not #EXTM3U".into());
+    }
+    let mut lines = text.lines();
+    let mut variant = None;
+    while let Some(line) = lines.next() {
+        if line.starts_with("#EXT-X-STREAM-INF:") {
+            let uri = lines.next().unwrap_or_default().to_string();
+            variant = Some(Variant {
+                attributes: attributes(line),
+                uri,
+            });
+        }
+    }
+    match &variant {
+        None => v.push("no EXT-X-STREAM-INF".into()),
+        Some(var) => {
+            for a in [
+                "BANDWIDTH",
+                "AVERAGE-BANDWIDTH",
+                "CODECS",
+                "RESOLUTION",
+                "FRAME-RATE",
+            ] {
+                if !var.attributes.contains_key(a) {
+                    v.push(format!("EXT-X-STREAM-INF lacks {a}"));
+                }
+            }
+            if var.uri.is_empty() || var.uri.starts_with('#') {
+                v.push("EXT-X-STREAM-INF is not followed by a URI".into());
+            }
+        }
+    }
+    (variant, v)
+}
+
 /// Checks every poll of one stream's playlist; remembers what earlier polls said.
 #[derive(Default)]
 pub struct Checker {
@@ -370,6 +438,19 @@ mod tests {
 #EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:06.000Z\n\
 #EXT-X-PART:DURATION=0.200,URI=\"part-7.0.m4s\",INDEPENDENT=YES\n\
 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-7.1.m4s\"\n";
+
+    #[test]
+    fn multivariant_attributes_with_quoted_commas() {
+        let text = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=5,AVERAGE-BANDWIDTH=4,\
+CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\nmedia.m3u8\n";
+        let (variant, v) = check_multivariant(text);
+        assert!(v.is_empty(), "{v:?}");
+        let variant = variant.unwrap();
+        assert_eq!(variant.attributes["CODECS"], "avc1.64001f,mp4a.40.2");
+        assert_eq!(variant.uri, "media.m3u8");
+        let (_, v) = check_multivariant(&text.replace(",RESOLUTION=1280x720", ""));
+        assert!(v.iter().any(|m| m.contains("RESOLUTION")), "{v:?}");
+    }
 
     #[test]
     fn accepts_a_valid_playlist() {

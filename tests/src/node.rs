@@ -131,7 +131,7 @@ impl Node {
             &format!("stream {id} with {segments} segments"),
             Duration::from_secs(30),
             || {
-                let (status, text) = self.get_text(&format!("/hls/{id}/index.m3u8"));
+                let (status, text) = self.get_text(&format!("/hls/{id}/media.m3u8"));
                 (status == 200 && text.matches("#EXTINF").count() >= segments).then_some(())
             },
         )

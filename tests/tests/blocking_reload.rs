@@ -14,12 +14,12 @@ fn blocking_reload_returns_when_the_part_exists() {
     node.wait_for_stream("ll", 1);
 
     for _ in 0..5 {
-        let (_, text) = node.get_text("/hls/ll/index.m3u8");
+        let (_, text) = node.get_text("/hls/ll/media.m3u8");
         let now = parse(&text);
         let msn = now.open_msn();
         let next = now.open_parts.len();
         let (status, text) = node.get_text(&format!(
-            "/hls/ll/index.m3u8?_HLS_msn={msn}&_HLS_part={next}"
+            "/hls/ll/media.m3u8?_HLS_msn={msn}&_HLS_part={next}"
         ));
         assert_eq!(status, 200, "{text}");
         let after = parse(&text);
@@ -50,7 +50,7 @@ fn blocking_reload_returns_when_the_part_exists() {
         assert!(body.len() > 100);
     }
 
-    let (_, text) = node.get_text("/hls/ll/index.m3u8");
+    let (_, text) = node.get_text("/hls/ll/media.m3u8");
     let open = parse(&text).open_msn();
     for (query, why) in [
         (format!("_HLS_msn={}", open + 3), "msn too far ahead"),
@@ -61,17 +61,17 @@ fn blocking_reload_returns_when_the_part_exists() {
         ("_HLS_part=1".to_string(), "part without msn"),
         ("_HLS_msn=abc".to_string(), "not a number"),
     ] {
-        let (status, body) = node.get_text(&format!("/hls/ll/index.m3u8?{query}"));
+        let (status, body) = node.get_text(&format!("/hls/ll/media.m3u8?{query}"));
         assert_eq!(status, 400, "{why}: {body}");
     }
 
     // Nothing new for 3 target durations (publisher gone, stream in its grace period): 503.
     publisher.kill();
     std::thread::sleep(Duration::from_millis(500));
-    let (_, text) = node.get_text("/hls/ll/index.m3u8");
+    let (_, text) = node.get_text("/hls/ll/media.m3u8");
     let p = parse(&text);
     let (status, body) = node.get_text(&format!(
-        "/hls/ll/index.m3u8?_HLS_msn={}&_HLS_part={}",
+        "/hls/ll/media.m3u8?_HLS_msn={}&_HLS_part={}",
         p.open_msn(),
         p.open_parts.len() + 1
     ));

@@ -22,7 +22,7 @@ fn segmenter_panic_is_restarted_and_no_listed_part_404s() {
     let mut discontinuity_after_crash = false;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(16) {
-        let (_, text) = node.get_text("/hls/crashy/index.m3u8");
+        let (_, text) = node.get_text("/hls/crashy/media.m3u8");
         let (playlist, violations) = checker.check(&text);
         assert!(violations.is_empty(), "{violations:#?}\n{text}");
         // Every part listed, now or before, is still served while listed.
@@ -54,7 +54,7 @@ fn segmenter_panic_is_restarted_and_no_listed_part_404s() {
         discontinuity_after_crash,
         "the restart is not marked as a discontinuity"
     );
-    let open = parse(&node.get_text("/hls/crashy/index.m3u8").1).open_msn();
+    let open = parse(&node.get_text("/hls/crashy/media.m3u8").1).open_msn();
     assert!(
         open >= msn_at_crash + 3,
         "stream did not continue: {msn_at_crash} → {open}"
@@ -92,7 +92,7 @@ fn too_many_restarts_end_the_stream() {
     wait_for(
         "stream removed after the restart limit",
         Duration::from_secs(10),
-        || (node.get_text("/hls/doomed/index.m3u8").0 == 404).then_some(()),
+        || (node.get_text("/hls/doomed/media.m3u8").0 == 404).then_some(()),
     );
     assert!(
         publisher.wait_exit(Duration::from_secs(10)).is_some(),

@@ -24,7 +24,7 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
     );
     let _publisher = Publisher::start(&node.rtmp_url("healthy"));
     node.wait_for_stream("healthy", 1);
-    let msn_before = parse(&node.get_text("/hls/healthy/index.m3u8").1).open_msn();
+    let msn_before = parse(&node.get_text("/hls/healthy/media.m3u8").1).open_msn();
     let rss_before = node.rss_kib();
 
     // Random bytes instead of a handshake.
@@ -95,7 +95,7 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
     assert!(node.is_running());
     // The live stream kept going throughout.
     wait_for("healthy stream advancing", Duration::from_secs(10), || {
-        let now = parse(&node.get_text("/hls/healthy/index.m3u8").1).open_msn();
+        let now = parse(&node.get_text("/hls/healthy/media.m3u8").1).open_msn();
         (now >= msn_before + 3).then_some(())
     });
     let rss_after = node.rss_kib();

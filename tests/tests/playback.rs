@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use castmesh_tests::ffmpeg::{Publisher, Reader, probe_streams};
-use castmesh_tests::hls_check::Checker;
+use castmesh_tests::hls_check::{Checker, check_multivariant};
 use castmesh_tests::node::Node;
 
 #[test]
@@ -27,7 +27,7 @@ fn publish_then_play_on_the_default_ports() {
     let started = Instant::now();
     let mut last_msn = 0;
     while started.elapsed() < Duration::from_secs(20) {
-        let (status, text) = node.get_text("/hls/demo/index.m3u8");
+        let (status, text) = node.get_text("/hls/demo/media.m3u8");
         assert_eq!(status, 200, "{text}");
         let (playlist, violations) = checker.check(&text);
         assert!(
@@ -81,7 +81,22 @@ fn publish_then_play_on_the_default_ports() {
     assert_eq!(audio["codec_name"], "aac");
     assert_eq!(audio["sample_rate"], "44100");
 
-    // The playlist carries what a player needs to pick the rendition.
+    // The entry playlist carries what a player needs to pick the rendition.
+    let (status, text) = node.get_text("/hls/demo/index.m3u8");
+    assert_eq!(status, 200);
+    let (variant, violations) = check_multivariant(&text);
+    assert!(violations.is_empty(), "{violations:#?}\n{text}");
+    let variant = variant.unwrap();
+    assert_eq!(variant.attributes["CODECS"], "avc1.64001f,mp4a.40.2");
+    assert_eq!(variant.attributes["RESOLUTION"], "1280x720");
+    assert_eq!(variant.attributes["FRAME-RATE"], "30.000");
+    let bandwidth: u64 = variant.attributes["BANDWIDTH"].parse().unwrap();
+    assert!(
+        (2_000_000..6_000_000).contains(&bandwidth),
+        "BANDWIDTH={bandwidth}"
+    );
+    assert_eq!(variant.uri, "media.m3u8");
+
     let api = node.json("/api/v1/streams");
     let demo = &api.as_array().unwrap()[0];
     assert_eq!(demo["id"], "demo");

@@ -28,7 +28,7 @@ fn republish_within_grace_continues_after_one_discontinuity() {
             std::thread::sleep(Duration::from_secs(2));
             second = Some(Publisher::start(&node.rtmp_url("again")));
         }
-        let (status, text) = node.get_text("/hls/again/index.m3u8");
+        let (status, text) = node.get_text("/hls/again/media.m3u8");
         assert_eq!(status, 200);
         let (playlist, violations) = checker.check(&text);
         assert!(violations.is_empty(), "{violations:#?}\n{text}");
@@ -77,12 +77,12 @@ fn a_second_publisher_takes_over_at_once() {
     });
     // The stream keeps advancing with the new publisher.
     let before =
-        castmesh_tests::hls_check::parse(&node.get_text("/hls/obs/index.m3u8").1).open_msn();
+        castmesh_tests::hls_check::parse(&node.get_text("/hls/obs/media.m3u8").1).open_msn();
     wait_for(
         "stream advances after takeover",
         Duration::from_secs(15),
         || {
-            let now = castmesh_tests::hls_check::parse(&node.get_text("/hls/obs/index.m3u8").1);
+            let now = castmesh_tests::hls_check::parse(&node.get_text("/hls/obs/media.m3u8").1);
             (now.open_msn() >= before + 2).then_some(())
         },
     );
@@ -100,14 +100,14 @@ fn grace_period_ends_the_stream_and_retention_removes_it() {
     publisher.kill();
     assert_eq!(node.json("/api/v1/streams/bye")["state"], "grace");
     let text = wait_for("ENDLIST", Duration::from_secs(10), || {
-        let (_, text) = node.get_text("/hls/bye/index.m3u8");
+        let (_, text) = node.get_text("/hls/bye/media.m3u8");
         text.contains("#EXT-X-ENDLIST").then_some(text)
     });
     let (_, violations) = Checker::default().check(&text);
     assert!(violations.is_empty(), "{violations:#?}");
     assert_eq!(node.json("/api/v1/streams/bye")["state"], "ended");
     wait_for("stream removed", Duration::from_secs(10), || {
-        (node.get_text("/hls/bye/index.m3u8").0 == 404).then_some(())
+        (node.get_text("/hls/bye/media.m3u8").0 == 404).then_some(())
     });
     assert_eq!(node.json("/api/v1/streams"), serde_json::json!([]));
     assert_eq!(node.metric("castmesh_streams_live"), Some(0.0));

@@ -17,7 +17,10 @@ use crate::media::Codecs;
 /// One rendered state of the playlist.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The LL-HLS media playlist.
     pub playlist: Bytes,
+    /// The multivariant playlist, once the stream has an init segment.
+    pub multivariant: Option<Bytes>,
     pub position: Position,
     pub codecs: Option<Codecs>,
 }
@@ -89,6 +92,7 @@ impl LiveStream {
 fn render(w: &Window) -> Snapshot {
     Snapshot {
         playlist: Bytes::from(playlist::render(w)),
+        multivariant: playlist::render_multivariant(w).map(Bytes::from),
         position: w.position(),
         codecs: w.codecs().cloned(),
     }

@@ -1,6 +1,7 @@
-//! Renders a [`Window`] as an LL-HLS media playlist (RFC 8216bis).
+//! Renders a [`Window`] as playlists (RFC 8216bis): the LL-HLS media playlist, and
+//! the multivariant playlist that names it with its codecs, resolution and bandwidth.
 //!
-//! A pure function of the window: the same window always renders the same text.
+//! Pure functions of the window: the same window always renders the same text.
 
 use std::fmt::Write;
 
@@ -10,6 +11,55 @@ use super::window::{Segment, Window};
 /// Parts are listed for segments this many target durations behind the live edge
 /// (hls-rules 12); older segments are listed whole.
 const PART_LISTING_TARGETS: f64 = 3.0;
+
+/// File name of the media playlist, relative to the multivariant `index.m3u8`.
+pub const MEDIA_PLAYLIST: &str = "media.m3u8";
+
+/// The multivariant playlist: one variant, described so players can decide before
+/// loading media (hls-rules 15). `None` until the stream has an init segment.
+pub fn render_multivariant(w: &Window) -> Option<String> {
+    let codecs = w.codecs()?;
+    let (peak, average) = bandwidth(w);
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n");
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},CODECS=\"{}\"",
+        codecs.codec_list()
+    );
+    if let Some(v) = &codecs.video {
+        let _ = write!(out, ",RESOLUTION={}x{}", v.width, v.height);
+        if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+    }
+    let _ = writeln!(out, "\n{MEDIA_PLAYLIST}");
+    Some(out)
+}
+
+/// Peak and average bits per second over the complete segments in the window (or
+/// the parts so far, before the first segment completes).
+fn bandwidth(w: &Window) -> (u64, u64) {
+    let rate = |bytes: usize, ms: f64| (bytes as f64 * 8000.0 / ms.max(1.0)) as u64;
+    let segments: Vec<(usize, f64)> = w
+        .segments()
+        .map(|s| (s.data.len(), s.duration_ms))
+        .chain(w.open_segment().filter(|s| !s.parts.is_empty()).map(|s| {
+            (
+                s.parts.iter().map(|p| p.data.len()).sum::<usize>(),
+                s.duration_ms,
+            )
+        }))
+        .collect();
+    let peak = segments
+        .iter()
+        .map(|(b, ms)| rate(*b, *ms))
+        .max()
+        .unwrap_or(0);
+    let (bytes, ms) = segments
+        .iter()
+        .fold((0, 0.0), |(b, m), (sb, sm)| (b + sb, m + sm));
+    (peak.max(1), rate(bytes, ms).max(1))
+}
 
 pub fn render(w: &Window) -> String {
     let cfg = w.config();
@@ -144,6 +194,43 @@ mod tests {
         assert!(!text.contains("part-000000ab-4.0.m4s"));
         assert!(text.contains("part-000000ab-5.0.m4s"));
         assert!(text.contains("#EXTINF:2.000,\nseg-000000ab-7.m4s\n"));
+    }
+
+    #[test]
+    fn multivariant_names_codecs_resolution_and_bandwidth() {
+        let mut w = Window::new(
+            WindowConfig {
+                target_duration_s: 2,
+                part_target_ms: 200,
+                segments: 6,
+            },
+            1,
+        );
+        assert_eq!(render_multivariant(&w), None, "no init yet");
+        let video = crate::media::VideoConfig {
+            profile: 100,
+            compatibility: 0,
+            level: 31,
+            nal_length_size: 4,
+            sps: vec![],
+            pps: vec![],
+            width: 1280,
+            height: 720,
+            frame_rate: Some(30.0),
+        };
+        let codecs = Codecs {
+            video: Some(std::sync::Arc::new(video)),
+            audio: None,
+        };
+        w.add_init(Bytes::from_static(b"i"), codecs);
+        fill_segment(&mut w, false, 10, true);
+        let text = render_multivariant(&w).unwrap();
+        // 10 parts of 10 bytes in 2 s: 400 bit/s.
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-STREAM-INF:BANDWIDTH=400,AVERAGE-BANDWIDTH=400,\
+CODECS=\"avc1.64001f\",RESOLUTION=1280x720,FRAME-RATE=30.000\nmedia.m3u8\n"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /hls/{stream}/index.m3u8` and the init/segment/part files it names.
+//! `GET /hls/{stream}/index.m3u8` (multivariant), `media.m3u8` (LL-HLS media
+//! playlist) and the init/segment/part files it names.
 //!
 //! Everything is served from memory. Blocking playlist reloads and requests for
 //! the preload-hinted part wait on the stream's published snapshots, so they
@@ -54,7 +55,49 @@ fn note_viewer(
     id.set_cookie
 }
 
-pub async fn playlist(
+/// The multivariant playlist: the stream's entry point, with its codecs and size.
+pub async fn multivariant(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(stream) = state.ctx.directory.get(&id) else {
+        return unknown_stream(&id);
+    };
+    let set_cookie = note_viewer(&state, &stream, &headers, peer);
+    // Codecs are known once the first keyframe arrived; a viewer who comes a moment
+    // after the publisher is held briefly rather than turned away.
+    let ready = |s: &Snapshot| s.multivariant.is_some() || s.position.ended;
+    match stream.live.wait_for(max_wait(&stream), ready).await {
+        Some(snapshot) => match &snapshot.multivariant {
+            Some(text) => playlist_response(text.clone(), set_cookie),
+            None => error(StatusCode::NOT_FOUND, "the stream ended without media"),
+        },
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the stream has no media yet; retry",
+        ),
+    }
+}
+
+fn playlist_response(body: Bytes, set_cookie: Option<String>) -> Response {
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, PLAYLIST_TYPE),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The LL-HLS media playlist, with blocking reload.
+pub async fn media_playlist(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -99,18 +142,7 @@ pub async fn playlist(
             "the requested part did not appear in time; retry",
         );
     };
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, PLAYLIST_TYPE),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        snapshot.playlist.clone(),
-    )
-        .into_response();
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    response
+    playlist_response(snapshot.playlist.clone(), set_cookie)
 }
 
 /// Whether a missing object is about to exist, so the request should wait for it.

@@ -55,7 +55,8 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         node,
     };
     let mut app = Router::new()
-        .route("/hls/{id}/index.m3u8", get(hls::playlist))
+        .route("/hls/{id}/index.m3u8", get(hls::multivariant))
+        .route("/hls/{id}/media.m3u8", get(hls::media_playlist))
         .route("/hls/{id}/{file}", get(hls::media))
         .route("/api/v1/streams", get(api::list))
         .route("/api/v1/streams/{id}", get(api::show))

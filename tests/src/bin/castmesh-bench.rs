@@ -116,7 +116,7 @@ impl Server {
 
     fn playlist_url(&self, key: &str) -> String {
         match self.kind {
-            Kind::Castmesh => format!("http://{}/hls/{key}/index.m3u8", self.http),
+            Kind::Castmesh => format!("http://{}/hls/{key}/media.m3u8", self.http),
             Kind::Nginx => format!("http://{}/hls/{key}.m3u8", self.http),
         }
     }
