@@ -1,0 +1,115 @@
+//! Commands replicated through the Raft log, and what applying them answers.
+//!
+//! Log entries are stored as JSON of [`Envelope`]: the variant is the format version,
+//! so a later release adds `V2` and still reads logs and snapshots written today.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::StreamId;
+use crate::keys::KeyHash;
+use crate::model::{Lease, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    UpsertNode(NodeRecord),
+    RemoveNode {
+        id: NodeId,
+    },
+    CreateStream {
+        id: StreamId,
+        title: String,
+        owner: String,
+        key_hash: KeyHash,
+        scheduled_at: Option<Millis>,
+        now: Millis,
+    },
+    UpdateStream {
+        id: StreamId,
+        title: Option<String>,
+        /// `Some(None)` clears the schedule.
+        scheduled_at: Option<Option<Millis>>,
+    },
+    RotateKey {
+        id: StreamId,
+        key_hash: KeyHash,
+    },
+    SetStatus {
+        id: StreamId,
+        status: StreamStatus,
+        now: Millis,
+    },
+    DeleteStream {
+        id: StreamId,
+    },
+    /// Compare-and-set: succeeds only if the stream's current lease epoch is
+    /// `expected_epoch` (0 when it never had one). The new lease has epoch + 1.
+    AcquireLease {
+        stream: StreamId,
+        node: NodeId,
+        expected_epoch: u64,
+        now: Millis,
+        ttl_ms: u64,
+    },
+    /// Extends a lease the node still holds at that epoch.
+    RenewLease {
+        stream: StreamId,
+        node: NodeId,
+        epoch: u64,
+        now: Millis,
+        ttl_ms: u64,
+    },
+    /// Gives a lease up (the epoch is kept: epochs only grow).
+    ReleaseLease {
+        stream: StreamId,
+        node: NodeId,
+        epoch: u64,
+    },
+}
+
+/// Why a command changed nothing. Deterministic: every replica gives the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("stream {0} already exists")]
+    StreamExists(StreamId),
+    #[error("no stream {0}")]
+    NoSuchStream(StreamId),
+    #[error("no node {0}")]
+    NoSuchNode(NodeId),
+    #[error("another stream already uses this key")]
+    KeyInUse,
+    #[error("a {from:?} stream cannot become {to:?}")]
+    BadTransition {
+        from: StreamStatus,
+        to: StreamStatus,
+    },
+    #[error("lease epoch is {current}, not {expected}")]
+    StaleEpoch { expected: u64, current: u64 },
+    #[error("the lease is held by node {} at epoch {}", .0.node, .0.epoch)]
+    LeaseLost(Lease),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Done,
+    Stream(StreamRecord),
+    Lease(Lease),
+    Rejected(Rejection),
+}
+
+/// The versioned on-disk form of a command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Envelope {
+    V1(Command),
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&Envelope::V1(self.clone())).expect("commands always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {
+        match serde_json::from_slice(bytes)? {
+            Envelope::V1(c) => Ok(c),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! castmesh cluster metadata: the replicated state machine.
+//!
+//! Everything here is deterministic: applying the same commands in the same order
+//! gives the same state on every node. Time enters only through commands (the
+//! proposer's clock), never through the apply path, so replicas agree on which leases
+//! have expired.
+
+pub mod command;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod state;
+
+pub use command::{Command, Rejection, Response};
+pub use ids::{StreamId, StreamKey};
+pub use model::{Lease, NodeId, NodeRecord, NodeState, StreamRecord, StreamStatus};
+pub use state::ClusterState;

@@ -1,0 +1,94 @@
+//! What the cluster knows: nodes, streams, origin leases.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::StreamId;
+use crate::keys::KeyHash;
+
+pub type NodeId = u64;
+
+/// Milliseconds since the Unix epoch, from the proposer's clock.
+pub type Millis = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Known to the cluster, catching up as a Raft learner.
+    Joining,
+    /// A voting member.
+    Active,
+    /// Being removed.
+    Leaving,
+}
+
+/// A castmesh node and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub rtmp: String,
+    pub http: String,
+    pub grpc: String,
+    pub quic: String,
+    /// Free-form labels, e.g. `region = "eu-west"`.
+    pub labels: BTreeMap<String, String>,
+    pub state: NodeState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    Scheduled,
+    Live,
+    Ended,
+    Archived,
+    Cancelled,
+}
+
+impl StreamStatus {
+    /// The lifecycle: scheduled → live ⇄ ended → archived; scheduled → cancelled.
+    /// An ended stream may go live again (the publisher came back after the grace
+    /// period); archived and cancelled streams are final.
+    pub fn can_become(self, next: StreamStatus) -> bool {
+        use StreamStatus::*;
+        matches!(
+            (self, next),
+            (Scheduled, Live)
+                | (Scheduled, Cancelled)
+                | (Live, Ended)
+                | (Ended, Live)
+                | (Ended, Archived)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub id: StreamId,
+    pub title: String,
+    /// Free text until users exist.
+    pub owner: String,
+    /// Hash of the stream key; the key itself is never stored.
+    pub key_hash: KeyHash,
+    pub status: StreamStatus,
+    pub created_at: Millis,
+    pub scheduled_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+/// Which node is a stream's origin. `epoch` is a fencing token: it only grows, and a
+/// node acts as origin only while it holds the lease with the newest epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub node: NodeId,
+    pub epoch: u64,
+    pub expires_at: Millis,
+}
+
+impl Lease {
+    pub fn is_live(&self, now: Millis) -> bool {
+        now < self.expires_at
+    }
+}

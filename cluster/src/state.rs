@@ -1,0 +1,387 @@
+//! The cluster state and the one function that changes it: [`ClusterState::apply`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Rejection, Response};
+use crate::ids::{StreamId, StreamKey};
+use crate::keys::{self, KeyHash};
+use crate::model::{Lease, NodeId, NodeRecord, StreamRecord, StreamStatus};
+
+/// Everything replicated. Ordered maps so snapshots and iteration are identical on
+/// every replica.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    pub streams: BTreeMap<StreamId, StreamRecord>,
+    /// Stream key hash → stream, for the publish check (which only has the key).
+    pub keys: BTreeMap<KeyHash, StreamId>,
+    /// Origin lease per stream; kept after release or expiry so epochs only grow.
+    pub leases: BTreeMap<StreamId, Lease>,
+}
+
+impl ClusterState {
+    /// The stream a publish key belongs to.
+    pub fn stream_for_key(&self, key: &StreamKey) -> Option<&StreamRecord> {
+        let id = self.keys.get(&keys::hash(key))?;
+        self.streams
+            .get(id)
+            .filter(|s| keys::verify(key, &s.key_hash))
+    }
+
+    /// The stream's current origin, if its lease is live at `now`.
+    pub fn origin(&self, stream: &StreamId, now: u64) -> Option<Lease> {
+        self.leases.get(stream).copied().filter(|l| l.is_live(now))
+    }
+
+    pub fn apply(&mut self, command: Command) -> Response {
+        match self.try_apply(command) {
+            Ok(r) => r,
+            Err(rejection) => Response::Rejected(rejection),
+        }
+    }
+
+    fn stream_mut(&mut self, id: &StreamId) -> Result<&mut StreamRecord, Rejection> {
+        self.streams
+            .get_mut(id)
+            .ok_or_else(|| Rejection::NoSuchStream(id.clone()))
+    }
+
+    fn try_apply(&mut self, command: Command) -> Result<Response, Rejection> {
+        match command {
+            Command::UpsertNode(node) => {
+                self.nodes.insert(node.id, node);
+                Ok(Response::Done)
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(&id).ok_or(Rejection::NoSuchNode(id))?;
+                Ok(Response::Done)
+            }
+            Command::CreateStream {
+                id,
+                title,
+                owner,
+                key_hash,
+                scheduled_at,
+                now,
+            } => {
+                if self.streams.contains_key(&id) {
+                    return Err(Rejection::StreamExists(id));
+                }
+                if self.keys.contains_key(&key_hash) {
+                    return Err(Rejection::KeyInUse);
+                }
+                let record = StreamRecord {
+                    id: id.clone(),
+                    title,
+                    owner,
+                    key_hash,
+                    status: StreamStatus::Scheduled,
+                    created_at: now,
+                    scheduled_at,
+                    started_at: None,
+                    ended_at: None,
+                };
+                self.keys.insert(key_hash, id.clone());
+                self.streams.insert(id, record.clone());
+                Ok(Response::Stream(record))
+            }
+            Command::UpdateStream {
+                id,
+                title,
+                scheduled_at,
+            } => {
+                let s = self.stream_mut(&id)?;
+                if let Some(t) = title {
+                    s.title = t;
+                }
+                if let Some(at) = scheduled_at {
+                    s.scheduled_at = at;
+                }
+                Ok(Response::Stream(s.clone()))
+            }
+            Command::RotateKey { id, key_hash } => {
+                if self.keys.get(&key_hash).is_some_and(|owner| *owner != id) {
+                    return Err(Rejection::KeyInUse);
+                }
+                let s = self.stream_mut(&id)?;
+                let old = std::mem::replace(&mut s.key_hash, key_hash);
+                let record = s.clone();
+                self.keys.remove(&old);
+                self.keys.insert(key_hash, id);
+                Ok(Response::Stream(record))
+            }
+            Command::SetStatus { id, status, now } => {
+                let s = self.stream_mut(&id)?;
+                if s.status == status {
+                    return Ok(Response::Stream(s.clone())); // idempotent retries
+                }
+                if !s.status.can_become(status) {
+                    return Err(Rejection::BadTransition {
+                        from: s.status,
+                        to: status,
+                    });
+                }
+                s.status = status;
+                match status {
+                    StreamStatus::Live => {
+                        s.started_at = Some(now);
+                        s.ended_at = None;
+                    }
+                    StreamStatus::Ended | StreamStatus::Cancelled => s.ended_at = Some(now),
+                    _ => {}
+                }
+                Ok(Response::Stream(s.clone()))
+            }
+            Command::DeleteStream { id } => {
+                let s = self
+                    .streams
+                    .remove(&id)
+                    .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
+                self.keys.remove(&s.key_hash);
+                self.leases.remove(&id);
+                Ok(Response::Done)
+            }
+            Command::AcquireLease {
+                stream,
+                node,
+                expected_epoch,
+                now,
+                ttl_ms,
+            } => {
+                if !self.streams.contains_key(&stream) {
+                    return Err(Rejection::NoSuchStream(stream));
+                }
+                let current = self.leases.get(&stream).map_or(0, |l| l.epoch);
+                if current != expected_epoch {
+                    return Err(Rejection::StaleEpoch {
+                        expected: expected_epoch,
+                        current,
+                    });
+                }
+                let lease = Lease {
+                    node,
+                    epoch: current + 1,
+                    expires_at: now.saturating_add(ttl_ms),
+                };
+                self.leases.insert(stream, lease);
+                Ok(Response::Lease(lease))
+            }
+            Command::RenewLease {
+                stream,
+                node,
+                epoch,
+                now,
+                ttl_ms,
+            } => {
+                let lease = self
+                    .leases
+                    .get_mut(&stream)
+                    .ok_or_else(|| Rejection::NoSuchStream(stream.clone()))?;
+                // An expired lease is renewable as long as nobody took it: the epoch
+                // is unchanged, so no other node can have acted as origin meanwhile.
+                if lease.node != node || lease.epoch != epoch {
+                    return Err(Rejection::LeaseLost(*lease));
+                }
+                lease.expires_at = lease.expires_at.max(now.saturating_add(ttl_ms));
+                Ok(Response::Lease(*lease))
+            }
+            Command::ReleaseLease {
+                stream,
+                node,
+                epoch,
+            } => {
+                let lease = self
+                    .leases
+                    .get_mut(&stream)
+                    .ok_or_else(|| Rejection::NoSuchStream(stream.clone()))?;
+                if lease.node != node || lease.epoch != epoch {
+                    return Err(Rejection::LeaseLost(*lease));
+                }
+                lease.expires_at = 0;
+                Ok(Response::Done)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::generate;
+
+    fn id(s: &str) -> StreamId {
+        StreamId::parse(s).unwrap()
+    }
+
+    fn create(state: &mut ClusterState, name: &str, seed: u8) -> StreamKey {
+        let key = generate([seed; keys::KEY_BYTES]);
+        let r = state.apply(Command::CreateStream {
+            id: id(name),
+            title: "Title".into(),
+            owner: "alice".into(),
+            key_hash: keys::hash(&key),
+            scheduled_at: None,
+            now: 1000,
+        });
+        assert!(matches!(r, Response::Stream(_)), "{r:?}");
+        key
+    }
+
+    #[test]
+    fn keys_find_their_stream_and_rotation_revokes_the_old_key() {
+        let mut s = ClusterState::default();
+        let key = create(&mut s, "show", 1);
+        assert_eq!(s.stream_for_key(&key).unwrap().id, id("show"));
+        assert!(s.stream_for_key(&generate([9; keys::KEY_BYTES])).is_none());
+        let new = generate([2; keys::KEY_BYTES]);
+        s.apply(Command::RotateKey {
+            id: id("show"),
+            key_hash: keys::hash(&new),
+        });
+        assert!(s.stream_for_key(&key).is_none());
+        assert_eq!(s.stream_for_key(&new).unwrap().id, id("show"));
+        // Duplicates are refused.
+        let r = s.apply(Command::CreateStream {
+            id: id("show"),
+            title: String::new(),
+            owner: String::new(),
+            key_hash: keys::hash(&generate([3; keys::KEY_BYTES])),
+            scheduled_at: None,
+            now: 0,
+        });
+        assert_eq!(r, Response::Rejected(Rejection::StreamExists(id("show"))));
+    }
+
+    #[test]
+    fn lifecycle_transitions_are_checked() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        let set = |s: &mut ClusterState, status| {
+            s.apply(Command::SetStatus {
+                id: id("show"),
+                status,
+                now: 5000,
+            })
+        };
+        assert!(
+            matches!(set(&mut s, StreamStatus::Live), Response::Stream(r) if r.started_at == Some(5000))
+        );
+        assert!(
+            matches!(set(&mut s, StreamStatus::Live), Response::Stream(_)),
+            "idempotent"
+        );
+        assert!(matches!(
+            set(&mut s, StreamStatus::Archived),
+            Response::Rejected(Rejection::BadTransition { .. })
+        ));
+        assert!(
+            matches!(set(&mut s, StreamStatus::Ended), Response::Stream(r) if r.ended_at == Some(5000))
+        );
+        assert!(matches!(
+            set(&mut s, StreamStatus::Archived),
+            Response::Stream(_)
+        ));
+        assert!(matches!(
+            set(&mut s, StreamStatus::Live),
+            Response::Rejected(Rejection::BadTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn lease_epochs_only_grow_and_fence_old_holders() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        let acquire = |s: &mut ClusterState, node, expected_epoch| {
+            s.apply(Command::AcquireLease {
+                stream: id("show"),
+                node,
+                expected_epoch,
+                now: 10_000,
+                ttl_ms: 5000,
+            })
+        };
+        let Response::Lease(a) = acquire(&mut s, 1, 0) else {
+            panic!()
+        };
+        assert_eq!((a.node, a.epoch), (1, 1));
+        // A second acquire with the same expectation loses the compare-and-set.
+        assert_eq!(
+            acquire(&mut s, 2, 0),
+            Response::Rejected(Rejection::StaleEpoch {
+                expected: 0,
+                current: 1
+            })
+        );
+        // Takeover by node 2 at the current epoch.
+        let Response::Lease(b) = acquire(&mut s, 2, 1) else {
+            panic!()
+        };
+        assert_eq!((b.node, b.epoch), (2, 2));
+        // Node 1 can no longer renew: it must stop acting as origin.
+        let renew = s.apply(Command::RenewLease {
+            stream: id("show"),
+            node: 1,
+            epoch: 1,
+            now: 11_000,
+            ttl_ms: 5000,
+        });
+        assert_eq!(renew, Response::Rejected(Rejection::LeaseLost(b)));
+        assert_eq!(s.origin(&id("show"), 11_000).unwrap().node, 2);
+        assert!(s.origin(&id("show"), 20_000).is_none(), "expired");
+        // Release keeps the epoch.
+        s.apply(Command::ReleaseLease {
+            stream: id("show"),
+            node: 2,
+            epoch: 2,
+        });
+        let Response::Lease(c) = acquire(&mut s, 3, 2) else {
+            panic!()
+        };
+        assert_eq!(c.epoch, 3);
+    }
+
+    #[test]
+    fn commands_round_trip_through_the_versioned_encoding() {
+        let c = Command::AcquireLease {
+            stream: id("x"),
+            node: 7,
+            expected_epoch: 3,
+            now: 1,
+            ttl_ms: 2,
+        };
+        let bytes = c.encode();
+        assert!(String::from_utf8_lossy(&bytes).starts_with("{\"V1\":"));
+        assert_eq!(Command::decode(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn snapshots_round_trip_as_json() {
+        let mut s = ClusterState::default();
+        let key = create(&mut s, "show", 1);
+        s.apply(Command::AcquireLease {
+            stream: id("show"),
+            node: 1,
+            expected_epoch: 0,
+            now: 0,
+            ttl_ms: 10,
+        });
+        let bytes = serde_json::to_vec(&s).unwrap();
+        let back: ClusterState = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.stream_for_key(&key).unwrap().id, id("show"));
+    }
+
+    #[test]
+    fn deleting_a_stream_frees_its_key() {
+        let mut s = ClusterState::default();
+        let key = create(&mut s, "gone", 1);
+        assert_eq!(
+            s.apply(Command::DeleteStream { id: id("gone") }),
+            Response::Done
+        );
+        assert!(s.stream_for_key(&key).is_none());
+        assert!(s.keys.is_empty());
+    }
+}
