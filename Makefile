@@ -17,10 +17,15 @@ run: deps
 test: deps lint build
 	$(CARGO) test $(PROFILE) --workspace
 
+## ffmpeg: publisher and player for the tests. libclang: rocksdb's bindings are
+## generated at build time (bindgen).
 deps:
-	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then \
-		echo "installing ffmpeg (publisher and player for the tests)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) ffmpeg; \
+	@missing=""; \
+	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
 	fi
 
 build:

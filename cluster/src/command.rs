@@ -1,7 +1,5 @@
 //! Commands replicated through the Raft log, and what applying them answers.
-//!
-//! Log entries are stored as JSON of [`Envelope`]: the variant is the format version,
-//! so a later release adds `V2` and still reads logs and snapshots written today.
+//! (On disk they are versioned by `raft::codec`.)
 
 use serde::{Deserialize, Serialize};
 
@@ -94,22 +92,4 @@ pub enum Response {
     Stream(StreamRecord),
     Lease(Lease),
     Rejected(Rejection),
-}
-
-/// The versioned on-disk form of a command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Envelope {
-    V1(Command),
-}
-
-impl Command {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&Envelope::V1(self.clone())).expect("commands always serialize")
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {
-        match serde_json::from_slice(bytes)? {
-            Envelope::V1(c) => Ok(c),
-        }
-    }
 }

@@ -9,6 +9,7 @@ pub mod command;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod raft;
 pub mod state;
 
 pub use command::{Command, Rejection, Response};

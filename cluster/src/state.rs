@@ -343,20 +343,6 @@ mod tests {
     }
 
     #[test]
-    fn commands_round_trip_through_the_versioned_encoding() {
-        let c = Command::AcquireLease {
-            stream: id("x"),
-            node: 7,
-            expected_epoch: 3,
-            now: 1,
-            ttl_ms: 2,
-        };
-        let bytes = c.encode();
-        assert!(String::from_utf8_lossy(&bytes).starts_with("{\"V1\":"));
-        assert_eq!(Command::decode(&bytes).unwrap(), c);
-    }
-
-    #[test]
     fn snapshots_round_trip_as_json() {
         let mut s = ClusterState::default();
         let key = create(&mut s, "show", 1);

@@ -1,0 +1,31 @@
+//! Raft plumbing for the cluster state: openraft type configuration, and the RocksDB
+//! log and state machine stores behind openraft's storage traits (so a simulator can
+//! substitute in-memory ones).
+
+// openraft's storage traits fix the error type (`StorageError`, ~224 bytes); helpers
+// here return the same type rather than boxing and unboxing at every trait boundary.
+#![allow(clippy::result_large_err)]
+
+pub mod codec;
+pub mod db;
+pub mod log_store;
+pub mod state_machine;
+
+use crate::command::{Command, Response};
+
+openraft::declare_raft_types!(
+    /// castmesh's openraft types: commands in, responses out, u64 node ids.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type StorageError = openraft::StorageError<u64>;
