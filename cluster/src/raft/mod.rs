@@ -9,6 +9,8 @@
 pub mod codec;
 pub mod db;
 pub mod log_store;
+pub mod network;
+pub mod service;
 pub mod state_machine;
 
 use crate::command::{Command, Response};

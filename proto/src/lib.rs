@@ -1,0 +1,10 @@
+//! castmesh's gRPC protocols, generated from `proto/` at build time.
+
+pub mod raft {
+    pub mod v1 {
+        tonic::include_proto!("castmesh.raft.v1");
+    }
+}
+
+/// Encoded descriptors of every castmesh service, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("castmesh_descriptor");
