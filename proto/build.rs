@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["castmesh/raft/v1/raft.proto"];
+const PROTOS: &[&str] = &[
+    "castmesh/raft/v1/raft.proto",
+    "castmesh/cluster/v1/internal.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod command;
 pub mod ids;
 pub mod keys;
+pub mod member;
 pub mod model;
 pub mod raft;
 pub mod state;

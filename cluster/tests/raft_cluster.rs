@@ -1,22 +1,19 @@
-//! Three Raft nodes in one process, talking real gRPC over loopback: a leader is
-//! elected, writes replicate to every node, a dead leader is replaced, the restarted
-//! node catches up from its RocksDB directory, and a peer with the wrong cluster
-//! secret is refused.
+//! Three cluster members in one process, talking real gRPC over loopback: a leader is
+//! elected; writes sent to followers are forwarded; a linearizable read on another
+//! follower sees an acknowledged write at once; a dead leader is replaced while writes
+//! keep working; the restarted node catches up from its RocksDB directory; a peer
+//! without the cluster secret is refused.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use castmesh_cluster::auth::BearerToken;
-use castmesh_cluster::raft::log_store::LogStore;
-use castmesh_cluster::raft::network::Network;
-use castmesh_cluster::raft::service::RaftService;
-use castmesh_cluster::raft::state_machine::{SharedState, StateMachineStore};
-use castmesh_cluster::raft::{Raft, db};
+use castmesh_cluster::member::{ClusterMember, MemberConfig};
 use castmesh_cluster::{Command, Response, StreamId, keys};
 use castmesh_proto::raft::v1::RaftPayload;
 use castmesh_proto::raft::v1::raft_transport_client::RaftTransportClient;
-use openraft::{BasicNode, Config, ServerState};
+use openraft::{BasicNode, Config};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -24,49 +21,50 @@ use tokio::task::JoinHandle;
 const SECRET: &str = "test-cluster-secret";
 
 struct TestNode {
-    raft: Raft,
-    state: SharedState,
+    member: ClusterMember,
     server: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn config() -> Arc<Config> {
-    Arc::new(
-        Config {
+impl TestNode {
+    /// Like a dead process: Raft stops and every connection to it is closed.
+    async fn kill(self) {
+        self.member.raft().shutdown().await.unwrap();
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+async fn start(id: u64, dir: &TempDir, listener: TcpListener) -> TestNode {
+    let member = ClusterMember::open(MemberConfig {
+        id,
+        data_dir: dir.path().to_path_buf(),
+        secret: BearerToken::new(SECRET),
+        raft: Config {
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
             ..Default::default()
-        }
-        .validate()
-        .unwrap(),
-    )
-}
-
-async fn start(id: u64, dir: &TempDir, listener: TcpListener) -> TestNode {
-    let db = db::open(dir.path()).unwrap();
-    let sm = StateMachineStore::open(db.clone()).unwrap();
-    let state = sm.shared();
-    let raft = Raft::new(
-        id,
-        config(),
-        Network::new(BearerToken::new(SECRET)),
-        LogStore::new(db),
-        sm,
-    )
+        },
+    })
     .await
     .unwrap();
-    let service = RaftService::server(raft.clone(), BearerToken::new(SECRET));
+    let (raft_service, internal_service) = member.services();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(incoming)
+            .add_service(raft_service)
+            .add_service(internal_service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
             .await;
     });
     TestNode {
-        raft,
-        state,
+        member,
         server,
+        stop,
     }
 }
 
@@ -84,7 +82,8 @@ fn create(name: &str, seed: u8) -> Command {
 async fn leader(nodes: &BTreeMap<u64, TestNode>) -> u64 {
     let any = nodes.values().next().unwrap();
     let m = any
-        .raft
+        .member
+        .raft()
         .wait(Some(Duration::from_secs(10)))
         .metrics(
             |m| m.current_leader.is_some_and(|l| nodes.contains_key(&l)),
@@ -95,67 +94,50 @@ async fn leader(nodes: &BTreeMap<u64, TestNode>) -> u64 {
     m.current_leader.unwrap()
 }
 
-async fn wait_streams(node: &TestNode, n: usize) {
-    for _ in 0..100 {
-        if node.state.read().unwrap().state.streams.len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node never applied {n} streams");
+fn followers(nodes: &BTreeMap<u64, TestNode>, leader: u64) -> Vec<u64> {
+    nodes.keys().copied().filter(|id| *id != leader).collect()
+}
+
+async fn streams(node: &TestNode) -> usize {
+    node.member.read(|s| s.streams.len()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_replicate_fail_over_and_catch_up() {
+async fn three_members_forward_read_fail_over_and_catch_up() {
     let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut addrs = BTreeMap::new();
-    let mut listeners = BTreeMap::new();
+    let mut addrs: BTreeMap<u64, SocketAddr> = BTreeMap::new();
+    let mut nodes = BTreeMap::new();
     for id in 1..=3u64 {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.insert(id, l.local_addr().unwrap());
-        listeners.insert(id, l);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, l) in listeners {
         nodes.insert(id, start(id, &dirs[id as usize - 1], l).await);
     }
     let members: BTreeMap<u64, BasicNode> = addrs
         .iter()
         .map(|(id, a)| (*id, BasicNode::new(a.to_string())))
         .collect();
-    nodes[&1].raft.initialize(members).await.unwrap();
+    nodes[&1].member.raft().initialize(members).await.unwrap();
 
+    // A write sent to a follower is forwarded to the leader…
     let first = leader(&nodes).await;
-    let r = nodes[&first]
-        .raft
-        .client_write(create("one", 1))
-        .await
-        .unwrap();
-    assert!(matches!(r.data, Response::Stream(_)));
-    for node in nodes.values() {
-        wait_streams(node, 1).await;
-    }
+    let f = followers(&nodes, first);
+    let r = nodes[&f[0]].member.write(create("one", 1)).await.unwrap();
+    assert!(matches!(r, Response::Stream(_)), "{r:?}");
+    // …and a linearizable read on the other follower sees it immediately.
+    assert_eq!(streams(&nodes[&f[1]]).await, 1);
 
-    // Kill the leader: the other two elect a new one and keep accepting writes.
-    let dead = nodes.remove(&first).unwrap();
-    dead.server.abort();
-    dead.raft.shutdown().await.unwrap();
-    drop(dead);
+    // Kill the leader: writes through a follower keep working after the election.
+    nodes.remove(&first).unwrap().kill().await;
+    let f = followers(&nodes, first);
+    let r = nodes[&f[0]].member.write(create("two", 2)).await.unwrap();
+    assert!(matches!(r, Response::Stream(_)), "{r:?}");
     let second = leader(&nodes).await;
     assert_ne!(second, first);
-    let metrics = nodes[&second].raft.metrics().borrow().clone();
-    assert_eq!(metrics.state, ServerState::Leader);
-    nodes[&second]
-        .raft
-        .client_write(create("two", 2))
-        .await
-        .unwrap();
 
     // The dead node restarts from its directory on the same address and catches up.
     let listener = TcpListener::bind(addrs[&first]).await.unwrap();
     let back = start(first, &dirs[first as usize - 1], listener).await;
-    wait_streams(&back, 2).await;
-    assert_eq!(back.state.read().unwrap().state.streams.len(), 2);
+    assert_eq!(streams(&back).await, 2);
     nodes.insert(first, back);
 
     // A peer without the cluster secret is refused.
@@ -172,8 +154,7 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
 
-    for node in nodes.values() {
-        node.raft.shutdown().await.unwrap();
-        node.server.abort();
+    for (_, node) in nodes {
+        node.kill().await;
     }
 }

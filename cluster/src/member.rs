@@ -1,0 +1,288 @@
+//! This node's membership in the cluster: it opens the stores, runs Raft, serves the
+//! node-to-node gRPC services, and offers what the rest of castmesh needs from any
+//! node, leader or not: linearizable reads and writes.
+//!
+//! - `write` proposes on the leader: directly if this node leads, otherwise through the
+//!   leader's `ClusterInternal.Write`, retrying while an election is under way.
+//! - `read` is linearizable: it gets a read index (the leader confirms its leadership
+//!   with a quorum, openraft's `ensure_linearizable`), waits until this node has
+//!   applied up to it, then reads the local state.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use castmesh_proto::cluster::v1::cluster_internal_client::ClusterInternalClient;
+use castmesh_proto::cluster::v1::cluster_internal_server::{
+    ClusterInternal, ClusterInternalServer,
+};
+use castmesh_proto::cluster::v1::{Payload, ReadIndexReply, ReadIndexRequest};
+use castmesh_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Config};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::auth::BearerToken;
+use crate::command::{Command, Response};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::service::RaftService;
+use crate::raft::state_machine::{SharedState, StateMachineStore};
+use crate::raft::{Raft, codec, db};
+use crate::state::ClusterState;
+
+/// How long `write` and `read` keep trying (elections, a leader that just died).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+pub struct MemberConfig {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub secret: BearerToken,
+    pub raft: Config,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the cluster did not answer within {0:?} (no leader, or no quorum)")]
+    Unavailable(Duration),
+    #[error("cannot open cluster storage: {0}")]
+    Storage(String),
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    #[error("this node's Raft stopped: {0}")]
+    Stopped(String),
+}
+
+#[derive(Clone)]
+pub struct ClusterMember {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    raft: Raft,
+    state: SharedState,
+    secret: BearerToken,
+    peers: Mutex<HashMap<String, ClusterInternalClient<Channel>>>,
+}
+
+/// What one attempt at an operation gave.
+enum Attempt<T> {
+    Done(T),
+    /// Try again after a pause (no leader yet, leader unreachable, leadership moved).
+    Retry,
+}
+
+impl ClusterMember {
+    pub async fn open(config: MemberConfig) -> Result<Self, ClusterError> {
+        let raft_config = config
+            .raft
+            .validate()
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let db = db::open(&config.data_dir)
+            .map_err(|e| ClusterError::Storage(format!("{}: {e}", config.data_dir.display())))?;
+        let sm = StateMachineStore::open(db.clone())
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let state = sm.shared();
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network::new(config.secret.clone()),
+            LogStore::new(db),
+            sm,
+        )
+        .await
+        .map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id: config.id,
+                raft,
+                state,
+                secret: config.secret,
+                peers: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The gRPC services this member serves to its peers.
+    pub fn services(
+        &self,
+    ) -> (
+        RaftTransportServer<RaftService>,
+        ClusterInternalServer<InternalService>,
+    ) {
+        (
+            RaftService::server(self.inner.raft.clone(), self.inner.secret.clone()),
+            ClusterInternalServer::new(InternalService {
+                member: self.clone(),
+            }),
+        )
+    }
+
+    /// Proposes `command` and returns what applying it answered.
+    pub async fn write(&self, command: Command) -> Result<Response, ClusterError> {
+        self.retrying(|| self.write_once(command.clone())).await
+    }
+
+    /// Reads the state after every write acknowledged before this call started.
+    pub async fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
+        let deadline = Instant::now() + OPERATION_TIMEOUT;
+        let index = self.retrying(|| self.read_index_once()).await?;
+        if let Some(index) = index {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            self.inner
+                .raft
+                .wait(Some(wait))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|_| ClusterError::Unavailable(OPERATION_TIMEOUT))?;
+        }
+        let applied = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        Ok(f(&applied.state))
+    }
+
+    /// The local state without a read barrier (metrics, listings that may be stale).
+    pub fn read_local<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        f(&self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state)
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, ClusterError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Attempt<T>, ClusterError>>,
+    {
+        let deadline = Instant::now() + OPERATION_TIMEOUT;
+        loop {
+            if let Attempt::Done(v) = once().await? {
+                return Ok(v);
+            }
+            if Instant::now() + RETRY_PAUSE > deadline {
+                return Err(ClusterError::Unavailable(OPERATION_TIMEOUT));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn peer(&self, node: &BasicNode) -> Option<ClusterInternalClient<Channel>> {
+        let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = peers.get(&node.addr) {
+            return Some(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{}", node.addr))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(OPERATION_TIMEOUT)
+            .connect_lazy();
+        let client = ClusterInternalClient::new(channel);
+        peers.insert(node.addr.clone(), client.clone());
+        Some(client)
+    }
+
+    fn stopped(e: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Stopped(e.to_string())
+    }
+
+    async fn write_once(&self, command: Command) -> Result<Attempt<Response>, ClusterError> {
+        let leader = match self.inner.raft.client_write(command.clone()).await {
+            Ok(r) => return Ok(Attempt::Done(r.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_node,
+            Err(RaftError::APIError(e)) => return Err(Self::stopped(e)),
+            Err(RaftError::Fatal(e)) => return Err(Self::stopped(e)),
+        };
+        let Some(mut client) = leader.as_ref().and_then(|n| self.peer(n)) else {
+            return Ok(Attempt::Retry);
+        };
+        let mut request = Request::new(Payload {
+            payload: codec::encode(&command),
+        });
+        self.inner.secret.attach(&mut request);
+        let Ok(reply) = client.write(request).await else {
+            return Ok(Attempt::Retry);
+        };
+        let result: Result<Response, String> =
+            codec::decode(&reply.into_inner().payload).map_err(Self::stopped)?;
+        result.map(Attempt::Done).map_err(ClusterError::Stopped)
+    }
+
+    async fn read_index_once(&self) -> Result<Attempt<Option<u64>>, ClusterError> {
+        let leader = match self.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => return Ok(Attempt::Done(log_id.map(|l| l.index))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => f.leader_node,
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                return Ok(Attempt::Retry);
+            }
+            Err(RaftError::Fatal(e)) => return Err(Self::stopped(e)),
+        };
+        let Some(mut client) = leader.as_ref().and_then(|n| self.peer(n)) else {
+            return Ok(Attempt::Retry);
+        };
+        let mut request = Request::new(ReadIndexRequest {});
+        self.inner.secret.attach(&mut request);
+        match client.read_index(request).await {
+            Ok(reply) => Ok(Attempt::Done(reply.into_inner().index)),
+            Err(_) => Ok(Attempt::Retry),
+        }
+    }
+}
+
+/// The leader's side of forwarded writes and read-index requests.
+pub struct InternalService {
+    member: ClusterMember,
+}
+
+fn not_leader() -> Status {
+    Status::unavailable("not the leader; retry with the current leader")
+}
+
+#[tonic::async_trait]
+impl ClusterInternal for InternalService {
+    async fn write(&self, request: Request<Payload>) -> Result<tonic::Response<Payload>, Status> {
+        self.member.inner.secret.check(request.metadata())?;
+        let command: Command = codec::decode(&request.into_inner().payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
+        // Only proposes locally: a forwarded write is never forwarded again.
+        let result = match self.member.inner.raft.client_write(command).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                return Err(not_leader());
+            }
+            // This node's Raft is shutting down: the caller retries elsewhere.
+            Err(RaftError::Fatal(e)) => return Err(Status::unavailable(e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(tonic::Response::new(Payload {
+            payload: codec::encode(&result),
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<ReadIndexRequest>,
+    ) -> Result<tonic::Response<ReadIndexReply>, Status> {
+        self.member.inner.secret.check(request.metadata())?;
+        match self.member.inner.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(tonic::Response::new(ReadIndexReply {
+                index: log_id.map(|l| l.index),
+            })),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(not_leader()),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+}
