@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build lint unit e2e bench bench-deps fmt clean
+.PHONY: run test deps build lint bench bench-raft bench-deps fmt clean
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -41,6 +41,10 @@ fmt:
 ## Benchmark against nginx-rtmp (see docs/benchmarks.md). Not part of `make test`.
 bench: deps bench-deps build
 	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-bench -- $(BENCH_ARGS)
+
+## Raft metadata writes per second (1 and 64 clients) against fsync'd RocksDB writes.
+bench-raft: deps build
+	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-raft-bench -- $(BENCH_ARGS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \

@@ -8,6 +8,7 @@
 pub mod ffmpeg;
 pub mod hls_check;
 pub mod node;
+pub mod raft_loopback;
 pub mod rtmp_raw;
 
 use std::time::{Duration, Instant};
