@@ -73,6 +73,8 @@ pub enum Rejection {
     NoSuchStream(StreamId),
     #[error("no node {0}")]
     NoSuchNode(NodeId),
+    #[error("stream {0} has no origin lease")]
+    NoLease(StreamId),
     #[error("another stream already uses this key")]
     KeyInUse,
     #[error("a {from:?} stream cannot become {to:?}")]

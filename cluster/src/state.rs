@@ -42,6 +42,23 @@ impl ClusterState {
         }
     }
 
+    /// The stream's lease, if `node` holds it at `epoch`.
+    fn held_lease(
+        &mut self,
+        stream: &StreamId,
+        node: NodeId,
+        epoch: u64,
+    ) -> Result<&mut Lease, Rejection> {
+        let lease = self
+            .leases
+            .get_mut(stream)
+            .ok_or_else(|| Rejection::NoLease(stream.clone()))?;
+        if lease.node != node || lease.epoch != epoch {
+            return Err(Rejection::LeaseLost(*lease));
+        }
+        Ok(lease)
+    }
+
     fn stream_mut(&mut self, id: &StreamId) -> Result<&mut StreamRecord, Rejection> {
         self.streams
             .get_mut(id)
@@ -175,15 +192,9 @@ impl ClusterState {
                 now,
                 ttl_ms,
             } => {
-                let lease = self
-                    .leases
-                    .get_mut(&stream)
-                    .ok_or_else(|| Rejection::NoSuchStream(stream.clone()))?;
                 // An expired lease is renewable as long as nobody took it: the epoch
                 // is unchanged, so no other node can have acted as origin meanwhile.
-                if lease.node != node || lease.epoch != epoch {
-                    return Err(Rejection::LeaseLost(*lease));
-                }
+                let lease = self.held_lease(&stream, node, epoch)?;
                 lease.expires_at = lease.expires_at.max(now.saturating_add(ttl_ms));
                 Ok(Response::Lease(*lease))
             }
@@ -192,14 +203,7 @@ impl ClusterState {
                 node,
                 epoch,
             } => {
-                let lease = self
-                    .leases
-                    .get_mut(&stream)
-                    .ok_or_else(|| Rejection::NoSuchStream(stream.clone()))?;
-                if lease.node != node || lease.epoch != epoch {
-                    return Err(Rejection::LeaseLost(*lease));
-                }
-                lease.expires_at = 0;
+                self.held_lease(&stream, node, epoch)?.expires_at = 0;
                 Ok(Response::Done)
             }
         }
