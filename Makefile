@@ -28,8 +28,10 @@ deps:
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
 	fi
 
+## --all-targets: the same feature resolution as clippy and cargo test (dev-dependencies
+## included), so rocksdb's C++ is compiled once, not once per resolution.
 build:
-	$(CARGO) build $(PROFILE) --workspace --bins
+	$(CARGO) build $(PROFILE) --workspace --all-targets
 
 lint:
 	$(CARGO) fmt --all -- --check
