@@ -18,15 +18,18 @@ test: deps lint build
 	$(CARGO) test $(PROFILE) --workspace
 
 ## ffmpeg: publisher and player for the tests. libclang: rocksdb's bindings are
-## generated at build time (bindgen).
+## generated at build time (bindgen). Chromium + hls.js (npm, pinned by the lock file):
+## the browser viewer test.
 deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
 	fi
+	@[ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 ## --all-targets: the same feature resolution as clippy and cargo test (dev-dependencies
 ## included), so rocksdb's C++ is compiled once, not once per resolution.

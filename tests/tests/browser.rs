@@ -1,0 +1,45 @@
+//! A viewer in a real browser: headless Chromium playing the stream with hls.js in
+//! low-latency mode (tests/browser/play.mjs). hls.js is the strictest LL-HLS web client;
+//! it must play continuously from parts, without errors.
+
+use std::process::Command;
+
+use castmesh_tests::ffmpeg::Publisher;
+use castmesh_tests::node::Node;
+
+#[test]
+fn hls_js_plays_from_parts_in_chromium() {
+    let node = Node::start("browser", &[]);
+    let _publisher = Publisher::start(&node.rtmp_url("web"));
+    node.wait_for_stream("web", 1);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/play.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(node.playlist_url("web"))
+        .arg("8")
+        .output()
+        .expect("run node (make test installs Node.js packages and Chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "play.mjs failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        !errors.iter().any(|e| e["fatal"] == true),
+        "hls.js fatal errors: {report}"
+    );
+    // Continuous playback: media time advanced nearly as long as we watched.
+    assert!(report["played"].as_f64().unwrap() >= 6.5, "{report}");
+    // Low-latency mode really used parts and blocking reloads.
+    assert!(report["parts"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["canBlockReload"], true, "{report}");
+    assert_eq!(report["partTarget"], 0.2, "{report}");
+    assert_eq!(report["codecs"], "avc1.64001f,mp4a.40.2", "{report}");
+    assert_eq!(
+        (report["width"].as_u64(), report["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+}
