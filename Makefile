@@ -7,28 +7,32 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps build lint bench bench-raft bench-deps fmt clean
+.PHONY: run test deps test-deps build lint bench bench-raft bench-deps fmt clean
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
 	$(CARGO) run $(PROFILE) --bin castmesh -- --dev
 
 ## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real clients.
-test: deps lint build
+test: test-deps lint build
 	$(CARGO) test $(PROFILE) --workspace
 
-## ffmpeg: publisher and player for the tests. libclang: rocksdb's bindings are
-## generated at build time (bindgen). Chromium + hls.js (npm, pinned by the lock file):
-## the browser viewer test.
+## What building and the README's quick start need: libclang (rocksdb's bindings are
+## generated at build time by bindgen) and ffmpeg (to publish a test stream).
 deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
 	fi
+
+## Also what the tests need: Chromium and hls.js (npm, pinned by the lock file) for the
+## browser viewer test.
+test-deps: deps
+	@command -v chromium >/dev/null || { echo "installing: chromium"; \
+		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) chromium; }
 	@[ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 ## --all-targets: the same feature resolution as clippy and cargo test (dev-dependencies
