@@ -153,16 +153,6 @@ impl ClusterMember {
         Ok(f(&applied.state))
     }
 
-    /// The local state without a read barrier (metrics, listings that may be stale).
-    pub fn read_local<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        f(&self
-            .inner
-            .state
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .state)
-    }
-
     async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, ClusterError>
     where
         F: FnMut() -> Fut,

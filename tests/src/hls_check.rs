@@ -70,11 +70,6 @@ impl Playlist {
         }
         out
     }
-
-    pub fn discontinuities(&self) -> usize {
-        self.segments.iter().filter(|s| s.discontinuity).count()
-            + usize::from(self.open_discontinuity && !self.open_parts.is_empty())
-    }
 }
 
 const HEADERS: [&str; 6] = [

@@ -112,14 +112,6 @@ impl Window {
         id
     }
 
-    /// The next segment begins after a break the segmenter did not see itself
-    /// (its own restart): it gets a discontinuity tag.
-    pub fn mark_discontinuity(&mut self) {
-        if self.next_msn > 0 {
-            self.discontinuity_pending = true;
-        }
-    }
-
     pub fn begin_segment(&mut self, discontinuity: bool, program_date_time: SystemTime) {
         self.end_segment();
         let Some(init_id) = self.current_init else {

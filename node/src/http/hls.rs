@@ -45,12 +45,9 @@ fn note_viewer(
     headers: &HeaderMap,
     peer: SocketAddr,
 ) -> Option<String> {
-    let id = viewer::identify(
-        headers,
-        peer,
-        state.viewer_salt,
-        state.ctx.seams.entropy.next_u64(),
-    );
+    let id = viewer::identify(headers, peer, state.viewer_salt, || {
+        state.ctx.seams.entropy.next_u64()
+    });
     stream.stats.viewer_seen(id.seen);
     id.set_cookie
 }

@@ -46,7 +46,13 @@ fn cookie_value(headers: &HeaderMap) -> Option<(u64, u64)> {
         })
 }
 
-pub fn identify(headers: &HeaderMap, peer: SocketAddr, salt: u64, nonce: u64) -> Identified {
+/// `nonce` is only drawn for a client that has no session cookie yet.
+pub fn identify(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    salt: u64,
+    nonce: impl FnOnce() -> u64,
+) -> Identified {
     let agent = headers
         .get(USER_AGENT)
         .map(|v| v.as_bytes())
@@ -66,7 +72,8 @@ pub fn identify(headers: &HeaderMap, peer: SocketAddr, salt: u64, nonce: u64) ->
                 replaces: None,
             },
             set_cookie: Some(format!(
-                "{COOKIE_NAME}={anonymous:016x}{nonce:016x}; Path=/hls; Max-Age=86400; HttpOnly; SameSite=Lax"
+                "{COOKIE_NAME}={anonymous:016x}{:016x}; Path=/hls; Max-Age=86400; HttpOnly; SameSite=Lax",
+                nonce()
             )),
         },
     }
@@ -89,18 +96,18 @@ mod tests {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static("player/1"));
-        let first = identify(&headers, peer, 7, 99);
+        let first = identify(&headers, peer, 7, || 99);
         let (anon, _) = seen(&first);
         let cookie = first.set_cookie.unwrap();
         let pair = cookie.split(';').next().unwrap().to_string();
         headers.insert(COOKIE, HeaderValue::from_str(&pair).unwrap());
-        let second = identify(&headers, peer, 7, 100);
+        let second = identify(&headers, peer, 7, || 100);
         let (session, replaces) = seen(&second);
         assert_eq!(replaces, Some(anon));
         assert_ne!(session, anon);
         assert!(second.set_cookie.is_none());
         // Same cookie again: the same session.
-        assert_eq!(seen(&identify(&headers, peer, 7, 101)).0, session);
+        assert_eq!(seen(&identify(&headers, peer, 7, || 101)).0, session);
     }
 
     #[test]
@@ -111,8 +118,8 @@ mod tests {
         let mut b = HeaderMap::new();
         b.insert(USER_AGENT, HeaderValue::from_static("b"));
         assert_ne!(
-            seen(&identify(&a, peer, 1, 0)).0,
-            seen(&identify(&b, peer, 1, 0)).0
+            seen(&identify(&a, peer, 1, || 0)).0,
+            seen(&identify(&b, peer, 1, || 0)).0
         );
     }
 }

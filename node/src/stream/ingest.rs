@@ -144,7 +144,6 @@ impl IngestState {
     ) -> Result<(), String> {
         let len = body.len() as u64;
         self.measure_bitrate(len)?;
-        self.stats.ingest_bytes.fetch_add(len, Ordering::Relaxed);
         self.metrics.ingest_bytes.inc_by(len);
         let event = match kind {
             MediaKind::Video => flv::video_event(timestamp_ms, body),
@@ -186,12 +185,10 @@ impl IngestState {
                 self.send_codecs();
             }
             MediaEvent::Frame(frame) => {
-                let (counter, metric) = match kind {
-                    MediaKind::Video => (&self.stats.video_frames, &self.metrics.video_frames),
-                    MediaKind::Audio => (&self.stats.audio_frames, &self.metrics.audio_frames),
+                match kind {
+                    MediaKind::Video => self.metrics.video_frames.inc(),
+                    MediaKind::Audio => self.metrics.audio_frames.inc(),
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
-                metric.inc();
                 let msg = SegmenterMsg::Frame {
                     publisher: self.publisher,
                     frame,

@@ -22,9 +22,6 @@ pub enum Phase {
 pub struct StreamStats {
     pub started_at: SystemTime,
     phase: AtomicU8,
-    pub ingest_bytes: AtomicU64,
-    pub video_frames: AtomicU64,
-    pub audio_frames: AtomicU64,
     /// Publisher bitrate over the last measurement interval, bits per second.
     pub bitrate_bps: AtomicU64,
     pub viewers: AtomicU64,
@@ -38,9 +35,6 @@ impl StreamStats {
         Arc::new(Self {
             started_at,
             phase: AtomicU8::new(0),
-            ingest_bytes: AtomicU64::new(0),
-            video_frames: AtomicU64::new(0),
-            audio_frames: AtomicU64::new(0),
             bitrate_bps: AtomicU64::new(0),
             viewers: AtomicU64::new(0),
             viewer_counter: RwLock::new(None),
