@@ -31,9 +31,20 @@ pub enum Command {
         id: StreamId,
         key_hash: KeyHash,
     },
+    /// Sets a stream's status. An origin reporting its stream's life passes `fence`:
+    /// the change applies only while that node still holds the lease at that epoch, so
+    /// an origin that was taken over cannot end the stream its successor runs.
     SetStatus {
         id: StreamId,
         status: StreamStatus,
+        now: Millis,
+        #[serde(default)]
+        fence: Option<Fence>,
+    },
+    /// An operator ends a live stream: status ended, and the lease moves to no node at
+    /// a new epoch, so the origin notices at its next renewal and drops the publisher.
+    EndStream {
+        id: StreamId,
         now: Millis,
     },
     DeleteStream {
@@ -62,6 +73,13 @@ pub enum Command {
         node: NodeId,
         epoch: u64,
     },
+}
+
+/// A lease holder's claim: node and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub node: NodeId,
+    pub epoch: u64,
 }
 
 /// Why a command changed nothing. Deterministic: every replica gives the same answer.

@@ -10,9 +10,12 @@ pub mod command;
 pub mod ids;
 pub mod keys;
 pub mod member;
+pub mod membership;
 pub mod model;
 pub mod raft;
 pub mod state;
+
+pub use openraft;
 
 pub use command::{Command, Rejection, Response};
 pub use ids::{StreamId, StreamKey};

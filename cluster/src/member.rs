@@ -17,7 +17,9 @@ use castmesh_proto::cluster::v1::cluster_internal_client::ClusterInternalClient;
 use castmesh_proto::cluster::v1::cluster_internal_server::{
     ClusterInternal, ClusterInternalServer,
 };
-use castmesh_proto::cluster::v1::{Payload, ReadIndexReply, ReadIndexRequest};
+use castmesh_proto::cluster::v1::{
+    ElectReply, ElectRequest, Payload, ReadIndexReply, ReadIndexRequest,
+};
 use castmesh_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Config};
@@ -27,6 +29,7 @@ use tonic::{Request, Status};
 
 use crate::auth::BearerToken;
 use crate::command::{Command, Response};
+use crate::membership::{Local, MembershipChange};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::service::RaftService;
@@ -37,6 +40,12 @@ use crate::state::ClusterState;
 /// How long `write` and `read` keep trying (elections, a leader that just died).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// One forwarded request/response; a paused or partitioned leader must not hold a
+/// caller longer than this before it retries.
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// A learner joining may need a snapshot of the whole state: membership changes wait
+/// for that catch-up.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct MemberConfig {
     pub id: u64,
@@ -55,6 +64,8 @@ pub enum ClusterError {
     Config(String),
     #[error("this node's Raft stopped: {0}")]
     Stopped(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 #[derive(Clone)]
@@ -70,8 +81,15 @@ struct Inner {
     peers: Mutex<HashMap<String, ClusterInternalClient<Channel>>>,
 }
 
+/// Payload RPCs a follower forwards to the leader.
+#[derive(Clone, Copy)]
+pub(crate) enum Forward {
+    Write,
+    ChangeMembership,
+}
+
 /// What one attempt at an operation gave.
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     /// Try again after a pause (no leader yet, leader unreachable, leadership moved).
     Retry,
@@ -116,6 +134,10 @@ impl ClusterMember {
         &self.inner.raft
     }
 
+    pub(crate) fn attach_secret<T>(&self, request: &mut Request<T>) {
+        self.inner.secret.attach(request);
+    }
+
     /// The gRPC services this member serves to its peers.
     pub fn services(
         &self,
@@ -153,7 +175,14 @@ impl ClusterMember {
         Ok(f(&applied.state))
     }
 
-    async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, ClusterError>
+    /// Reads this node's applied state as it is, without asking the leader: for
+    /// diagnostics that must work without a quorum.
+    pub fn read_local<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        let applied = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&applied.state)
+    }
+
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, ClusterError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Attempt<T>, ClusterError>>,
@@ -170,7 +199,7 @@ impl ClusterMember {
         }
     }
 
-    fn peer(&self, node: &BasicNode) -> Option<ClusterInternalClient<Channel>> {
+    pub(crate) fn peer(&self, node: &BasicNode) -> Option<ClusterInternalClient<Channel>> {
         let mut peers = self.inner.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = peers.get(&node.addr) {
             return Some(c.clone());
@@ -178,14 +207,13 @@ impl ClusterMember {
         let channel = Endpoint::from_shared(format!("http://{}", node.addr))
             .ok()?
             .connect_timeout(Duration::from_secs(1))
-            .timeout(OPERATION_TIMEOUT)
             .connect_lazy();
         let client = ClusterInternalClient::new(channel);
         peers.insert(node.addr.clone(), client.clone());
         Some(client)
     }
 
-    fn stopped(e: impl std::fmt::Display) -> ClusterError {
+    pub(crate) fn stopped(e: impl std::fmt::Display) -> ClusterError {
         ClusterError::Stopped(e.to_string())
     }
 
@@ -196,19 +224,44 @@ impl ClusterMember {
             Err(RaftError::APIError(e)) => return Err(Self::stopped(e)),
             Err(RaftError::Fatal(e)) => return Err(Self::stopped(e)),
         };
+        let reply = self
+            .forward(leader, Forward::Write, codec::encode(&command))
+            .await?;
+        let Attempt::Done(bytes) = reply else {
+            return Ok(Attempt::Retry);
+        };
+        let result: Result<Response, String> = codec::decode(&bytes).map_err(Self::stopped)?;
+        result.map(Attempt::Done).map_err(ClusterError::Stopped)
+    }
+
+    /// Sends a payload RPC to the leader; `Retry` while there is no reachable leader.
+    pub(crate) async fn forward(
+        &self,
+        leader: Option<BasicNode>,
+        rpc: Forward,
+        payload: Vec<u8>,
+    ) -> Result<Attempt<Vec<u8>>, ClusterError> {
         let Some(mut client) = leader.as_ref().and_then(|n| self.peer(n)) else {
             return Ok(Attempt::Retry);
         };
-        let mut request = Request::new(Payload {
-            payload: codec::encode(&command),
-        });
+        let mut request = Request::new(Payload { payload });
         self.inner.secret.attach(&mut request);
-        let Ok(reply) = client.write(request).await else {
-            return Ok(Attempt::Retry);
+        let reply = match rpc {
+            Forward::Write => tokio::time::timeout(RPC_TIMEOUT, client.write(request)).await,
+            Forward::ChangeMembership => {
+                tokio::time::timeout(MEMBERSHIP_TIMEOUT, client.change_membership(request)).await
+            }
         };
-        let result: Result<Response, String> =
-            codec::decode(&reply.into_inner().payload).map_err(Self::stopped)?;
-        result.map(Attempt::Done).map_err(ClusterError::Stopped)
+        match reply.unwrap_or_else(|_| Err(Status::deadline_exceeded("leader did not answer"))) {
+            Ok(reply) => Ok(Attempt::Done(reply.into_inner().payload)),
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                Err(ClusterError::Stopped(format!(
+                    "the leader refused this node's cluster secret: {}",
+                    status.message()
+                )))
+            }
+            Err(_) => Ok(Attempt::Retry),
+        }
     }
 
     async fn read_index_once(&self) -> Result<Attempt<Option<u64>>, ClusterError> {
@@ -225,9 +278,9 @@ impl ClusterMember {
         };
         let mut request = Request::new(ReadIndexRequest {});
         self.inner.secret.attach(&mut request);
-        match client.read_index(request).await {
-            Ok(reply) => Ok(Attempt::Done(reply.into_inner().index)),
-            Err(_) => Ok(Attempt::Retry),
+        match tokio::time::timeout(RPC_TIMEOUT, client.read_index(request)).await {
+            Ok(Ok(reply)) => Ok(Attempt::Done(reply.into_inner().index)),
+            _ => Ok(Attempt::Retry),
         }
     }
 }
@@ -274,5 +327,42 @@ impl ClusterInternal for InternalService {
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(not_leader()),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<Payload>,
+    ) -> Result<tonic::Response<Payload>, Status> {
+        self.member.inner.secret.check(request.metadata())?;
+        let change: MembershipChange = codec::decode(&request.into_inner().payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable change: {e}")))?;
+        let result = match self.member.change_locally(&change).await {
+            Ok(Local::Done) => Ok(()),
+            Ok(Local::NotLeader(_)) => return Err(not_leader()),
+            Ok(Local::Busy) => {
+                return Err(Status::unavailable(
+                    "another membership change is in progress",
+                ));
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(tonic::Response::new(Payload {
+            payload: codec::encode(&result),
+        }))
+    }
+
+    async fn elect(
+        &self,
+        request: Request<ElectRequest>,
+    ) -> Result<tonic::Response<ElectReply>, Status> {
+        self.member.inner.secret.check(request.metadata())?;
+        self.member
+            .inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(ElectReply {}))
     }
 }

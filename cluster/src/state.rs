@@ -9,6 +9,10 @@ use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
 use crate::model::{Lease, NodeId, NodeRecord, StreamRecord, StreamStatus};
 
+/// Node ids start at 1: a lease held by node 0 is held by nobody (an operator ended
+/// the stream and fenced its origin).
+pub const NO_NODE: NodeId = 0;
+
 /// Everything replicated. Ordered maps so snapshots and iteration are identical on
 /// every replica.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -129,7 +133,15 @@ impl ClusterState {
                 self.keys.insert(key_hash, id);
                 Ok(Response::Stream(record))
             }
-            Command::SetStatus { id, status, now } => {
+            Command::SetStatus {
+                id,
+                status,
+                now,
+                fence,
+            } => {
+                if let Some(f) = fence {
+                    self.held_lease(&id, f.node, f.epoch)?;
+                }
                 let s = self.stream_mut(&id)?;
                 if s.status == status {
                     return Ok(Response::Stream(s.clone())); // idempotent retries
@@ -150,6 +162,30 @@ impl ClusterState {
                     _ => {}
                 }
                 Ok(Response::Stream(s.clone()))
+            }
+            Command::EndStream { id, now } => {
+                let s = self.stream_mut(&id)?;
+                match s.status {
+                    StreamStatus::Ended => return Ok(Response::Stream(s.clone())),
+                    StreamStatus::Live => {}
+                    from => {
+                        return Err(Rejection::BadTransition {
+                            from,
+                            to: StreamStatus::Ended,
+                        });
+                    }
+                }
+                s.status = StreamStatus::Ended;
+                s.ended_at = Some(now);
+                let record = s.clone();
+                if let Some(lease) = self.leases.get_mut(&id) {
+                    *lease = Lease {
+                        node: NO_NODE,
+                        epoch: lease.epoch + 1,
+                        expires_at: 0,
+                    };
+                }
+                Ok(Response::Stream(record))
             }
             Command::DeleteStream { id } => {
                 let s = self
@@ -267,6 +303,7 @@ mod tests {
                 id: id("show"),
                 status,
                 now: 5000,
+                fence: None,
             })
         };
         assert!(
@@ -344,6 +381,59 @@ mod tests {
             panic!()
         };
         assert_eq!(c.epoch, 3);
+    }
+
+    #[test]
+    fn fenced_status_changes_and_operator_end() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        let acquire = |s: &mut ClusterState, node, expected_epoch| {
+            s.apply(Command::AcquireLease {
+                stream: id("show"),
+                node,
+                expected_epoch,
+                now: 0,
+                ttl_ms: 5000,
+            })
+        };
+        let set = |s: &mut ClusterState, status, node, epoch| {
+            s.apply(Command::SetStatus {
+                id: id("show"),
+                status,
+                now: 1,
+                fence: Some(crate::command::Fence { node, epoch }),
+            })
+        };
+        acquire(&mut s, 1, 0);
+        assert!(matches!(
+            set(&mut s, StreamStatus::Live, 1, 1),
+            Response::Stream(_)
+        ));
+        acquire(&mut s, 2, 1);
+        // Node 1 was taken over: its "ended" must not end node 2's stream.
+        assert!(matches!(
+            set(&mut s, StreamStatus::Ended, 1, 1),
+            Response::Rejected(Rejection::LeaseLost(_))
+        ));
+        assert_eq!(s.streams[&id("show")].status, StreamStatus::Live);
+        // An operator ends it: ended, and the lease goes to nobody at a new epoch.
+        let r = s.apply(Command::EndStream {
+            id: id("show"),
+            now: 9,
+        });
+        assert!(matches!(r, Response::Stream(ref rec) if rec.status == StreamStatus::Ended));
+        let lease = s.leases[&id("show")];
+        assert_eq!((lease.node, lease.epoch), (NO_NODE, 3));
+        assert!(matches!(
+            s.apply(Command::RenewLease {
+                stream: id("show"),
+                node: 2,
+                epoch: 2,
+                now: 10,
+                ttl_ms: 5000
+            }),
+            Response::Rejected(Rejection::LeaseLost(_))
+        ));
     }
 
     #[test]

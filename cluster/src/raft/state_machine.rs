@@ -153,6 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied = applied_from(&stored)?;
         save_snapshot(&self.db, &stored)?;
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = applied;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot from the leader");
         Ok(())
     }
 

@@ -1,0 +1,217 @@
+//! Raft membership changes (add, promote, remove, transfer leadership), run on the
+//! leader wherever they are asked for: a follower forwards them through
+//! `ClusterInternal.ChangeMembership`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use castmesh_proto::cluster::v1::ElectRequest;
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tonic::Request;
+
+use crate::member::{Attempt, ClusterError, ClusterMember, Forward};
+use crate::raft::codec;
+
+/// How long a leadership transfer may take: the old leader stops heartbeats, the
+/// followers' leader lease (election_timeout_max) runs out, then the target wins.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+const ELECT_PAUSE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Adds a learner and waits until it has caught up with the log.
+    AddLearner {
+        id: u64,
+        addr: String,
+    },
+    /// Makes a caught-up learner a voter.
+    Promote {
+        id: u64,
+    },
+    Remove {
+        id: u64,
+    },
+    TransferLeader {
+        to: u64,
+    },
+}
+
+/// What running a change on this node gave.
+pub(crate) enum Local {
+    Done,
+    /// Not the leader; here is who is, if known.
+    NotLeader(Option<BasicNode>),
+    /// Another membership change is still being committed.
+    Busy,
+}
+
+impl ClusterMember {
+    /// Adds node `id` (serving Raft gRPC at `addr`) as a learner, waits for it to catch
+    /// up, then makes it a voter unless `learner_only`.
+    pub async fn add_node(
+        &self,
+        id: u64,
+        addr: String,
+        learner_only: bool,
+    ) -> Result<(), ClusterError> {
+        self.change(MembershipChange::AddLearner { id, addr })
+            .await?;
+        if !learner_only {
+            self.change(MembershipChange::Promote { id }).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes node `id`; if it leads, leadership moves to another voter first.
+    pub async fn remove_node(&self, id: u64) -> Result<(), ClusterError> {
+        let metrics = self.raft().metrics().borrow().clone();
+        if metrics.current_leader == Some(id) {
+            let other = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .find(|v| *v != id)
+                .ok_or_else(|| {
+                    ClusterError::Refused(format!("node {id} is the only voter; add another first"))
+                })?;
+            self.transfer_leader(other).await?;
+        }
+        self.change(MembershipChange::Remove { id }).await
+    }
+
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ClusterError> {
+        self.change(MembershipChange::TransferLeader { to }).await
+    }
+
+    async fn change(&self, change: MembershipChange) -> Result<(), ClusterError> {
+        self.retrying(|| self.change_once(&change)).await
+    }
+
+    async fn change_once(&self, change: &MembershipChange) -> Result<Attempt<()>, ClusterError> {
+        let leader = match self.change_locally(change).await? {
+            Local::Done => return Ok(Attempt::Done(())),
+            Local::Busy => return Ok(Attempt::Retry),
+            Local::NotLeader(leader) => leader,
+        };
+        let Attempt::Done(bytes) = self
+            .forward(leader, Forward::ChangeMembership, codec::encode(change))
+            .await?
+        else {
+            return Ok(Attempt::Retry);
+        };
+        let result: Result<(), String> = codec::decode(&bytes).map_err(Self::stopped)?;
+        result.map(Attempt::Done).map_err(ClusterError::Refused)
+    }
+
+    /// Runs `change` if this node leads.
+    pub(crate) async fn change_locally(
+        &self,
+        change: &MembershipChange,
+    ) -> Result<Local, ClusterError> {
+        let raft = self.raft();
+        let membership = raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        let is_voter = |id: u64| membership.voter_ids().any(|v| v == id);
+        let is_learner = |id: u64| membership.learner_ids().any(|v| v == id);
+        let result = match change {
+            MembershipChange::AddLearner { id, addr } => {
+                if is_voter(*id) {
+                    return Err(ClusterError::Refused(format!(
+                        "node {id} is already a voter"
+                    )));
+                }
+                raft.add_learner(*id, BasicNode::new(addr), true).await
+            }
+            MembershipChange::Promote { id } => {
+                if is_voter(*id) {
+                    return Ok(Local::Done);
+                }
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), false)
+                    .await
+            }
+            MembershipChange::Remove { id } => {
+                let change = if is_voter(*id) {
+                    ChangeMembers::RemoveVoters(BTreeSet::from([*id]))
+                } else if is_learner(*id) {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([*id]))
+                } else {
+                    return Err(ClusterError::Refused(format!("node {id} is not a member")));
+                };
+                raft.change_membership(change, false).await
+            }
+            MembershipChange::TransferLeader { to } => {
+                let metrics = raft.metrics().borrow().clone();
+                if metrics.current_leader != Some(self.id()) {
+                    let leader = metrics
+                        .current_leader
+                        .and_then(|l| membership.get_node(&l).cloned());
+                    return Ok(Local::NotLeader(leader));
+                }
+                if !is_voter(*to) {
+                    return Err(ClusterError::Refused(format!("node {to} is not a voter")));
+                }
+                return self.hand_over(*to).await.map(|()| Local::Done);
+            }
+        };
+        match result {
+            Ok(_) => Ok(Local::Done),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Ok(Local::NotLeader(f.leader_node))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) => Ok(Local::Busy),
+            Err(RaftError::APIError(e)) => Err(ClusterError::Refused(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(Self::stopped(e)),
+        }
+    }
+
+    /// Leadership transfer for openraft 0.9, which has no transfer call: this leader
+    /// stops sending heartbeats, and the target keeps asking for an election. Voters
+    /// refuse votes while the old leader's lease lasts (election_timeout_max), but the
+    /// target asks right when it ends, well before the other followers' own election
+    /// timers (lease + election timeout) fire.
+    async fn hand_over(&self, to: u64) -> Result<(), ClusterError> {
+        if to == self.id() {
+            return Ok(());
+        }
+        let raft = self.raft();
+        let target = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&to)
+            .cloned()
+            .ok_or_else(|| ClusterError::Refused(format!("node {to} is not a member")))?;
+        let client = self
+            .peer(&target)
+            .ok_or_else(|| ClusterError::Refused(format!("bad address for node {to}")))?;
+        raft.runtime_config().heartbeat(false);
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
+        let outcome = loop {
+            let leader = raft.metrics().borrow().current_leader;
+            if leader == Some(to) {
+                break Ok(());
+            }
+            if leader.is_some() && leader != Some(self.id()) {
+                break Err(ClusterError::Refused(format!(
+                    "leadership went to node {} instead of {to}; try again",
+                    leader.unwrap_or_default()
+                )));
+            }
+            if Instant::now() > deadline {
+                break Err(ClusterError::Unavailable(TRANSFER_TIMEOUT));
+            }
+            let mut request = Request::new(ElectRequest {});
+            self.attach_secret(&mut request);
+            let _ = tokio::time::timeout(ELECT_PAUSE * 4, client.clone().elect(request)).await;
+            tokio::time::sleep(ELECT_PAUSE).await;
+        };
+        raft.runtime_config().heartbeat(true);
+        outcome
+    }
+}
