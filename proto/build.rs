@@ -8,6 +8,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "castmesh/raft/v1/raft.proto",
     "castmesh/cluster/v1/internal.proto",
+    "castmesh/admin/v1/admin.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -14,6 +14,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub hls: HlsConfig,
     pub streams: StreamsConfig,
+    pub cluster: ClusterConfig,
     pub debug: DebugConfig,
 }
 
@@ -83,6 +84,200 @@ pub struct StreamsConfig {
     pub restart_window: Duration,
     /// Live streams this node accepts at once.
     pub max_streams: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's id: unique in the cluster, at least 1.
+    pub node_id: u64,
+    /// Where this node keeps the Raft log and cluster metadata (RocksDB). Empty: a
+    /// fresh temporary directory removed at exit (a throwaway one-node dev cluster).
+    pub data_dir: PathBuf,
+    /// gRPC: Raft between nodes and the operator API (castctl, grpcurl).
+    pub grpc_listen: SocketAddr,
+    /// Host other nodes and clients use to reach this node (URLs handed out, the node
+    /// record). Empty: the listen address, or 127.0.0.1 if that is 0.0.0.0.
+    pub advertise_host: String,
+    /// The voters of a new cluster, as "ID=HOST:PORT" (gRPC addresses). Empty: this
+    /// node alone.
+    pub initial_members: Vec<String>,
+    /// Initialise a new cluster with `initial_members` at first start. Set on exactly
+    /// one node of a new cluster; a node that already has data ignores it.
+    pub bootstrap: bool,
+    /// Shared secret authenticating nodes to each other (Raft, forwarded writes).
+    /// Required when the cluster has more than one member.
+    pub secret: Secret,
+    /// Token operators present (`authorization: Bearer …`). Empty: one is generated at
+    /// startup and written to DATA_DIR/admin-token (mode 0600).
+    pub admin_token: Secret,
+    /// Any stream key may publish, creating a stream whose id is the key (nginx-rtmp
+    /// style). Off: only keys of streams created through the admin API.
+    pub open_publishing: bool,
+    /// Origin lease length; the origin renews it every third of this. A node that
+    /// cannot renew for this long stops acting as origin.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Raft leader heartbeat interval.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Raft election timeout (randomised between this and twice this). A dead leader
+    /// is replaced after about two to three times this.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+    /// Raft log entries between snapshots; older entries are then purged.
+    pub snapshot_threshold: u64,
+}
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// A parsed `initial_members` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+}
+
+impl ClusterConfig {
+    /// The initial voters; just this node when none are listed.
+    pub fn members(&self) -> Result<Vec<Member>, ConfigError> {
+        if self.initial_members.is_empty() {
+            return Ok(vec![Member {
+                id: self.node_id,
+                addr: format!("{}:{}", self.advertised_host(), self.grpc_listen.port()),
+            }]);
+        }
+        self.initial_members
+            .iter()
+            .map(|m| {
+                let bad = || {
+                    ConfigError(format!(
+                        "cluster.initial_members entries are \"ID=HOST:PORT\", got {m:?}"
+                    ))
+                };
+                let (id, addr) = m.split_once('=').ok_or_else(bad)?;
+                let id: u64 = id.trim().parse().map_err(|_| bad())?;
+                let addr = addr.trim();
+                if id == 0
+                    || addr
+                        .rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    return Err(bad());
+                }
+                Ok(Member {
+                    id,
+                    addr: addr.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The host in URLs and addresses this node hands out.
+    pub fn advertised_host(&self) -> String {
+        if !self.advertise_host.is_empty() {
+            return self.advertise_host.clone();
+        }
+        let ip = self.grpc_listen.ip();
+        if ip.is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            ip.to_string()
+        }
+    }
+
+    /// This node's gRPC address as peers reach it.
+    pub fn advertised_grpc(&self) -> String {
+        self.members()
+            .ok()
+            .and_then(|ms| ms.into_iter().find(|m| m.id == self.node_id))
+            .map(|m| m.addr)
+            .unwrap_or_else(|| format!("{}:{}", self.advertised_host(), self.grpc_listen.port()))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.node_id == 0 {
+            return err("cluster.node_id must be at least 1".into());
+        }
+        let members = self.members()?;
+        if !self.initial_members.is_empty() && !members.iter().any(|m| m.id == self.node_id) {
+            return err(format!(
+                "cluster.initial_members must include this node (cluster.node_id = {})",
+                self.node_id
+            ));
+        }
+        let alone = members.len() == 1 && self.bootstrap;
+        if !alone && self.secret.0.len() < 16 {
+            return err(
+                "cluster.secret must be set (at least 16 characters) when the cluster has other members".into(),
+            );
+        }
+        for (name, v) in [
+            ("cluster.secret", &self.secret.0),
+            ("cluster.admin_token", &self.admin_token.0),
+        ] {
+            if !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return err(format!(
+                    "{name} must be printable ASCII without spaces (it travels in a header)"
+                ));
+            }
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return err("cluster.lease_ttl must be at least 1s".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 2
+        {
+            return err(
+                "cluster.election_timeout must be at least twice cluster.heartbeat_interval".into(),
+            );
+        }
+        if self.snapshot_threshold == 0 {
+            return err("cluster.snapshot_threshold must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::new(),
+            grpc_listen: "0.0.0.0:50051".parse().expect("valid"),
+            advertise_host: String::new(),
+            initial_members: Vec::new(),
+            bootstrap: true,
+            secret: Secret::default(),
+            admin_token: Secret::default(),
+            open_publishing: true,
+            lease_ttl: Duration::from_secs(6),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(300),
+            snapshot_threshold: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -225,7 +420,7 @@ impl Config {
                 return err(format!("{name} must be longer than zero"));
             }
         }
-        Ok(())
+        self.cluster.validate()
     }
 
     /// EXT-X-TARGETDURATION: the segment target rounded up to whole seconds.
@@ -240,7 +435,7 @@ impl Config {
 #[command(
     name = "castmesh",
     version,
-    about = "castmesh node: RTMP in, LL-HLS out"
+    about = "castmesh node: RTMP in, LL-HLS out, cluster metadata over Raft"
 )]
 pub struct Cli {
     /// Run as a one-node cluster with embedded defaults and open publishing (the default
@@ -251,7 +446,7 @@ pub struct Cli {
     #[arg(long, env = "CASTMESH_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log filter, e.g. `info` or `castmesh_node=debug`.
-    #[arg(long, env = "CASTMESH_LOG", default_value = "info")]
+    #[arg(long, env = "CASTMESH_LOG", default_value = "info,openraft=warn")]
     pub log: String,
 
     #[arg(long, env = "CASTMESH_RTMP_LISTEN")]
@@ -292,6 +487,33 @@ pub struct Cli {
     pub streams_restart_window: Option<Duration>,
     #[arg(long, env = "CASTMESH_STREAMS_MAX_STREAMS")]
     pub streams_max_streams: Option<usize>,
+    #[arg(long, env = "CASTMESH_CLUSTER_NODE_ID")]
+    pub cluster_node_id: Option<u64>,
+    #[arg(long, env = "CASTMESH_CLUSTER_DATA_DIR")]
+    pub cluster_data_dir: Option<PathBuf>,
+    #[arg(long, env = "CASTMESH_CLUSTER_GRPC_LISTEN")]
+    pub cluster_grpc_listen: Option<SocketAddr>,
+    #[arg(long, env = "CASTMESH_CLUSTER_ADVERTISE_HOST")]
+    pub cluster_advertise_host: Option<String>,
+    /// Comma-separated "ID=HOST:PORT" list.
+    #[arg(long, env = "CASTMESH_CLUSTER_INITIAL_MEMBERS", value_delimiter = ',')]
+    pub cluster_initial_members: Option<Vec<String>>,
+    #[arg(long, env = "CASTMESH_CLUSTER_BOOTSTRAP")]
+    pub cluster_bootstrap: Option<bool>,
+    #[arg(long, env = "CASTMESH_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<Secret>,
+    #[arg(long, env = "CASTMESH_CLUSTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub cluster_admin_token: Option<Secret>,
+    #[arg(long, env = "CASTMESH_CLUSTER_OPEN_PUBLISHING")]
+    pub cluster_open_publishing: Option<bool>,
+    #[arg(long, env = "CASTMESH_CLUSTER_LEASE_TTL", value_parser = humantime::parse_duration)]
+    pub cluster_lease_ttl: Option<Duration>,
+    #[arg(long, env = "CASTMESH_CLUSTER_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
+    pub cluster_heartbeat_interval: Option<Duration>,
+    #[arg(long, env = "CASTMESH_CLUSTER_ELECTION_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub cluster_election_timeout: Option<Duration>,
+    #[arg(long, env = "CASTMESH_CLUSTER_SNAPSHOT_THRESHOLD")]
+    pub cluster_snapshot_threshold: Option<u64>,
     #[arg(long, env = "CASTMESH_DEBUG_FAULT_INJECTION")]
     pub debug_fault_injection: Option<bool>,
 }
@@ -327,6 +549,34 @@ impl Cli {
         set(&mut c.streams.max_restarts, &self.streams_max_restarts);
         set(&mut c.streams.restart_window, &self.streams_restart_window);
         set(&mut c.streams.max_streams, &self.streams_max_streams);
+        set(&mut c.cluster.node_id, &self.cluster_node_id);
+        set(&mut c.cluster.data_dir, &self.cluster_data_dir);
+        set(&mut c.cluster.grpc_listen, &self.cluster_grpc_listen);
+        set(&mut c.cluster.advertise_host, &self.cluster_advertise_host);
+        set(
+            &mut c.cluster.initial_members,
+            &self.cluster_initial_members,
+        );
+        set(&mut c.cluster.bootstrap, &self.cluster_bootstrap);
+        set(&mut c.cluster.secret, &self.cluster_secret);
+        set(&mut c.cluster.admin_token, &self.cluster_admin_token);
+        set(
+            &mut c.cluster.open_publishing,
+            &self.cluster_open_publishing,
+        );
+        set(&mut c.cluster.lease_ttl, &self.cluster_lease_ttl);
+        set(
+            &mut c.cluster.heartbeat_interval,
+            &self.cluster_heartbeat_interval,
+        );
+        set(
+            &mut c.cluster.election_timeout,
+            &self.cluster_election_timeout,
+        );
+        set(
+            &mut c.cluster.snapshot_threshold,
+            &self.cluster_snapshot_threshold,
+        );
         set(&mut c.debug.fault_injection, &self.debug_fault_injection);
         c.validate()
             .map_err(|e| ConfigError(format!("invalid setting: {}", e.0)))?;
@@ -352,6 +602,54 @@ mod tests {
             toml::to_string(&from_file).unwrap(),
             toml::to_string(&Config::default()).unwrap(),
             "configs/dev.toml must list every setting with its default"
+        );
+    }
+
+    #[test]
+    fn the_three_node_configs_are_valid_and_agree() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/cluster-3");
+        let configs: Vec<Config> = (1..=3)
+            .map(|i| Config::from_file(&dir.join(format!("node{i}.toml"))).unwrap())
+            .collect();
+        for (i, c) in configs.iter().enumerate() {
+            assert_eq!(c.cluster.node_id, i as u64 + 1);
+            assert_eq!(c.cluster.bootstrap, i == 0, "only node 1 bootstraps");
+            assert_eq!(
+                c.cluster.members().unwrap(),
+                configs[0].cluster.members().unwrap()
+            );
+            assert_eq!(c.cluster.secret, configs[0].cluster.secret);
+            assert_eq!(
+                c.cluster.advertised_grpc(),
+                format!("127.0.0.{}:50051", i + 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_multi_node_cluster_needs_a_secret() {
+        let f = write("[cluster]\ninitial_members = [\"1=a:1\", \"2=b:1\"]\n");
+        let e = Config::from_file(f.path()).unwrap_err().0;
+        assert!(e.contains("cluster.secret"), "{e}");
+        let f = write(
+            "[cluster]\nnode_id = 3\ninitial_members = [\"1=a:1\"]\nsecret = \"0123456789abcdef\"\n",
+        );
+        let e = Config::from_file(f.path()).unwrap_err().0;
+        assert!(e.contains("must include this node"), "{e}");
+        let f = write("[cluster]\ninitial_members = [\"one=a:1\"]\n");
+        let e = Config::from_file(f.path()).unwrap_err().0;
+        assert!(e.contains("ID=HOST:PORT"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut c = Config::default();
+        c.cluster.secret = Secret("s3cr3t-value-1234".into());
+        c.cluster.admin_token = Secret("t0ken-value".into());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("t0ken"),
+            "{shown}"
         );
     }
 

@@ -11,17 +11,22 @@ use crate::stream::registry::StreamRegistry;
 
 pub struct NodeContext {
     pub config: Config,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub seams: Seams,
     pub registry: Arc<dyn StreamRegistry>,
     pub directory: StreamDirectory,
 }
 
 impl NodeContext {
-    pub fn new(config: Config, seams: Seams, registry: Arc<dyn StreamRegistry>) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        seams: Seams,
+        metrics: Arc<Metrics>,
+        registry: Arc<dyn StreamRegistry>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
-            metrics: Metrics::new(),
+            metrics,
             seams,
             registry,
             directory: StreamDirectory::default(),

@@ -6,7 +6,11 @@
 //! [`stream`] ingest actor parses FLV ([`media`]) → segmenter actor packages
 //! CMAF ([`cmaf`], [`hls::segmenter`]) into the live window ([`hls`]) →
 //! [`http`] serves playlists and parts. [`node`] supervises it all.
+//! [`cluster`] is the node's Raft membership (who may publish, who is a stream's
+//! origin) and serves gRPC, including the operator API in [`admin`].
 
+pub mod admin;
+pub mod cluster;
 pub mod cmaf;
 pub mod config;
 pub mod context;
@@ -25,20 +29,23 @@ use std::sync::Arc;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
+use cluster::ClusterNode;
 use config::Config;
 use context::NodeContext;
+use metrics::Metrics;
 use node::{NodeArgs, NodeMsg, NodeSupervisor};
 use seams::{Network, Seams, TokioNetwork};
-use stream::registry::{OpenRegistry, StreamRegistry};
+use stream::registry::StreamRegistry;
 
-/// Starts a node: binds its listeners and spawns its supervisor.
+/// Starts the media side of a node: binds its listeners and spawns its supervisor.
 pub async fn start<N: Network>(
     config: Config,
     seams: Seams,
     network: N,
+    metrics: Arc<Metrics>,
     registry: Arc<dyn StreamRegistry>,
 ) -> anyhow::Result<(ActorRef<NodeMsg>, JoinHandle<()>)> {
-    let ctx = NodeContext::new(config, seams, registry);
+    let ctx = NodeContext::new(config, seams, metrics, registry);
     let (node, handle) = Actor::spawn(
         None,
         NodeSupervisor::<N>::default(),
@@ -49,26 +56,27 @@ pub async fn start<N: Network>(
     Ok((node, handle))
 }
 
-/// Runs a node on the OS network until SIGINT/SIGTERM.
+/// Runs a node on the OS network until SIGINT/SIGTERM: joins (or, in `--dev`,
+/// forms) the cluster, then serves media.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let (node, handle) = start(
-        config,
-        Seams::production(),
-        TokioNetwork,
-        Arc::new(OpenRegistry),
-    )
-    .await?;
-    tokio::select! {
+    let seams = Seams::production();
+    let metrics = Arc::new(Metrics::new());
+    let cluster = ClusterNode::start(&config, &seams, metrics.clone()).await?;
+    let registry = Arc::new(cluster.registry(&config, &seams));
+    let (node, handle) = start(config, seams, TokioNetwork, metrics, registry).await?;
+    let outcome = tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             node.stop(Some("shutdown requested".into()));
             let _ = handle.await;
+            Ok(())
         }
         _ = &mut Box::pin(async { node.wait(None).await }) => {
-            anyhow::bail!("node supervisor stopped unexpectedly");
+            Err(anyhow::anyhow!("node supervisor stopped unexpectedly"))
         }
-    }
-    Ok(())
+    };
+    cluster.shutdown().await;
+    outcome
 }
 
 async fn shutdown_signal() {

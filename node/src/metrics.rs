@@ -56,6 +56,11 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabel, Counter>,
     pub viewers: Family<StreamLabel, Gauge>,
     pub actor_restarts: Family<ActorLabel, Counter>,
+    pub origin_leases: Gauge,
+    pub origin_leases_lost: Counter,
+    pub raft_term: Gauge,
+    pub raft_leader: Gauge,
+    pub raft_applied_index: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,6 +85,11 @@ impl Metrics {
             http_requests: Family::default(),
             viewers: Family::default(),
             actor_restarts: Family::default(),
+            origin_leases: Gauge::default(),
+            origin_leases_lost: Counter::default(),
+            raft_term: Gauge::default(),
+            raft_leader: Gauge::default(),
+            raft_applied_index: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,6 +147,27 @@ impl Metrics {
             "actor_restarts",
             "Supervised actor restarts",
             m.actor_restarts.clone(),
+        );
+        registry.register(
+            "origin_leases",
+            "Streams this node holds the origin lease of",
+            m.origin_leases.clone(),
+        );
+        registry.register(
+            "origin_leases_lost",
+            "Origin leases this node lost (taken over, ended, not renewable)",
+            m.origin_leases_lost.clone(),
+        );
+        registry.register("raft_term", "Current Raft term", m.raft_term.clone());
+        registry.register(
+            "raft_leader",
+            "1 while this node is the Raft leader",
+            m.raft_leader.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Last Raft log index applied to this node's state",
+            m.raft_applied_index.clone(),
         );
         Self { registry, ..m }
     }

@@ -1,5 +1,11 @@
 //! castmesh's gRPC protocols, generated from `proto/` at build time.
 
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("castmesh.admin.v1");
+    }
+}
+
 pub mod cluster {
     pub mod v1 {
         tonic::include_proto!("castmesh.cluster.v1");

@@ -1,4 +1,6 @@
-//! `GET /api/v1/streams` and `/api/v1/streams/{id}`: the live streams on this node.
+//! `GET /api/v1/streams`: the streams on this node (media details).
+//! `GET /api/v1/streams/{id}`: any stream of the cluster: its record (status, title,
+//! origin) from the replicated metadata, plus media details if it is on this node.
 
 use std::sync::atomic::Ordering;
 
@@ -10,11 +12,22 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::stream::directory::StreamHandle;
+use crate::stream::registry::{StreamId, StreamMeta};
 use crate::stream::stats::Phase;
 
 #[derive(Serialize)]
 pub struct StreamInfo {
     pub id: String,
+    #[serde(flatten)]
+    pub cluster: Option<StreamMeta>,
+    #[serde(flatten)]
+    pub local: Option<LocalInfo>,
+}
+
+/// A stream's media on this node.
+#[derive(Serialize)]
+pub struct LocalInfo {
+    /// This node's phase: live, grace, ended.
     pub state: Phase,
     pub started_at: String,
     /// Playlist CODECS value, e.g. `avc1.64001f,mp4a.40.2`.
@@ -45,13 +58,12 @@ pub struct AudioInfo {
     pub channels: u8,
 }
 
-fn info(stream: &StreamHandle) -> StreamInfo {
+fn local(stream: &StreamHandle) -> LocalInfo {
     let snapshot = stream.live.snapshot();
     let codecs = snapshot.codecs.as_ref();
     let video = codecs.and_then(|c| c.video.as_ref());
     let audio = codecs.and_then(|c| c.audio.as_ref());
-    StreamInfo {
-        id: stream.id.to_string(),
+    LocalInfo {
         state: stream.stats.phase(),
         started_at: humantime::format_rfc3339_millis(stream.stats.started_at).to_string(),
         codecs: codecs.map(|c| c.codec_list()),
@@ -74,16 +86,41 @@ fn info(stream: &StreamHandle) -> StreamInfo {
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Vec<StreamInfo>> {
-    Json(state.ctx.directory.all().iter().map(|s| info(s)).collect())
+    let streams = state.ctx.directory.all();
+    Json(
+        streams
+            .iter()
+            .map(|s| StreamInfo {
+                id: s.id.to_string(),
+                cluster: None,
+                local: Some(local(s)),
+            })
+            .collect(),
+    )
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.ctx.directory.get(&id) {
-        Some(s) => Json(info(&s)).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": "no such stream on this node" })),
-        )
-            .into_response(),
+    let Ok(id) = StreamId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    };
+    let here = state.ctx.directory.get(id.as_str()).map(|s| local(&s));
+    let cluster = match state.ctx.registry.describe(&id).await {
+        Ok(meta) => meta,
+        // Media details still help while the cluster is unreachable.
+        Err(_) if here.is_some() => None,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
+    if cluster.is_none() && here.is_none() {
+        return error(StatusCode::NOT_FOUND, "no such stream");
     }
+    Json(StreamInfo {
+        id: id.to_string(),
+        cluster,
+        local: here,
+    })
+    .into_response()
 }

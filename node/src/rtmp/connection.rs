@@ -369,15 +369,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 )
                 .await;
         }
-        let id = match self.ctx.registry.authorize_publish(&key).await {
-            Ok(id) => id,
+        let grant = match self.ctx.registry.authorize_publish(&key).await {
+            Ok(grant) => grant,
             Err(denied) => return self.reject(request_id, denied.code, &denied.reason).await,
         };
+        let id = grant.id;
         tracing::Span::current().record("stream", id.as_str());
         let (kick, kicked) = oneshot::channel();
         let conn = PublisherConn {
             peer: self.peer,
             kick,
+            lease: grant.lease,
         };
         let answer = self
             .node

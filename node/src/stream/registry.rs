@@ -1,10 +1,12 @@
-//! Who may publish, and under which public stream id.
+//! Who may publish, under which public stream id, and whether this node is still the
+//! stream's origin.
 //!
-//! [`StreamRegistry`] is the seam the Raft-backed cluster registry (next issue)
-//! implements; [`OpenRegistry`] is `--dev` open publishing, where any key creates
-//! a stream whose id equals the key, as nginx-rtmp users expect.
+//! [`StreamRegistry`] is the seam between the media path and the cluster metadata:
+//! the node uses the Raft-backed `cluster::registry::ClusterRegistry` (also in
+//! `--dev`, as a one-node cluster); a simulator can substitute its own.
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 pub use castmesh_cluster::ids::{StreamId, StreamKey};
 
@@ -15,29 +17,43 @@ pub struct PublishDenied {
     pub reason: String,
 }
 
-#[async_trait]
-pub trait StreamRegistry: Send + Sync + 'static {
-    /// Checks a publish request before "publish started" is sent.
-    async fn authorize_publish(&self, key: &StreamKey) -> Result<StreamId, PublishDenied>;
-    /// The stream has a publisher on this node.
-    async fn stream_live(&self, id: &StreamId);
-    /// The grace period ran out: the stream has ended.
-    async fn stream_ended(&self, id: &StreamId);
+/// Permission to act as a stream's origin, held while the publisher feeds it.
+pub struct OriginLease {
+    /// The fencing epoch: it grows with every new origin.
+    pub epoch: u64,
+    /// Becomes `Some(reason)` when this node lost the lease (taken over elsewhere,
+    /// ended by an operator, not renewable): it must stop acting as origin. A closed
+    /// channel without a reason means a newer local lease replaced this one.
+    pub lost: watch::Receiver<Option<String>>,
 }
 
-/// Open publishing (`--dev`, or no config): any well-formed key is a stream id.
-pub struct OpenRegistry;
+/// An accepted publish.
+pub struct PublishGrant {
+    pub id: StreamId,
+    pub lease: OriginLease,
+}
+
+/// What the cluster records about a stream, as the HTTP API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamMeta {
+    /// Lifecycle: scheduled, live, ended, archived, cancelled.
+    pub status: String,
+    pub title: String,
+    /// The node acting as origin and its lease epoch, while its lease is live.
+    pub origin_node: Option<u64>,
+    pub origin_epoch: Option<u64>,
+}
 
 #[async_trait]
-impl StreamRegistry for OpenRegistry {
-    async fn authorize_publish(&self, key: &StreamKey) -> Result<StreamId, PublishDenied> {
-        StreamId::parse(key.expose()).map_err(|reason| PublishDenied {
-            code: "NetStream.Publish.BadName",
-            reason,
-        })
-    }
-
-    async fn stream_live(&self, _id: &StreamId) {}
-
-    async fn stream_ended(&self, _id: &StreamId) {}
+pub trait StreamRegistry: Send + Sync + 'static {
+    /// Checks a publish request and makes this node the stream's origin; called
+    /// before "publish started" is sent.
+    async fn authorize_publish(&self, key: &StreamKey) -> Result<PublishGrant, PublishDenied>;
+    /// The stream has a publisher on this node, under the lease of `epoch`.
+    async fn stream_live(&self, id: &StreamId, epoch: u64);
+    /// The grace period after the publisher of `epoch` left ran out: the stream ended.
+    async fn stream_ended(&self, id: &StreamId, epoch: u64);
+    /// The cluster's record of a stream (linearizable); `Err` when the cluster cannot
+    /// answer.
+    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String>;
 }

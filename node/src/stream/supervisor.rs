@@ -4,7 +4,9 @@
 //! Lifecycle: a publisher attaches (live) → it leaves (grace period) → it comes
 //! back (live again, after a discontinuity) or the grace period runs out (ended,
 //! ENDLIST) → retention runs out (removed). A second publisher with the same
-//! key takes over at once: the old connection is closed.
+//! key takes over at once: the old connection is closed. When this node loses the
+//! stream's origin lease (another node took the publisher over, an operator ended
+//! it), the stream ends here at once: publisher dropped, playlist ended.
 //!
 //! Restarts are one-for-one with an intensity limit: a failed segmenter or
 //! viewer-counter is restarted alone; ingest is not restarted because it is
@@ -18,7 +20,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::ingest::{IngestActor, IngestArgs, IngestMsg};
-use super::registry::{PublishDenied, StreamId, StreamRegistry};
+use super::registry::{OriginLease, PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
@@ -32,6 +34,8 @@ pub struct PublisherConn {
     pub peer: SocketAddr,
     /// Fired with a reason when the connection must close (takeover, bad media).
     pub kick: oneshot::Sender<String>,
+    /// The origin lease the publish was granted under.
+    pub lease: OriginLease,
 }
 
 /// What a connection feeds once attached.
@@ -51,6 +55,11 @@ pub enum StreamMsg {
     },
     RetentionExpired {
         generation: u64,
+    },
+    /// The origin lease of publisher number `publisher` is gone.
+    LeaseLost {
+        publisher: u64,
+        reason: String,
     },
     /// Fault injection: make a child panic.
     Crash(StreamChild),
@@ -78,6 +87,8 @@ pub struct StreamState {
     generation: u64,
     /// Bumped for every publisher that attaches (0: none yet).
     publisher: u64,
+    /// Origin lease epoch of the latest publisher.
+    epoch: u64,
     credits: Arc<Semaphore>,
     intensity: RestartIntensity,
     /// Lifecycle events for the registry, delivered in order by one task per stream.
@@ -87,8 +98,8 @@ pub struct StreamState {
 /// What the registry hears about a stream. Rare (one per publish or end), hence an
 /// unbounded channel.
 enum Lifecycle {
-    Live,
-    Ended,
+    Live { epoch: u64 },
+    Ended { epoch: u64 },
 }
 
 async fn report_lifecycle(
@@ -98,10 +109,21 @@ async fn report_lifecycle(
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            Lifecycle::Live => registry.stream_live(&id).await,
-            Lifecycle::Ended => registry.stream_ended(&id).await,
+            Lifecycle::Live { epoch } => registry.stream_live(&id, epoch).await,
+            Lifecycle::Ended { epoch } => registry.stream_ended(&id, epoch).await,
         }
     }
+}
+
+/// Tells the stream when the lease of publisher number `publisher` is lost. Ends
+/// quietly when a newer lease replaces it.
+fn watch_lease(stream: ActorRef<StreamMsg>, publisher: u64, mut lease: OriginLease) {
+    tokio::spawn(async move {
+        if let Ok(lost) = lease.lost.wait_for(Option::is_some).await {
+            let reason = lost.clone().unwrap_or_default();
+            let _ = stream.send_message(StreamMsg::LeaseLost { publisher, reason });
+        }
+    });
 }
 
 impl StreamState {
@@ -186,6 +208,7 @@ impl Actor for StreamSupervisor {
             replaced: BTreeSet::new(),
             generation: 0,
             publisher: 0,
+            epoch: 0,
             credits,
             intensity,
             lifecycle,
@@ -246,8 +269,10 @@ impl Actor for StreamSupervisor {
                 )
                 .await?;
                 state.ingest = Some((ingest.clone(), conn.kick));
+                state.epoch = conn.lease.epoch;
+                watch_lease(myself.clone(), state.publisher, conn.lease);
                 state.enter(Phase::Live);
-                let _ = state.lifecycle.send(Lifecycle::Live);
+                let _ = state.lifecycle.send(Lifecycle::Live { epoch: state.epoch });
                 let binding = PublisherBinding {
                     ingest: ingest.clone(),
                     credits: state.credits.clone(),
@@ -261,7 +286,9 @@ impl Actor for StreamSupervisor {
                 tracing::info!(stream = %state.name(), "grace period over: stream ended");
                 let generation = state.enter(Phase::Ended);
                 let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
-                let _ = state.lifecycle.send(Lifecycle::Ended);
+                let _ = state
+                    .lifecycle
+                    .send(Lifecycle::Ended { epoch: state.epoch });
                 let retention = state.args.ctx.config.streams.retention;
                 myself.send_after(retention, move || StreamMsg::RetentionExpired {
                     generation,
@@ -271,6 +298,26 @@ impl Actor for StreamSupervisor {
                 myself.stop(Some("retention period over".into()));
             }
             StreamMsg::GraceExpired { .. } | StreamMsg::RetentionExpired { .. } => {}
+            StreamMsg::LeaseLost { publisher, reason }
+                if publisher == state.publisher && state.args.stats.phase() != Phase::Ended =>
+            {
+                tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin: ending it here");
+                if let Some((ingest, kick)) = state.ingest.take() {
+                    state.replaced.insert(ingest.get_id());
+                    ingest.stop(None);
+                    let _ = kick.send(format!(
+                        "this node is no longer the stream's origin: {reason}"
+                    ));
+                }
+                // No lifecycle event: the stream's status belongs to the new origin.
+                let generation = state.enter(Phase::Ended);
+                let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
+                let retention = state.args.ctx.config.streams.retention;
+                myself.send_after(retention, move || StreamMsg::RetentionExpired {
+                    generation,
+                });
+            }
+            StreamMsg::LeaseLost { .. } => {}
             StreamMsg::Crash(child) => {
                 tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");
                 let _ = match child {

@@ -1,0 +1,207 @@
+//! Table and JSON renderings of API answers.
+//!
+//! The table printer is a few lines of column alignment (kubectl style: no borders);
+//! table crates draw boxes by default and would be a dependency for `format!` padding.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use castmesh_proto::admin::v1::{self as pb, ClusterStatus, CreatedStream, Role, StreamStatus};
+use serde_json::{Value, json};
+
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn time(ms: Option<u64>) -> String {
+    ms.map(|ms| {
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn status_name(s: i32) -> &'static str {
+    match StreamStatus::try_from(s).unwrap_or(StreamStatus::Unspecified) {
+        StreamStatus::Scheduled => "scheduled",
+        StreamStatus::Live => "live",
+        StreamStatus::Ended => "ended",
+        StreamStatus::Archived => "archived",
+        StreamStatus::Cancelled => "cancelled",
+        StreamStatus::Unspecified => "unknown",
+    }
+}
+
+fn role_name(r: i32) -> &'static str {
+    match Role::try_from(r).unwrap_or(Role::Unspecified) {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Learner => "learner",
+        Role::Unspecified => "unknown",
+    }
+}
+
+pub fn stream_json(s: &pb::Stream) -> Value {
+    json!({
+        "id": s.id,
+        "title": s.title,
+        "owner": s.owner,
+        "status": status_name(s.status),
+        "created_at": time(Some(s.created_at_ms)),
+        "scheduled_at": s.scheduled_at_ms.map(|t| time(Some(t))),
+        "started_at": s.started_at_ms.map(|t| time(Some(t))),
+        "ended_at": s.ended_at_ms.map(|t| time(Some(t))),
+        "origin_node": s.origin_node,
+        "origin_epoch": s.origin_epoch,
+        "play_url": s.play_url,
+    })
+}
+
+pub fn streams_table(streams: &[pb::Stream]) -> String {
+    let rows: Vec<Vec<String>> = streams
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                status_name(s.status).into(),
+                s.title.clone(),
+                s.origin_node
+                    .map(|n| format!("node {n} (epoch {})", s.origin_epoch.unwrap_or(0)))
+                    .unwrap_or_else(|| "-".into()),
+                time(s.scheduled_at_ms),
+                time(s.started_at_ms),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATUS", "TITLE", "ORIGIN", "SCHEDULED", "STARTED"],
+        &rows,
+    )
+}
+
+pub fn stream_details(s: &pb::Stream) -> String {
+    let rows = [
+        ("ID", s.id.clone()),
+        ("Title", s.title.clone()),
+        ("Owner", s.owner.clone()),
+        ("Status", status_name(s.status).into()),
+        ("Created", time(Some(s.created_at_ms))),
+        ("Scheduled", time(s.scheduled_at_ms)),
+        ("Started", time(s.started_at_ms)),
+        ("Ended", time(s.ended_at_ms)),
+        (
+            "Origin",
+            s.origin_node
+                .map(|n| format!("node {n} (epoch {})", s.origin_epoch.unwrap_or(0)))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("Play URL", s.play_url.clone()),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<10} {v}\n")).collect()
+}
+
+pub fn created_json(c: &CreatedStream) -> Value {
+    let mut v = c.stream.as_ref().map(stream_json).unwrap_or(json!({}));
+    v["key"] = json!(c.key);
+    v["rtmp_url"] = json!(c.rtmp_url);
+    v
+}
+
+pub fn created_text(c: &CreatedStream) -> String {
+    let mut out = c.stream.as_ref().map(stream_details).unwrap_or_default();
+    out += &format!(
+        "{:<10} {}\n{:<10} {}\n",
+        "Key", c.key, "RTMP URL", c.rtmp_url
+    );
+    out += "\nThe key is shown only now: store it (castctl stream rotate-key issues a new one).\n";
+    out
+}
+
+pub fn status_json(s: &ClusterStatus) -> Value {
+    json!({
+        "node_id": s.node_id,
+        "leader_id": s.leader_id,
+        "term": s.term,
+        "last_log_index": s.last_log_index,
+        "applied_index": s.applied_index,
+        "members": s.members.iter().map(|m| json!({
+            "id": m.id,
+            "role": role_name(m.role),
+            "grpc": m.grpc_address,
+            "rtmp": m.rtmp_address,
+            "http": m.http_address,
+            "last_seen_ms_ago": m.last_seen_ms_ago,
+            "matched_index": m.matched_index,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn status_text(s: &ClusterStatus) -> String {
+    let mut out = format!(
+        "Answered by node {}; leader: {}; term {}; applied index {}\n\n",
+        s.node_id,
+        s.leader_id
+            .map(|l| format!("node {l}"))
+            .unwrap_or_else(|| "none".into()),
+        s.term,
+        s.applied_index.map_or("-".into(), |i| i.to_string()),
+    );
+    let rows: Vec<Vec<String>> = s
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                role_name(m.role).into(),
+                m.grpc_address.clone(),
+                if m.http_address.is_empty() {
+                    "-".into()
+                } else {
+                    m.http_address.clone()
+                },
+                m.last_seen_ms_ago
+                    .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "never".into()),
+                m.matched_index.map_or("-".into(), |i| i.to_string()),
+            ]
+        })
+        .collect();
+    out += &table(
+        &["ID", "ROLE", "GRPC", "HTTP", "LAST SEEN", "MATCHED"],
+        &rows,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_to_the_widest_cell() {
+        let t = table(
+            &["ID", "STATUS"],
+            &[
+                vec!["a-long-id".into(), "live".into()],
+                vec!["b".into(), "ended".into()],
+            ],
+        );
+        assert_eq!(t, "ID         STATUS\na-long-id  live\nb          ended\n");
+    }
+}

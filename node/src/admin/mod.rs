@@ -1,0 +1,44 @@
+//! The operator gRPC API (`castmesh.admin.v1`): cluster membership and streams.
+//! Every call needs the admin token; cluster errors map to gRPC codes here.
+
+pub mod cluster;
+pub mod streams;
+
+use castmesh_cluster::Rejection;
+use castmesh_cluster::auth::BearerToken;
+use castmesh_cluster::member::ClusterError;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+/// Refuses calls without `authorization: Bearer <admin token>` (UNAUTHENTICATED).
+#[derive(Clone)]
+pub struct RequireToken(pub BearerToken);
+
+impl Interceptor for RequireToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0.check(request.metadata())?;
+        Ok(request)
+    }
+}
+
+pub fn cluster_status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::Unavailable(_) | ClusterError::Stopped(_) => {
+            Status::unavailable(e.to_string())
+        }
+        ClusterError::Refused(m) => Status::failed_precondition(m),
+        ClusterError::Storage(_) | ClusterError::Config(_) => Status::internal(e.to_string()),
+    }
+}
+
+pub fn rejection_status(r: Rejection) -> Status {
+    let message = r.to_string();
+    match r {
+        Rejection::StreamExists(_) | Rejection::KeyInUse => Status::already_exists(message),
+        Rejection::NoSuchStream(_) | Rejection::NoSuchNode(_) => Status::not_found(message),
+        Rejection::BadTransition { .. }
+        | Rejection::NoLease(_)
+        | Rejection::StaleEpoch { .. }
+        | Rejection::LeaseLost(_) => Status::failed_precondition(message),
+    }
+}

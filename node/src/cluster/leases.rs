@@ -1,0 +1,177 @@
+//! The origin leases this node holds, and their renewal.
+//!
+//! One entry per stream this node is origin of. A renewal task per lease renews it
+//! every third of the TTL; when the cluster answers that the lease is gone (taken over,
+//! ended by an operator, stream deleted), or when renewals fail for a whole TTL (this
+//! node is cut off from the quorum, so another node may take over), the lease's `lost`
+//! channel carries the reason and the stream stops acting as origin here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use castmesh_cluster::command::{Command, Response};
+use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::model::{Lease, NodeId};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::seams::Clock;
+use crate::stream::registry::{OriginLease, StreamId};
+
+struct Held {
+    epoch: u64,
+    lost: watch::Sender<Option<String>>,
+    renewal: JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+#[derive(Clone)]
+pub struct Leases {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    member: ClusterMember,
+    node: NodeId,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    held: Mutex<BTreeMap<StreamId, Held>>,
+}
+
+pub fn now_ms(clock: &dyn Clock) -> u64 {
+    clock
+        .wall()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Leases {
+    pub fn new(
+        member: ClusterMember,
+        node: NodeId,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                member,
+                node,
+                ttl,
+                clock,
+                metrics,
+                held: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn ttl_ms(&self) -> u64 {
+        self.inner.ttl.as_millis() as u64
+    }
+
+    /// Records a lease just acquired (replacing an older local one) and starts renewing it.
+    pub fn hold(&self, stream: StreamId, lease: Lease, acquired_at: Instant) -> OriginLease {
+        let (lost, receiver) = watch::channel(None);
+        let renewal = tokio::spawn(self.clone().renew(stream.clone(), lease.epoch, acquired_at));
+        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(
+            stream,
+            Held {
+                epoch: lease.epoch,
+                lost,
+                renewal,
+            },
+        );
+        self.inner.metrics.origin_leases.set(held.len() as i64);
+        OriginLease {
+            epoch: lease.epoch,
+            lost: receiver,
+        }
+    }
+
+    /// Forgets the lease of `epoch` if it is still the one held; true if it was.
+    pub fn forget(&self, stream: &StreamId, epoch: u64) -> bool {
+        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        let current = held.get(stream).is_some_and(|h| h.epoch == epoch);
+        if current {
+            held.remove(stream);
+        }
+        self.inner.metrics.origin_leases.set(held.len() as i64);
+        current
+    }
+
+    /// Gives a lease up in the cluster (the stream ended here), so the next origin does
+    /// not have to wait for it to expire.
+    pub async fn release(&self, stream: &StreamId, epoch: u64) {
+        if !self.forget(stream, epoch) {
+            return;
+        }
+        let command = Command::ReleaseLease {
+            stream: stream.clone(),
+            node: self.inner.node,
+            epoch,
+        };
+        if let Err(e) = self.inner.member.write(command).await {
+            tracing::warn!(%stream, epoch, error = %e, "could not release the origin lease; it will expire");
+        }
+    }
+
+    fn revoke(&self, stream: &StreamId, epoch: u64, reason: String) {
+        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(stream).is_some_and(|h| h.epoch == epoch) {
+            tracing::warn!(%stream, epoch, %reason, "origin lease lost: this node stops acting as origin");
+            self.inner.metrics.origin_leases_lost.inc();
+            if let Some(h) = held.remove(stream) {
+                let _ = h.lost.send(Some(reason));
+            }
+        }
+        self.inner.metrics.origin_leases.set(held.len() as i64);
+    }
+
+    async fn renew(self, stream: StreamId, epoch: u64, acquired_at: Instant) {
+        let ttl = self.inner.ttl;
+        // Measured on this node's monotonic clock from before the acquiring write was
+        // sent, so the local view expires no later than the cluster's.
+        let mut valid_until = acquired_at + ttl;
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let attempt = Instant::now();
+            let command = Command::RenewLease {
+                stream: stream.clone(),
+                node: self.inner.node,
+                epoch,
+                now: now_ms(self.inner.clock.as_ref()),
+                ttl_ms: self.ttl_ms(),
+            };
+            match self.inner.member.write(command).await {
+                Ok(Response::Lease(_)) => valid_until = attempt + ttl,
+                Ok(Response::Rejected(r)) => return self.revoke(&stream, epoch, r.to_string()),
+                Ok(other) => {
+                    return self.revoke(&stream, epoch, format!("unexpected answer {other:?}"));
+                }
+                Err(e) if Instant::now() >= valid_until => {
+                    return self.revoke(
+                        &stream,
+                        epoch,
+                        format!(
+                            "not renewed within {}: {e}",
+                            humantime::format_duration(ttl)
+                        ),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(%stream, epoch, error = %e, "origin lease renewal failed; retrying");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Who this node can reach: a health check to every Raft member every couple of
+//! seconds ("last seen" in `castctl cluster status`), and Raft figures for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use castmesh_cluster::member::ClusterMember;
+use tokio::time::Instant;
+use tonic::transport::Endpoint;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::metrics::Metrics;
+
+const INTERVAL: Duration = Duration::from_secs(2);
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// When each member last answered this node's health check.
+#[derive(Clone, Default)]
+pub struct LastSeen(Arc<Mutex<BTreeMap<u64, Instant>>>);
+
+impl LastSeen {
+    pub fn get(&self, id: u64) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied()
+    }
+
+    fn saw(&self, id: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Instant::now());
+    }
+}
+
+/// Runs until the task is aborted.
+pub async fn run(member: ClusterMember, last_seen: LastSeen, metrics: Arc<Metrics>) {
+    let mut ticker = tokio::time::interval(INTERVAL);
+    loop {
+        ticker.tick().await;
+        let m = member.raft().metrics().borrow().clone();
+        metrics.raft_term.set(m.current_term as i64);
+        metrics
+            .raft_leader
+            .set(i64::from(m.current_leader == Some(member.id())));
+        metrics
+            .raft_applied_index
+            .set(m.last_applied.map_or(0, |l| l.index) as i64);
+        last_seen.saw(member.id());
+        let peers: Vec<(u64, String)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != member.id())
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        for (id, addr) in peers {
+            let last_seen = last_seen.clone();
+            tokio::spawn(async move {
+                if check(&addr).await {
+                    last_seen.saw(id);
+                }
+            });
+        }
+    }
+}
+
+async fn check(addr: &str) -> bool {
+    let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let call = async {
+        let channel = endpoint.connect_timeout(TIMEOUT).connect().await.ok()?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()
+    };
+    tokio::time::timeout(TIMEOUT, call)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}

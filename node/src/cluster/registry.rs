@@ -1,0 +1,212 @@
+//! [`ClusterRegistry`]: the publish check against the replicated metadata.
+//!
+//! A publish is accepted only after a linearizable read of the key's stream (so a key
+//! rotated or a stream deleted a moment ago anywhere in the cluster is seen) and a
+//! compare-and-set acquisition of the stream's origin lease. Taking the lease from
+//! another node is how a publisher takeover across nodes works: the old origin's next
+//! renewal fails and it drops its publisher.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use castmesh_cluster::command::{Command, Fence, Rejection, Response};
+use castmesh_cluster::keys;
+use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::model::{NodeId, StreamStatus};
+use tokio::time::Instant;
+
+use super::leases::{Leases, now_ms};
+use crate::seams::Clock;
+use crate::stream::registry::{
+    PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
+};
+
+/// Compare-and-set rounds lost to concurrent publishes before giving up.
+const ACQUIRE_ATTEMPTS: usize = 5;
+
+pub struct ClusterRegistry {
+    member: ClusterMember,
+    node: NodeId,
+    open_publishing: bool,
+    clock: Arc<dyn Clock>,
+    leases: Leases,
+}
+
+/// What the publish check needs from one linearizable read.
+struct KeyLookup {
+    id: StreamId,
+    status: StreamStatus,
+    epoch: u64,
+}
+
+fn denied(code: &'static str, reason: impl Into<String>) -> PublishDenied {
+    PublishDenied {
+        code,
+        reason: reason.into(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> PublishDenied {
+    tracing::warn!(error = %e, "publish check failed: cluster unavailable");
+    denied(
+        "NetStream.Publish.Failed",
+        "the cluster is unavailable; try again",
+    )
+}
+
+impl ClusterRegistry {
+    pub fn new(
+        member: ClusterMember,
+        node: NodeId,
+        open_publishing: bool,
+        clock: Arc<dyn Clock>,
+        leases: Leases,
+    ) -> Self {
+        Self {
+            member,
+            node,
+            open_publishing,
+            clock,
+            leases,
+        }
+    }
+
+    async fn lookup(&self, key: &StreamKey) -> Result<Option<KeyLookup>, PublishDenied> {
+        self.member
+            .read(|s| {
+                s.stream_for_key(key).map(|r| KeyLookup {
+                    id: r.id.clone(),
+                    status: r.status,
+                    epoch: s.leases.get(&r.id).map_or(0, |l| l.epoch),
+                })
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Open publishing: the key names a new stream whose id is the key.
+    async fn create_open(&self, key: &StreamKey) -> Result<(), PublishDenied> {
+        let id = StreamId::parse(key.expose())
+            .map_err(|reason| denied("NetStream.Publish.BadName", reason))?;
+        let command = Command::CreateStream {
+            id,
+            title: String::new(),
+            owner: String::new(),
+            key_hash: keys::hash(key),
+            scheduled_at: None,
+            now: now_ms(self.clock.as_ref()),
+        };
+        match self.member.write(command).await.map_err(unavailable)? {
+            // Created here, or concurrently by the same key elsewhere: look it up again.
+            Response::Stream(_) | Response::Rejected(Rejection::KeyInUse) => Ok(()),
+            Response::Rejected(Rejection::StreamExists(_)) => Err(denied(
+                "NetStream.Publish.BadName",
+                "this name belongs to a stream with its own key",
+            )),
+            other => Err(unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn set_status(&self, id: &StreamId, status: StreamStatus, epoch: u64) {
+        let command = Command::SetStatus {
+            id: id.clone(),
+            status,
+            now: now_ms(self.clock.as_ref()),
+            fence: Some(Fence {
+                node: self.node,
+                epoch,
+            }),
+        };
+        match self.member.write(command).await {
+            Ok(Response::Stream(_)) => {}
+            Ok(Response::Rejected(r)) => {
+                tracing::info!(stream = %id, ?status, epoch, reason = %r, "status not changed")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(stream = %id, ?status, error = %e, "could not record the stream status")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StreamRegistry for ClusterRegistry {
+    async fn authorize_publish(&self, key: &StreamKey) -> Result<PublishGrant, PublishDenied> {
+        let mut found = self.lookup(key).await?;
+        if found.is_none() && self.open_publishing {
+            self.create_open(key).await?;
+            found = self.lookup(key).await?;
+        }
+        let Some(mut found) = found else {
+            return Err(denied("NetStream.Publish.BadName", "unknown stream key"));
+        };
+        if matches!(
+            found.status,
+            StreamStatus::Archived | StreamStatus::Cancelled
+        ) {
+            return Err(denied(
+                "NetStream.Publish.BadName",
+                format!("stream {} is {:?}", found.id, found.status).to_lowercase(),
+            ));
+        }
+        for _ in 0..ACQUIRE_ATTEMPTS {
+            let started = Instant::now();
+            let command = Command::AcquireLease {
+                stream: found.id.clone(),
+                node: self.node,
+                expected_epoch: found.epoch,
+                now: now_ms(self.clock.as_ref()),
+                ttl_ms: self.leases.ttl_ms(),
+            };
+            match self.member.write(command).await.map_err(unavailable)? {
+                Response::Lease(lease) => {
+                    if found.epoch > 0 {
+                        tracing::info!(stream = %found.id, epoch = lease.epoch, "took the origin lease over");
+                    }
+                    let lease = self.leases.hold(found.id.clone(), lease, started);
+                    return Ok(PublishGrant {
+                        id: found.id,
+                        lease,
+                    });
+                }
+                // Someone else acquired in between: take over from the newer epoch.
+                Response::Rejected(Rejection::StaleEpoch { current, .. }) => found.epoch = current,
+                Response::Rejected(Rejection::NoSuchStream(_)) => {
+                    return Err(denied("NetStream.Publish.BadName", "unknown stream key"));
+                }
+                other => return Err(unavailable(format!("unexpected answer {other:?}"))),
+            }
+        }
+        Err(denied(
+            "NetStream.Publish.Failed",
+            "other publishers keep taking this stream over; try again",
+        ))
+    }
+
+    async fn stream_live(&self, id: &StreamId, epoch: u64) {
+        self.set_status(id, StreamStatus::Live, epoch).await;
+    }
+
+    async fn stream_ended(&self, id: &StreamId, epoch: u64) {
+        self.set_status(id, StreamStatus::Ended, epoch).await;
+        self.leases.release(id, epoch).await;
+    }
+
+    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String> {
+        let now = now_ms(self.clock.as_ref());
+        self.member
+            .read(|s| {
+                let record = s.streams.get(id)?;
+                let origin = s.origin(id, now);
+                Some(StreamMeta {
+                    status: format!("{:?}", record.status).to_lowercase(),
+                    title: record.title.clone(),
+                    origin_node: origin.map(|l| l.node),
+                    origin_epoch: origin.map(|l| l.epoch),
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
