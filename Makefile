@@ -7,11 +7,21 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps build lint bench bench-raft bench-deps fmt clean
+.PHONY: run test deps test-deps build lint bench bench-raft bench-deps fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
 	$(CARGO) run $(PROFILE) --bin castmesh -- --dev
+
+BIN_DIR = $(or $(CARGO_TARGET_DIR),target)/release
+
+## A local three-node cluster on 127.0.0.1/.2/.3 (configs/cluster-3), in the background.
+cluster: deps
+	$(CARGO) build $(PROFILE) --bin castmesh --bin castctl
+	configs/cluster-3/cluster.sh start $(BIN_DIR)
+
+cluster-stop:
+	configs/cluster-3/cluster.sh stop
 
 ## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real clients.
 test: test-deps lint build
@@ -29,10 +39,15 @@ deps:
 	fi
 
 ## Also what the tests need: Chromium and hls.js (npm, pinned by the lock file) for the
-## browser viewer test.
+## browser viewer test; Python's gRPC reflection client (grpcurl is not packaged for
+## Debian 12) for the reflection test.
 test-deps: deps
 	@command -v chromium >/dev/null || { echo "installing: chromium"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) chromium; }
+	@python3 -c "import grpc_reflection" 2>/dev/null || { echo "installing: grpcio-reflection"; \
+		python3 -m pip --version >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) python3-pip; }; \
+		python3 -m pip install -q --break-system-packages grpcio-reflection==1.85.1 2>/dev/null || \
+		python3 -m pip install -q grpcio-reflection==1.85.1; }
 	@[ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 ## --all-targets: the same feature resolution as clippy and cargo test (dev-dependencies

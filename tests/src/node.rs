@@ -30,6 +30,7 @@ pub struct Node {
     pub child: Child,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     pub log: PathBuf,
     client: reqwest::blocking::Client,
 }
@@ -42,14 +43,35 @@ impl Node {
         Self::start_on(name, rtmp, http, extra)
     }
 
+    /// A `--dev` node (one-node cluster, open publishing) on these media ports and a
+    /// free gRPC port.
     pub fn start_on(name: &str, rtmp: SocketAddr, http: SocketAddr, extra: &[&str]) -> Node {
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let _ = std::fs::remove_file(artifacts_dir().join(format!("{name}.node.log")));
+        let mut args = vec!["--dev".to_string()];
+        args.extend(["--cluster-grpc-listen".into(), grpc.to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(name, rtmp, http, grpc, &args)
+    }
+
+    /// Runs `castmesh` with `args` plus the media listen addresses, and waits for `/healthz`.
+    pub fn spawn(
+        name: &str,
+        rtmp: SocketAddr,
+        http: SocketAddr,
+        grpc: SocketAddr,
+        args: &[String],
+    ) -> Node {
         let log = artifacts_dir().join(format!("{name}.node.log"));
-        let log_file = std::fs::File::create(&log).expect("node log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("node log");
         let child = Command::new(binary())
-            .arg("--dev")
             .args(["--rtmp-listen", &rtmp.to_string()])
             .args(["--http-listen", &http.to_string()])
-            .args(extra)
+            .args(args)
             .env("NO_COLOR", "1")
             .env("CASTMESH_LOG", "info,castmesh_node=debug")
             .stdout(log_file.try_clone().unwrap())
@@ -61,6 +83,7 @@ impl Node {
             child,
             rtmp,
             http,
+            grpc,
             log,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))

@@ -1,0 +1,216 @@
+//! A cluster of real `castmesh` processes, node N on 127.0.0.N (free ports), each
+//! with its own data directory, administered with the real `castctl`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::node::Node;
+use crate::{artifacts_dir, profile_dir, wait_for};
+
+pub const SECRET: &str = "process-cluster-secret-0123456789";
+pub const TOKEN: &str = "process-cluster-admin-token";
+
+/// The `castctl` binary built alongside this test.
+pub fn castctl_binary() -> PathBuf {
+    let bin = profile_dir().join("castctl");
+    assert!(bin.exists(), "{} not found: build it first", bin.display());
+    bin
+}
+
+fn free_addr(ip: &str) -> SocketAddr {
+    TcpListener::bind(format!("{ip}:0"))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+struct Spec {
+    rtmp: SocketAddr,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    data: PathBuf,
+}
+
+pub struct CastctlOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CastctlOutput {
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "castctl failed: {}", self.stderr);
+        serde_json::from_str(&self.stdout).expect("castctl JSON")
+    }
+}
+
+pub struct ProcessCluster {
+    name: String,
+    _dir: TempDir,
+    specs: BTreeMap<u64, Spec>,
+    extra: Vec<String>,
+    pub nodes: BTreeMap<u64, Node>,
+}
+
+impl ProcessCluster {
+    /// Starts `n` voters (node 1 bootstraps) with `extra` flags on every node.
+    pub fn start(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: BTreeMap<u64, Spec> = (1..=n)
+            .map(|id| {
+                let ip = format!("127.0.0.{id}");
+                let spec = Spec {
+                    rtmp: free_addr(&ip),
+                    http: free_addr(&ip),
+                    grpc: free_addr(&ip),
+                    data: dir.path().join(format!("node{id}")),
+                };
+                (id, spec)
+            })
+            .collect();
+        for id in specs.keys() {
+            let _ = std::fs::remove_file(Self::log_path(name, *id));
+        }
+        let mut cluster = ProcessCluster {
+            name: name.into(),
+            _dir: dir,
+            specs,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    fn log_path(name: &str, id: u64) -> PathBuf {
+        artifacts_dir().join(format!("{name}-{id}.node.log"))
+    }
+
+    fn args(&self, id: u64) -> Vec<String> {
+        let members: Vec<String> = self
+            .specs
+            .iter()
+            .map(|(i, s)| format!("{i}={}", s.grpc))
+            .collect();
+        let s = &self.specs[&id];
+        let mut args: Vec<String> = [
+            "--cluster-node-id",
+            &id.to_string(),
+            "--cluster-data-dir",
+            &s.data.display().to_string(),
+            "--cluster-grpc-listen",
+            &s.grpc.to_string(),
+            "--cluster-initial-members",
+            &members.join(","),
+            "--cluster-bootstrap",
+            if id == 1 { "true" } else { "false" },
+            "--cluster-secret",
+            SECRET,
+            "--cluster-admin-token",
+            TOKEN,
+            "--cluster-open-publishing",
+            "false",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// Starts (or restarts, on its existing data) node `id`.
+    pub fn start_node(&mut self, id: u64) {
+        let s = &self.specs[&id];
+        let name = format!("{}-{id}", self.name);
+        let node = Node::spawn(&name, s.rtmp, s.http, s.grpc, &self.args(id));
+        self.nodes.insert(id, node);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what was fsynced.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut node) = self.nodes.remove(&id) {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+    }
+
+    /// Sends a signal (STOP, CONT) to node `id`.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[&id].child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[&id]
+    }
+
+    pub fn grpc(&self, id: u64) -> SocketAddr {
+        self.specs[&id].grpc
+    }
+
+    /// Runs castctl against node `id` with the admin token.
+    pub fn castctl(&self, id: u64, args: &[&str]) -> CastctlOutput {
+        self.castctl_with(id, Some(TOKEN), args)
+    }
+
+    pub fn castctl_with(&self, id: u64, token: Option<&str>, args: &[&str]) -> CastctlOutput {
+        let mut cmd = Command::new(castctl_binary());
+        cmd.args(["--endpoint", &format!("http://{}", self.grpc(id))])
+            .env_remove("CASTCTL_TOKEN")
+            .env_remove("CASTCTL_TOKEN_FILE");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        let out = cmd.args(args).output().expect("run castctl");
+        CastctlOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The leader as node `via` sees it, if it answers and knows one.
+    pub fn leader_seen_by(&self, via: u64) -> Option<u64> {
+        let out = self.castctl(via, &["cluster", "status", "-o", "json", "--timeout", "2s"]);
+        if out.code != 0 {
+            return None;
+        }
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        status["leader_id"].as_u64()
+    }
+
+    /// Waits until every running node agrees on one running leader.
+    pub fn wait_leader(&self, timeout: Duration) -> u64 {
+        wait_for("one agreed leader", timeout, || {
+            let seen: Vec<Option<u64>> = self
+                .nodes
+                .keys()
+                .map(|id| self.leader_seen_by(*id))
+                .collect();
+            let first = seen.first().copied().flatten()?;
+            (seen.iter().all(|l| *l == Some(first)) && self.nodes.contains_key(&first))
+                .then_some(first)
+        })
+    }
+
+    /// Node `id`'s log so far, across its restarts.
+    pub fn node_log(&self, id: u64) -> String {
+        std::fs::read_to_string(Self::log_path(&self.name, id)).unwrap_or_default()
+    }
+
+    /// Every node's log so far (running or not).
+    pub fn logs(&self) -> String {
+        self.specs.keys().map(|id| self.node_log(*id)).collect()
+    }
+}

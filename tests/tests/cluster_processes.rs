@@ -1,0 +1,287 @@
+//! A cluster of three real `castmesh` processes on 127.0.0.1/.2/.3, administered with
+//! the real `castctl`, published to with the real ffmpeg.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use castmesh_tests::cluster::ProcessCluster;
+use castmesh_tests::ffmpeg::Publisher;
+use castmesh_tests::wait_for;
+
+fn roles(status: &serde_json::Value) -> Vec<String> {
+    let mut roles: Vec<String> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string())
+        .collect();
+    roles.sort();
+    roles
+}
+
+#[test]
+fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
+    let c = ProcessCluster::start("cluster-publish", 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(15));
+    for id in 1..=3 {
+        let status = c.castctl(id, &["cluster", "status", "-o", "json"]).json();
+        assert_eq!(
+            roles(&status),
+            ["follower", "follower", "leader"],
+            "{status}"
+        );
+    }
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let created = c
+        .castctl(
+            follower,
+            &[
+                "stream", "create", "--id", "launch", "--title", "Launch", "-o", "json",
+            ],
+        )
+        .json();
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("live_") && key.len() > 40, "{created}");
+    assert_eq!(created["status"], "scheduled");
+
+    // Publish to node 2 with the key: accepted, and live in every node's API.
+    let _publisher = Publisher::start(&c.node(2).rtmp_url(&key));
+    c.node(2).wait_for_stream("launch", 1);
+    for id in 1..=3 {
+        wait_for("stream live in the API", Duration::from_secs(10), || {
+            let v = c.node(id).json("/api/v1/streams/launch");
+            (v["status"] == "live" && v["origin_node"] == 2).then_some(())
+        });
+    }
+    let shown = c
+        .castctl(3, &["stream", "show", "launch", "-o", "json"])
+        .json();
+    assert_eq!(shown["status"], "live");
+    assert_eq!(shown["origin_node"], 2);
+
+    // A wrong key is refused with an RTMP error and the connection closed.
+    let wrong = format!("live_{}", "0123456789abcdef".repeat(3));
+    let mut refused = Publisher::start(&c.node(1).rtmp_url(&wrong));
+    let exit = refused
+        .wait_exit(Duration::from_secs(15))
+        .expect("ffmpeg gives up on a refused key");
+    assert!(!exit.success());
+    // Neither key appears in any node's log (the refusal is logged without it).
+    let logs = c.logs();
+    assert!(logs.contains("unknown stream key"), "the refusal is logged");
+    assert!(!logs.contains(&wrong), "a refused key leaked into a log");
+    assert!(!logs.contains(&key), "a stream key leaked into a log");
+    assert!(
+        !logs.contains(&key["live_".len()..]),
+        "a stream key leaked into a log"
+    );
+}
+
+/// Creates a stream; only acknowledged (exit 0) creations are expected to survive.
+fn create(c: &ProcessCluster, via: u64, id: String, acknowledged: &mut BTreeSet<String>) {
+    let out = c.castctl(via, &["stream", "create", "--id", &id, "-o", "json"]);
+    assert_eq!(out.code, 0, "create {id}: {}", out.stderr);
+    acknowledged.insert(id);
+}
+
+#[test]
+fn leader_failover_restart_and_snapshot_catch_up() {
+    let mut c = ProcessCluster::start(
+        "cluster-failover",
+        3,
+        &["--cluster-snapshot-threshold", "20"],
+    );
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let mut acknowledged = BTreeSet::new();
+    for i in 0..5 {
+        create(&c, leader, format!("before-{i}"), &mut acknowledged);
+    }
+
+    // kill -9 the leader: a new one within 2 s, and writes continue.
+    let killed_at = Instant::now();
+    c.kill(leader);
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let new_leader = wait_for("a new leader", Duration::from_secs(10), || {
+        c.leader_seen_by(survivor).filter(|l| *l != leader)
+    });
+    let elected_after = killed_at.elapsed();
+    eprintln!("new leader {new_leader} after {elected_after:?}");
+    assert!(
+        elected_after < Duration::from_secs(2),
+        "new leader after {elected_after:?}"
+    );
+    for i in 0..5 {
+        create(&c, survivor, format!("during-{i}"), &mut acknowledged);
+    }
+    let updated = c
+        .castctl(
+            survivor,
+            &[
+                "stream", "update", "before-0", "--title", "Renamed", "-o", "json",
+            ],
+        )
+        .json();
+    assert_eq!(updated["title"], "Renamed");
+
+    // The killed node restarts from its RocksDB directory and catches up.
+    c.start_node(leader);
+    let list = c.castctl(leader, &["stream", "list", "-o", "json"]).json();
+    assert_eq!(list.as_array().unwrap().len(), acknowledged.len());
+
+    // A node kept down while the log moves past a snapshot (threshold 20) catches up
+    // by installing the snapshot.
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let down = (1..=3).find(|id| *id != leader).unwrap();
+    c.kill(down);
+    for i in 0..60 {
+        create(&c, leader, format!("while-down-{i}"), &mut acknowledged);
+    }
+    const INSTALLED: &str = "installed a snapshot from the leader";
+    let installed_before = c.node_log(down).matches(INSTALLED).count();
+    c.start_node(down);
+    wait_for("snapshot installed", Duration::from_secs(20), || {
+        (c.node_log(down).matches(INSTALLED).count() > installed_before).then_some(())
+    });
+
+    // Every acknowledged write is on every node: each answers from its own state
+    // after catching up to the leader's commit index.
+    for id in 1..=3 {
+        let list = c.castctl(id, &["stream", "list", "-o", "json"]).json();
+        let ids: BTreeSet<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, acknowledged, "node {id}");
+    }
+}
+
+#[test]
+fn a_paused_origin_loses_its_lease_and_stops_acting_as_origin() {
+    let c = ProcessCluster::start(
+        "cluster-fencing",
+        3,
+        &["--cluster-lease-ttl", "3s", "--streams-retention", "30s"],
+    );
+    let leader = c.wait_leader(Duration::from_secs(15));
+    // The origin to pause is a follower, so the cluster keeps its leader.
+    let origin = (1..=3).find(|id| *id != leader).unwrap();
+    let successor = (1..=3).find(|id| *id != leader && *id != origin).unwrap();
+    let key = c
+        .castctl(
+            leader,
+            &["stream", "create", "--id", "fenced", "-o", "json"],
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut first = Publisher::start(&c.node(origin).rtmp_url(&key));
+    c.node(origin).wait_for_stream("fenced", 1);
+    let before = c
+        .castctl(leader, &["stream", "show", "fenced", "-o", "json"])
+        .json();
+    assert_eq!(before["origin_node"], origin);
+    let old_epoch = before["origin_epoch"].as_u64().unwrap();
+
+    // Pause the origin; the streamer reconnects to another node, which takes over.
+    c.signal(origin, "STOP");
+    let _second = Publisher::start(&c.node(successor).rtmp_url(&key));
+    c.node(successor).wait_for_stream("fenced", 1);
+    let after = c
+        .castctl(leader, &["stream", "show", "fenced", "-o", "json"])
+        .json();
+    assert_eq!(after["origin_node"], successor);
+    let new_epoch = after["origin_epoch"].as_u64().unwrap();
+    assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
+
+    // Resumed, the old origin notices at its next renewal: it drops its publisher and
+    // ends the stream locally (ENDLIST), and leaves the status to the new origin.
+    c.signal(origin, "CONT");
+    first
+        .wait_exit(Duration::from_secs(15))
+        .expect("the old origin closes its publisher");
+    wait_for(
+        "old origin ends its playlist",
+        Duration::from_secs(10),
+        || {
+            let (_, text) = c.node(origin).get_text("/hls/fenced/media.m3u8");
+            text.contains("#EXT-X-ENDLIST").then_some(())
+        },
+    );
+    assert!(
+        c.node(origin)
+            .log_text()
+            .contains("no longer this stream's origin")
+    );
+    assert!(
+        c.node(origin).metric("castmesh_origin_leases_lost_total") >= Some(1.0),
+        "lease loss counted"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let still = c
+        .castctl(leader, &["stream", "show", "fenced", "-o", "json"])
+        .json();
+    assert_eq!(
+        still["status"], "live",
+        "the old origin must not end the stream"
+    );
+    assert_eq!(still["origin_node"], successor);
+    let (_, text) = c.node(successor).get_text("/hls/fenced/media.m3u8");
+    assert!(!text.contains("#EXT-X-ENDLIST"));
+}
+
+#[test]
+fn the_api_needs_the_token_and_reflection_lists_the_services() {
+    let c = ProcessCluster::start("cluster-auth", 1, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    let out = c.castctl_with(1, None, &["stream", "list"]);
+    assert_eq!(out.code, 5, "UNAUTHENTICATED exit code: {}", out.stderr);
+    assert!(
+        out.stderr.contains("missing bearer token"),
+        "{}",
+        out.stderr
+    );
+    let out = c.castctl_with(1, Some("wrong-token"), &["cluster", "status"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid bearer token"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(c.castctl(1, &["stream", "show", "nope"]).code, 4);
+    assert_eq!(
+        c.castctl(1, &["stream", "create", "--id", "bad/id"]).code,
+        7
+    );
+    assert_eq!(c.castctl(1, &["stream", "create", "--id", "dup"]).code, 0);
+    assert_eq!(c.castctl(1, &["stream", "create", "--id", "dup"]).code, 6);
+
+    // A real gRPC reflection client (Python grpcio-reflection; grpcurl is not packaged
+    // for Debian 12) lists the services.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grpc/reflect.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(c.grpc(1).to_string())
+        .output()
+        .expect("python3");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for service in [
+        "castmesh.admin.v1.ClusterAdmin",
+        "castmesh.admin.v1.StreamAdmin",
+        "castmesh.raft.v1.RaftTransport",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == service),
+            "{service} in {listed}"
+        );
+    }
+}
