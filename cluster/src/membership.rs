@@ -170,10 +170,10 @@ impl ClusterMember {
     }
 
     /// Leadership transfer for openraft 0.9, which has no transfer call: this leader
-    /// stops sending heartbeats, and the target keeps asking for an election. Voters
-    /// refuse votes while the old leader's lease lasts (election_timeout_max), but the
-    /// target asks right when it ends, well before the other followers' own election
-    /// timers (lease + election timeout) fire.
+    /// stops sending heartbeats, and once the followers' lease on it has run out
+    /// (election_timeout_max; they refuse votes before that) the target calls an
+    /// election, well before the other followers' own timers (lease + election
+    /// timeout) fire.
     async fn hand_over(&self, to: u64) -> Result<(), ClusterError> {
         if to == self.id() {
             return Ok(());
@@ -191,7 +191,13 @@ impl ClusterMember {
             .peer(&target)
             .ok_or_else(|| ClusterError::Refused(format!("bad address for node {to}")))?;
         raft.runtime_config().heartbeat(false);
+        // An election before the followers' lease on this leader runs out would only be
+        // refused and bump the term.
+        let lease = Duration::from_millis(raft.config().election_timeout_max);
+        tokio::time::sleep(lease + ELECT_PAUSE).await;
+        let retry_every = Duration::from_millis(raft.config().election_timeout_min);
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
+        let mut next_elect = Instant::now();
         let outcome = loop {
             let leader = raft.metrics().borrow().current_leader;
             if leader == Some(to) {
@@ -206,9 +212,12 @@ impl ClusterMember {
             if Instant::now() > deadline {
                 break Err(ClusterError::Unavailable(TRANSFER_TIMEOUT));
             }
-            let mut request = Request::new(ElectRequest {});
-            self.attach_secret(&mut request);
-            let _ = tokio::time::timeout(ELECT_PAUSE * 4, client.clone().elect(request)).await;
+            if Instant::now() >= next_elect {
+                let mut request = Request::new(ElectRequest {});
+                self.attach_secret(&mut request);
+                let _ = tokio::time::timeout(retry_every, client.clone().elect(request)).await;
+                next_elect = Instant::now() + retry_every;
+            }
             tokio::time::sleep(ELECT_PAUSE).await;
         };
         raft.runtime_config().heartbeat(true);

@@ -553,10 +553,12 @@ impl Cli {
         set(&mut c.cluster.data_dir, &self.cluster_data_dir);
         set(&mut c.cluster.grpc_listen, &self.cluster_grpc_listen);
         set(&mut c.cluster.advertise_host, &self.cluster_advertise_host);
-        set(
-            &mut c.cluster.initial_members,
-            &self.cluster_initial_members,
-        );
+        // An empty value (`--cluster-initial-members ""`) means none.
+        let members = self
+            .cluster_initial_members
+            .as_ref()
+            .map(|m| m.iter().filter(|s| !s.trim().is_empty()).cloned().collect());
+        set(&mut c.cluster.initial_members, &members);
         set(&mut c.cluster.bootstrap, &self.cluster_bootstrap);
         set(&mut c.cluster.secret, &self.cluster_secret);
         set(&mut c.cluster.admin_token, &self.cluster_admin_token);

@@ -29,6 +29,8 @@ fn free_addr(ip: &str) -> SocketAddr {
 }
 
 struct Spec {
+    /// Not an initial member: joins when an operator adds it.
+    joiner: bool,
     rtmp: SocketAddr,
     http: SocketAddr,
     grpc: SocketAddr,
@@ -42,6 +44,11 @@ pub struct CastctlOutput {
 }
 
 impl CastctlOutput {
+    /// Asserts success (table output).
+    pub fn ok(&self) {
+        assert_eq!(self.code, 0, "castctl failed: {}", self.stderr);
+    }
+
     pub fn json(&self) -> serde_json::Value {
         assert_eq!(self.code, 0, "castctl failed: {}", self.stderr);
         serde_json::from_str(&self.stdout).expect("castctl JSON")
@@ -64,6 +71,7 @@ impl ProcessCluster {
             .map(|id| {
                 let ip = format!("127.0.0.{id}");
                 let spec = Spec {
+                    joiner: false,
                     rtmp: free_addr(&ip),
                     http: free_addr(&ip),
                     grpc: free_addr(&ip),
@@ -96,9 +104,15 @@ impl ProcessCluster {
         let members: Vec<String> = self
             .specs
             .iter()
+            .filter(|(_, s)| !s.joiner)
             .map(|(i, s)| format!("{i}={}", s.grpc))
             .collect();
         let s = &self.specs[&id];
+        let members = if s.joiner {
+            String::new()
+        } else {
+            members.join(",")
+        };
         let mut args: Vec<String> = [
             "--cluster-node-id",
             &id.to_string(),
@@ -107,7 +121,7 @@ impl ProcessCluster {
             "--cluster-grpc-listen",
             &s.grpc.to_string(),
             "--cluster-initial-members",
-            &members.join(","),
+            &members,
             "--cluster-bootstrap",
             if id == 1 { "true" } else { "false" },
             "--cluster-secret",
@@ -130,6 +144,22 @@ impl ProcessCluster {
         let name = format!("{}-{id}", self.name);
         let node = Node::spawn(&name, s.rtmp, s.http, s.grpc, &self.args(id));
         self.nodes.insert(id, node);
+    }
+
+    /// Starts a new node `id` on 127.0.0.`id` that is not a member yet: it waits for
+    /// `castctl cluster add-node`.
+    pub fn start_joiner(&mut self, id: u64) {
+        let ip = format!("127.0.0.{id}");
+        let spec = Spec {
+            joiner: true,
+            rtmp: free_addr(&ip),
+            http: free_addr(&ip),
+            grpc: free_addr(&ip),
+            data: self._dir.path().join(format!("node{id}")),
+        };
+        let _ = std::fs::remove_file(Self::log_path(&self.name, id));
+        self.specs.insert(id, spec);
+        self.start_node(id);
     }
 
     /// `kill -9`: no shutdown, no flush beyond what was fsynced.

@@ -285,3 +285,64 @@ fn the_api_needs_the_token_and_reflection_lists_the_services() {
         );
     }
 }
+
+#[test]
+fn castctl_moves_leadership_and_adds_and_removes_nodes() {
+    let mut c = ProcessCluster::start("cluster-membership", 3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    let status = c
+        .castctl(
+            leader,
+            &[
+                "cluster",
+                "transfer-leader",
+                &target.to_string(),
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(status["leader_id"], target, "{status}");
+    assert_eq!(c.wait_leader(Duration::from_secs(10)), target);
+
+    // A fourth node starts empty and joins when added (learner, caught up, then voter).
+    c.start_joiner(4);
+    let grpc = c.grpc(4).to_string();
+    c.castctl(1, &["stream", "create", "--id", "before-join"])
+        .ok();
+    let status = c
+        .castctl(
+            1,
+            &[
+                "cluster", "add-node", "--id", "4", "--grpc", &grpc, "-o", "json",
+            ],
+        )
+        .json();
+    let four = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 4)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(four["role"], "follower", "{status}");
+    let list = c.castctl(4, &["stream", "list", "-o", "json"]).json();
+    assert_eq!(list[0]["id"], "before-join", "the new node has the state");
+
+    let status = c
+        .castctl(2, &["cluster", "remove-node", "4", "-o", "json"])
+        .json();
+    assert!(
+        status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != 4),
+        "{status}"
+    );
+    c.kill(4);
+    assert_eq!(c.castctl(1, &["cluster", "remove-node", "9"]).code, 6);
+    c.castctl(3, &["stream", "create", "--id", "after-remove"])
+        .ok();
+}
