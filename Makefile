@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps build lint bench bench-raft bench-deps fmt clean cluster cluster-stop
+.PHONY: run test deps test-deps build lint bench bench-media bench-raft bench-cluster bench-deps fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -62,13 +62,21 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Benchmark against nginx-rtmp (see docs/benchmarks.md). Not part of `make test`.
-bench: deps bench-deps build
+## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
+bench: bench-media bench-raft bench-cluster
+
+## The media path against nginx-rtmp.
+bench-media: deps bench-deps build
 	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-bench -- $(BENCH_ARGS)
 
 ## Raft metadata writes per second (1 and 64 clients) against fsync'd RocksDB writes.
 bench-raft: deps build
 	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-raft-bench -- $(BENCH_ARGS)
+
+## Real node processes: kill -9 of the leader → first write (median of 10), and a new
+## node joining a cluster holding 100k streams.
+bench-cluster: deps build
+	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-cluster-bench -- $(BENCH_ARGS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \

@@ -17,6 +17,9 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
+/// `stream list` of a large cluster exceeds tonic's 4 MiB default (~150 bytes a stream).
+const MAX_REPLY_BYTES: usize = 512 * 1024 * 1024;
+
 /// What went wrong, and the exit code scripts see.
 struct Failure {
     code: u8,
@@ -107,11 +110,11 @@ impl Client {
     }
 
     fn cluster(&self) -> ClusterAdminClient<Channel> {
-        ClusterAdminClient::new(self.channel.clone())
+        ClusterAdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 
     fn streams(&self) -> StreamAdminClient<Channel> {
-        StreamAdminClient::new(self.channel.clone())
+        StreamAdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
 }
 

@@ -97,10 +97,12 @@ pub(crate) enum Attempt<T> {
 
 impl ClusterMember {
     pub async fn open(config: MemberConfig) -> Result<Self, ClusterError> {
-        let raft_config = config
-            .raft
-            .validate()
-            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let raft_config = openraft::Config {
+            snapshot_max_chunk_size: crate::raft::SNAPSHOT_CHUNK_BYTES,
+            ..config.raft
+        }
+        .validate()
+        .map_err(|e| ClusterError::Config(e.to_string()))?;
         let db = db::open(&config.data_dir)
             .map_err(|e| ClusterError::Storage(format!("{}: {e}", config.data_dir.display())))?;
         let sm = StateMachineStore::open(db.clone())

@@ -239,6 +239,24 @@ impl ProcessCluster {
         std::fs::read_to_string(Self::log_path(&self.name, id)).unwrap_or_default()
     }
 
+    /// Waits until every running node has applied the same log index (a restarted node
+    /// has caught up).
+    pub fn wait_caught_up(&self, timeout: Duration) {
+        wait_for("every node caught up", timeout, || {
+            let applied: Vec<Option<u64>> = self
+                .nodes
+                .keys()
+                .map(|id| {
+                    let out = self.castctl(*id, &["cluster", "status", "-o", "json"]);
+                    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+                    v["applied_index"].as_u64()
+                })
+                .collect();
+            let first = applied.first().copied().flatten()?;
+            applied.iter().all(|a| *a == Some(first)).then_some(())
+        })
+    }
+
     /// Every node's log so far (running or not).
     pub fn logs(&self) -> String {
         self.specs.keys().map(|id| self.node_log(*id)).collect()

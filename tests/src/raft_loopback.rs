@@ -23,8 +23,14 @@ pub struct LoopbackNode {
 }
 
 impl LoopbackNode {
-    /// Starts a member with its data in `dir`, serving on `listener`.
-    pub async fn start(id: u64, dir: &TempDir, listener: TcpListener) -> LoopbackNode {
+    /// Starts a member with its data in `dir`, serving on `listener`, snapshotting
+    /// every `snapshot_every` log entries.
+    pub async fn start(
+        id: u64,
+        dir: &TempDir,
+        listener: TcpListener,
+        snapshot_every: u64,
+    ) -> LoopbackNode {
         let addr = listener.local_addr().unwrap();
         let member = ClusterMember::open(MemberConfig {
             id,
@@ -34,6 +40,8 @@ impl LoopbackNode {
                 heartbeat_interval: 100,
                 election_timeout_min: 400,
                 election_timeout_max: 800,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+                max_in_snapshot_log_to_keep: 0,
                 ..Default::default()
             },
         })
@@ -72,18 +80,26 @@ impl LoopbackNode {
 
 /// `n` members with ids 1..=n, initialized as one cluster.
 pub struct LoopbackCluster {
+    snapshot_every: u64,
     pub dirs: BTreeMap<u64, TempDir>,
     pub nodes: BTreeMap<u64, LoopbackNode>,
 }
 
 impl LoopbackCluster {
     pub async fn start(n: u64) -> LoopbackCluster {
+        Self::with_snapshots_every(n, 5000).await
+    }
+
+    pub async fn with_snapshots_every(n: u64, snapshot_every: u64) -> LoopbackCluster {
         let mut dirs = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             let dir = tempfile::tempdir().unwrap();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            nodes.insert(id, LoopbackNode::start(id, &dir, listener).await);
+            nodes.insert(
+                id,
+                LoopbackNode::start(id, &dir, listener, snapshot_every).await,
+            );
             dirs.insert(id, dir);
         }
         let members: BTreeMap<u64, BasicNode> = nodes
@@ -96,7 +112,11 @@ impl LoopbackCluster {
             .initialize(members)
             .await
             .expect("initialize");
-        LoopbackCluster { dirs, nodes }
+        LoopbackCluster {
+            snapshot_every,
+            dirs,
+            nodes,
+        }
     }
 
     /// The current leader among the running nodes.
@@ -129,7 +149,7 @@ impl LoopbackCluster {
     /// Restarts a killed node from its directory on its old address.
     pub async fn restart(&mut self, id: u64, addr: SocketAddr) {
         let listener = TcpListener::bind(addr).await.unwrap();
-        let node = LoopbackNode::start(id, &self.dirs[&id], listener).await;
+        let node = LoopbackNode::start(id, &self.dirs[&id], listener, self.snapshot_every).await;
         self.nodes.insert(id, node);
     }
 

@@ -2,7 +2,8 @@
 //! transport): a leader is elected; writes sent to followers are forwarded; a
 //! linearizable read on another follower sees an acknowledged write at once; a dead
 //! leader is replaced while writes keep working; the restarted node catches up from its
-//! directory; a peer without the cluster secret is refused.
+//! directory; a peer without the cluster secret is refused; a snapshot far larger than
+//! one gRPC message reaches a node that was down.
 
 use castmesh_cluster::auth::BearerToken;
 use castmesh_cluster::{Command, Response, StreamId, keys};
@@ -74,5 +75,41 @@ async fn three_members_forward_read_fail_over_and_catch_up() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
 
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_larger_than_a_grpc_message_is_installed() {
+    let mut cluster = LoopbackCluster::with_snapshots_every(3, 4).await;
+    let leader = cluster.leader().await;
+    let down = cluster.followers(leader)[0];
+    let node = cluster.nodes.remove(&down).unwrap();
+    let addr = node.addr;
+    node.kill().await;
+    // ~12 MB of state (titles of 1 MB): snapshot chunks cross tonic's 4 MiB default.
+    let leader_member = cluster.nodes[&leader].member.clone();
+    for i in 0..12u8 {
+        let r = leader_member
+            .write(Command::CreateStream {
+                id: StreamId::parse(&format!("big-{i}")).unwrap(),
+                title: "x".repeat(1 << 20),
+                owner: String::new(),
+                key_hash: keys::hash(&keys::generate([i; keys::KEY_BYTES])),
+                scheduled_at: None,
+                now: 0,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(r, Response::Stream(_)), "{r:?}");
+    }
+    cluster.restart(down, addr).await;
+    let member = &cluster.nodes[&down].member;
+    member
+        .raft()
+        .wait(Some(std::time::Duration::from_secs(30)))
+        .metrics(|m| m.snapshot.is_some(), "snapshot installed")
+        .await
+        .expect("the restarted node installs the snapshot");
+    assert_eq!(streams(&cluster.nodes[&down]).await, 12);
     cluster.stop().await;
 }

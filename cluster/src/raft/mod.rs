@@ -29,5 +29,13 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Snapshot chunk size. Records are JSON, where bytes are number arrays (up to 4
+/// characters per byte), so a chunk costs up to ~4× this on the wire.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Largest Raft RPC accepted (tonic's default is 4 MiB): a snapshot chunk with its JSON
+/// overhead, or a batch of appended entries.
+pub const MAX_RPC_BYTES: usize = 32 * 1024 * 1024;
 pub type LogId = openraft::LogId<u64>;
 pub type StorageError = openraft::StorageError<u64>;

@@ -43,7 +43,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .map_err(|e| e.to_string());
         PeerClient {
             target,
-            client: channel.map(RaftTransportClient::new),
+            client: channel.map(|c| {
+                RaftTransportClient::new(c).max_decoding_message_size(super::MAX_RPC_BYTES)
+            }),
             secret: self.secret.clone(),
         }
     }

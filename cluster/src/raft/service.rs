@@ -17,6 +17,7 @@ pub struct RaftService {
 impl RaftService {
     pub fn server(raft: Raft, secret: BearerToken) -> RaftTransportServer<Self> {
         RaftTransportServer::new(Self { raft, secret })
+            .max_decoding_message_size(super::MAX_RPC_BYTES)
     }
 
     fn decode<T: DeserializeOwned>(&self, request: Request<RaftPayload>) -> Result<T, Status> {
