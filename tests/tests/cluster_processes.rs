@@ -45,7 +45,7 @@ fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
     assert_eq!(created["status"], "scheduled");
 
     // Publish to node 2 with the key: accepted, and live in every node's API.
-    let _publisher = Publisher::start(&c.node(2).rtmp_url(&key));
+    let mut publisher = Publisher::start(&c.node(2).rtmp_url(&key));
     c.node(2).wait_for_stream("launch", 1);
     for id in 1..=3 {
         wait_for("stream live in the API", Duration::from_secs(10), || {
@@ -75,6 +75,38 @@ fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
         !logs.contains(&key["live_".len()..]),
         "a stream key leaked into a log"
     );
+
+    // An operator ends the stream: the origin drops the publisher at its next lease
+    // renewal and the playlist ends.
+    let ended = c
+        .castctl(1, &["stream", "end", "launch", "-o", "json"])
+        .json();
+    assert_eq!(ended["status"], "ended");
+    publisher
+        .wait_exit(Duration::from_secs(15))
+        .expect("the origin drops the publisher of an ended stream");
+    wait_for("ENDLIST on the origin", Duration::from_secs(10), || {
+        let (_, text) = c.node(2).get_text("/hls/launch/media.m3u8");
+        text.contains("#EXT-X-ENDLIST").then_some(())
+    });
+
+    // After a key rotation the old key is refused and the new one publishes.
+    let rotated = c
+        .castctl(3, &["stream", "rotate-key", "launch", "-o", "json"])
+        .json();
+    let new_key = rotated["key"].as_str().unwrap().to_string();
+    assert_ne!(new_key, key);
+    let mut old = Publisher::start(&c.node(3).rtmp_url(&key));
+    assert!(
+        !old.wait_exit(Duration::from_secs(15))
+            .expect("the old key is refused")
+            .success()
+    );
+    let _again = Publisher::start(&c.node(3).rtmp_url(&new_key));
+    wait_for("live again on node 3", Duration::from_secs(15), || {
+        let v = c.node(1).json("/api/v1/streams/launch");
+        (v["status"] == "live" && v["origin_node"] == 3).then_some(())
+    });
 }
 
 /// Creates a stream; only acknowledged (exit 0) creations are expected to survive.
@@ -258,6 +290,12 @@ fn the_api_needs_the_token_and_reflection_lists_the_services() {
     );
     assert_eq!(c.castctl(1, &["stream", "create", "--id", "dup"]).code, 0);
     assert_eq!(c.castctl(1, &["stream", "create", "--id", "dup"]).code, 6);
+    let completions = c.castctl_with(1, None, &["completions", "bash"]);
+    assert_eq!(completions.code, 0);
+    assert!(
+        completions.stdout.contains("rotate-key"),
+        "bash completions"
+    );
 
     // A real gRPC reflection client (Python grpcio-reflection; grpcurl is not packaged
     // for Debian 12) lists the services.
