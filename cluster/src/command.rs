@@ -41,6 +41,15 @@ pub enum Command {
         #[serde(default)]
         fence: Option<Fence>,
     },
+    /// Ends a live stream whose origin is gone: its lease (still at `epoch`) expired at
+    /// least `grace_ms` before `now`, so no node is publishing it. Proposed by the
+    /// leader's sweeper; refused if the stream got a new origin meanwhile.
+    EndOrphaned {
+        id: StreamId,
+        epoch: u64,
+        now: Millis,
+        grace_ms: u64,
+    },
     /// An operator ends a live stream: status ended, and the lease moves to no node at
     /// a new epoch, so the origin notices at its next renewal and drops the publisher.
     EndStream {
@@ -104,6 +113,8 @@ pub enum Rejection {
     StaleEpoch { expected: u64, current: u64 },
     #[error("the lease is held by node {} at epoch {}", .0.node, .0.epoch)]
     LeaseLost(Lease),
+    #[error("stream {0} still has an origin")]
+    OriginAlive(StreamId),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

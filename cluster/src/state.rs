@@ -63,6 +63,18 @@ impl ClusterState {
         Ok(lease)
     }
 
+    /// Moves the stream's lease to nobody at a new epoch: whoever held it loses it at
+    /// its next renewal.
+    fn fence_origin(&mut self, id: &StreamId) {
+        if let Some(lease) = self.leases.get_mut(id) {
+            *lease = Lease {
+                node: NO_NODE,
+                epoch: lease.epoch + 1,
+                expires_at: 0,
+            };
+        }
+    }
+
     fn stream_mut(&mut self, id: &StreamId) -> Result<&mut StreamRecord, Rejection> {
         self.streams
             .get_mut(id)
@@ -163,6 +175,26 @@ impl ClusterState {
                 }
                 Ok(Response::Stream(s.clone()))
             }
+            Command::EndOrphaned {
+                id,
+                epoch,
+                now,
+                grace_ms,
+            } => {
+                let orphaned = self.leases.get(&id).is_none_or(|l| {
+                    l.epoch == epoch && l.expires_at.saturating_add(grace_ms) <= now
+                });
+                let s = self.stream_mut(&id)?;
+                if s.status != StreamStatus::Live || !orphaned {
+                    return Err(Rejection::OriginAlive(id));
+                }
+                s.status = StreamStatus::Ended;
+                s.ended_at = Some(now);
+                let record = s.clone();
+                // A paused origin that comes back must not renew into an ended stream.
+                self.fence_origin(&id);
+                Ok(Response::Stream(record))
+            }
             Command::EndStream { id, now } => {
                 let s = self.stream_mut(&id)?;
                 match s.status {
@@ -178,13 +210,7 @@ impl ClusterState {
                 s.status = StreamStatus::Ended;
                 s.ended_at = Some(now);
                 let record = s.clone();
-                if let Some(lease) = self.leases.get_mut(&id) {
-                    *lease = Lease {
-                        node: NO_NODE,
-                        epoch: lease.epoch + 1,
-                        expires_at: 0,
-                    };
-                }
+                self.fence_origin(&id);
                 Ok(Response::Stream(record))
             }
             Command::DeleteStream { id } => {
@@ -431,6 +457,61 @@ mod tests {
                 epoch: 2,
                 now: 10,
                 ttl_ms: 5000
+            }),
+            Response::Rejected(Rejection::LeaseLost(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_stream_whose_origin_is_long_gone_is_ended_as_orphaned() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        s.apply(Command::AcquireLease {
+            stream: id("show"),
+            node: 1,
+            expected_epoch: 0,
+            now: 0,
+            ttl_ms: 1000,
+        });
+        s.apply(Command::SetStatus {
+            id: id("show"),
+            status: StreamStatus::Live,
+            now: 0,
+            fence: None,
+        });
+        let orphan = |s: &mut ClusterState, epoch, now| {
+            s.apply(Command::EndOrphaned {
+                id: id("show"),
+                epoch,
+                now,
+                grace_ms: 500,
+            })
+        };
+        // Lease expired at 1000, grace until 1500.
+        assert!(matches!(
+            orphan(&mut s, 1, 1400),
+            Response::Rejected(Rejection::OriginAlive(_))
+        ));
+        // A proposal from before a new origin took over is refused.
+        assert!(matches!(
+            orphan(&mut s, 0, 5000),
+            Response::Rejected(Rejection::OriginAlive(_))
+        ));
+        assert!(
+            matches!(orphan(&mut s, 1, 1500), Response::Stream(r) if r.status == StreamStatus::Ended)
+        );
+        assert_eq!(
+            s.leases[&id("show")].node,
+            NO_NODE,
+            "the old origin is fenced"
+        );
+        assert!(matches!(
+            s.apply(Command::RenewLease {
+                stream: id("show"),
+                node: 1,
+                epoch: 1,
+                now: 1600,
+                ttl_ms: 1000
             }),
             Response::Rejected(Rejection::LeaseLost(_))
         ));

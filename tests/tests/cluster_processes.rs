@@ -384,3 +384,34 @@ fn castctl_moves_leadership_and_adds_and_removes_nodes() {
     c.castctl(3, &["stream", "create", "--id", "after-remove"])
         .ok();
 }
+
+#[test]
+fn a_dead_origins_stream_ends_after_lease_and_grace_period() {
+    let mut c = ProcessCluster::start(
+        "cluster-orphan",
+        3,
+        &["--cluster-lease-ttl", "2s", "--streams-grace-period", "2s"],
+    );
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let origin = (1..=3).find(|id| *id != leader).unwrap();
+    let key = c
+        .castctl(
+            leader,
+            &["stream", "create", "--id", "orphan", "-o", "json"],
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _publisher = Publisher::start(&c.node(origin).rtmp_url(&key));
+    c.node(origin).wait_for_stream("orphan", 1);
+    c.kill(origin);
+    let show = || {
+        c.castctl(leader, &["stream", "show", "orphan", "-o", "json"])
+            .json()
+    };
+    assert_eq!(show()["status"], "live", "ended only after lease + grace");
+    wait_for("the orphaned stream ends", Duration::from_secs(15), || {
+        (show()["status"] == "ended").then_some(())
+    });
+}

@@ -39,6 +39,7 @@ pub fn rejection_status(r: Rejection) -> Status {
         Rejection::BadTransition { .. }
         | Rejection::NoLease(_)
         | Rejection::StaleEpoch { .. }
-        | Rejection::LeaseLost(_) => Status::failed_precondition(message),
+        | Rejection::LeaseLost(_)
+        | Rejection::OriginAlive(_) => Status::failed_precondition(message),
     }
 }

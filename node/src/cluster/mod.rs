@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod leases;
 pub mod probe;
 pub mod registry;
+pub mod sweeper;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -101,6 +102,11 @@ impl ClusterNode {
         let tasks = vec![
             tokio::spawn(probe::run(member.clone(), last_seen, metrics)),
             tokio::spawn(register(member.clone(), node_record(config))),
+            tokio::spawn(sweeper::run(
+                member.clone(),
+                seams.clock.clone(),
+                config.streams.grace_period,
+            )),
         ];
         tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), data_dir = %data_dir.display(), "cluster member started");
         Ok(ClusterNode {

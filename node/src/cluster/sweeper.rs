@@ -1,0 +1,60 @@
+//! Ends streams whose origin died. An origin ends its stream itself when the grace
+//! period runs out; if the origin node is gone (crash, partition) nobody would, and the
+//! stream would read `live` forever. The leader checks every few seconds for live
+//! streams whose origin lease expired more than a grace period ago and ends them
+//! (`EndOrphaned`, refused if a new origin took the stream meanwhile).
+
+use std::time::Duration;
+
+use castmesh_cluster::StreamStatus;
+use castmesh_cluster::command::Command;
+use castmesh_cluster::member::ClusterMember;
+use tokio::time::MissedTickBehavior;
+
+use super::leases::now_ms;
+use crate::seams::Clock;
+
+const INTERVAL: Duration = Duration::from_secs(2);
+
+pub async fn run(member: ClusterMember, clock: std::sync::Arc<dyn Clock>, grace: Duration) {
+    let mut ticker = tokio::time::interval(INTERVAL);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let grace_ms = grace.as_millis() as u64;
+    loop {
+        ticker.tick().await;
+        if member.raft().metrics().borrow().current_leader != Some(member.id()) {
+            continue;
+        }
+        let now = now_ms(clock.as_ref());
+        // Local state is enough to choose candidates: the command re-checks on apply.
+        let orphans: Vec<_> = member.read_local(|s| {
+            s.streams
+                .values()
+                .filter(|r| r.status == StreamStatus::Live)
+                .filter_map(|r| {
+                    let lease = s.leases.get(&r.id);
+                    let expired =
+                        lease.is_none_or(|l| l.expires_at.saturating_add(grace_ms) <= now);
+                    expired.then(|| (r.id.clone(), lease.map_or(0, |l| l.epoch)))
+                })
+                .collect()
+        });
+        for (id, epoch) in orphans {
+            let command = Command::EndOrphaned {
+                id: id.clone(),
+                epoch,
+                now,
+                grace_ms,
+            };
+            match member.write(command).await {
+                Ok(castmesh_cluster::Response::Stream(_)) => {
+                    tracing::info!(stream = %id, "origin gone for longer than the grace period: stream ended");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(stream = %id, error = %e, "could not end an orphaned stream")
+                }
+            }
+        }
+    }
+}
