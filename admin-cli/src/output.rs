@@ -148,8 +148,19 @@ pub fn status_json(s: &ClusterStatus) -> Value {
             "http": m.http_address,
             "last_seen_ms_ago": m.last_seen_ms_ago,
             "matched_index": m.matched_index,
+            "labels": m.labels,
         })).collect::<Vec<_>>(),
     })
+}
+
+fn labels(labels: &std::collections::HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        "-".into()
+    } else {
+        pairs.join(",")
+    }
 }
 
 pub fn status_text(s: &ClusterStatus) -> String {
@@ -179,11 +190,20 @@ pub fn status_text(s: &ClusterStatus) -> String {
                     .map(|ms| format!("{:.1}s ago", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "never".into()),
                 m.matched_index.map_or("-".into(), |i| i.to_string()),
+                labels(&m.labels),
             ]
         })
         .collect();
     out += &table(
-        &["ID", "ROLE", "GRPC", "HTTP", "LAST SEEN", "MATCHED"],
+        &[
+            "ID",
+            "ROLE",
+            "GRPC",
+            "HTTP",
+            "LAST SEEN",
+            "MATCHED",
+            "LABELS",
+        ],
         &rows,
     );
     out

@@ -102,6 +102,8 @@ pub struct ClusterConfig {
     /// The voters of a new cluster, as "ID=HOST:PORT" (gRPC addresses). Empty: this
     /// node alone.
     pub initial_members: Vec<String>,
+    /// Free-form "KEY=VALUE" labels recorded with the node, e.g. "region=eu-west".
+    pub labels: Vec<String>,
     /// Initialise a new cluster with `initial_members` at first start. Set on exactly
     /// one node of a new cluster; a node that already has data ignores it.
     pub bootstrap: bool,
@@ -194,6 +196,21 @@ impl ClusterConfig {
             .collect()
     }
 
+    /// The node's labels as a map.
+    pub fn label_map(&self) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+        self.labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => Err(ConfigError(format!(
+                    "cluster.labels entries are \"KEY=VALUE\", got {l:?}"
+                ))),
+            })
+            .collect()
+    }
+
     /// The host in URLs and addresses this node hands out.
     pub fn advertised_host(&self) -> String {
         if !self.advertise_host.is_empty() {
@@ -222,6 +239,7 @@ impl ClusterConfig {
             return err("cluster.node_id must be at least 1".into());
         }
         let members = self.members()?;
+        self.label_map()?;
         if !self.initial_members.is_empty() && !members.iter().any(|m| m.id == self.node_id) {
             return err(format!(
                 "cluster.initial_members must include this node (cluster.node_id = {})",
@@ -268,6 +286,7 @@ impl Default for ClusterConfig {
             grpc_listen: "0.0.0.0:50051".parse().expect("valid"),
             advertise_host: String::new(),
             initial_members: Vec::new(),
+            labels: Vec::new(),
             bootstrap: true,
             secret: Secret::default(),
             admin_token: Secret::default(),
@@ -498,6 +517,9 @@ pub struct Cli {
     /// Comma-separated "ID=HOST:PORT" list.
     #[arg(long, env = "CASTMESH_CLUSTER_INITIAL_MEMBERS", value_delimiter = ',')]
     pub cluster_initial_members: Option<Vec<String>>,
+    /// Comma-separated "KEY=VALUE" list.
+    #[arg(long, env = "CASTMESH_CLUSTER_LABELS", value_delimiter = ',')]
+    pub cluster_labels: Option<Vec<String>>,
     #[arg(long, env = "CASTMESH_CLUSTER_BOOTSTRAP")]
     pub cluster_bootstrap: Option<bool>,
     #[arg(long, env = "CASTMESH_CLUSTER_SECRET", hide_env_values = true)]
@@ -559,6 +581,7 @@ impl Cli {
             .as_ref()
             .map(|m| m.iter().filter(|s| !s.trim().is_empty()).cloned().collect());
         set(&mut c.cluster.initial_members, &members);
+        set(&mut c.cluster.labels, &self.cluster_labels);
         set(&mut c.cluster.bootstrap, &self.cluster_bootstrap);
         set(&mut c.cluster.secret, &self.cluster_secret);
         set(&mut c.cluster.admin_token, &self.cluster_admin_token);

@@ -130,6 +130,8 @@ impl ProcessCluster {
             TOKEN,
             "--cluster-open-publishing",
             "false",
+            "--cluster-labels",
+            &format!("region=zone-{id}"),
         ]
         .iter()
         .map(|s| s.to_string())

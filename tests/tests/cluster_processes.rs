@@ -31,6 +31,19 @@ fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
             "{status}"
         );
     }
+    // Every node registered its addresses and labels.
+    wait_for("node records", Duration::from_secs(10), || {
+        let status = c.castctl(1, &["cluster", "status", "-o", "json"]).json();
+        status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| {
+                m["labels"]["region"] == format!("zone-{}", m["id"])
+                    && m["http"].as_str().is_some_and(|h| !h.is_empty())
+            })
+            .then_some(())
+    });
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let created = c
         .castctl(

@@ -46,6 +46,9 @@ impl ClusterService {
                     },
                     rtmp_address: record.map(|r| r.rtmp.clone()).unwrap_or_default(),
                     http_address: record.map(|r| r.http.clone()).unwrap_or_default(),
+                    labels: record
+                        .map(|r| r.labels.clone().into_iter().collect())
+                        .unwrap_or_default(),
                     matched_index: m
                         .replication
                         .as_ref()

@@ -191,7 +191,7 @@ fn node_record(config: &Config) -> NodeRecord {
         grpc: config.cluster.advertised_grpc(),
         // The QUIC mesh arrives with the media-mesh issue; its default port is reserved.
         quic: format!("{host}:4433"),
-        labels: BTreeMap::new(),
+        labels: config.cluster.label_map().unwrap_or_default(),
         state: NodeState::Active,
     }
 }
