@@ -295,6 +295,26 @@ mod tests {
         key
     }
 
+    fn acquire(s: &mut ClusterState, node: NodeId, expected_epoch: u64, now: u64) -> Response {
+        s.apply(Command::AcquireLease {
+            stream: id("show"),
+            node,
+            expected_epoch,
+            now,
+            ttl_ms: 5000,
+        })
+    }
+
+    fn renew(s: &mut ClusterState, node: NodeId, epoch: u64, now: u64) -> Response {
+        s.apply(Command::RenewLease {
+            stream: id("show"),
+            node,
+            epoch,
+            now,
+            ttl_ms: 5000,
+        })
+    }
+
     #[test]
     fn keys_find_their_stream_and_rotation_revokes_the_old_key() {
         let mut s = ClusterState::default();
@@ -360,41 +380,28 @@ mod tests {
     fn lease_epochs_only_grow_and_fence_old_holders() {
         let mut s = ClusterState::default();
         create(&mut s, "show", 1);
-        let acquire = |s: &mut ClusterState, node, expected_epoch| {
-            s.apply(Command::AcquireLease {
-                stream: id("show"),
-                node,
-                expected_epoch,
-                now: 10_000,
-                ttl_ms: 5000,
-            })
-        };
-        let Response::Lease(a) = acquire(&mut s, 1, 0) else {
+        let Response::Lease(a) = acquire(&mut s, 1, 0, 10_000) else {
             panic!()
         };
         assert_eq!((a.node, a.epoch), (1, 1));
         // A second acquire with the same expectation loses the compare-and-set.
         assert_eq!(
-            acquire(&mut s, 2, 0),
+            acquire(&mut s, 2, 0, 10_000),
             Response::Rejected(Rejection::StaleEpoch {
                 expected: 0,
                 current: 1
             })
         );
         // Takeover by node 2 at the current epoch.
-        let Response::Lease(b) = acquire(&mut s, 2, 1) else {
+        let Response::Lease(b) = acquire(&mut s, 2, 1, 10_000) else {
             panic!()
         };
         assert_eq!((b.node, b.epoch), (2, 2));
         // Node 1 can no longer renew: it must stop acting as origin.
-        let renew = s.apply(Command::RenewLease {
-            stream: id("show"),
-            node: 1,
-            epoch: 1,
-            now: 11_000,
-            ttl_ms: 5000,
-        });
-        assert_eq!(renew, Response::Rejected(Rejection::LeaseLost(b)));
+        assert_eq!(
+            renew(&mut s, 1, 1, 11_000),
+            Response::Rejected(Rejection::LeaseLost(b))
+        );
         assert_eq!(s.origin(&id("show"), 11_000).unwrap().node, 2);
         assert!(s.origin(&id("show"), 20_000).is_none(), "expired");
         // Release keeps the epoch.
@@ -403,7 +410,7 @@ mod tests {
             node: 2,
             epoch: 2,
         });
-        let Response::Lease(c) = acquire(&mut s, 3, 2) else {
+        let Response::Lease(c) = acquire(&mut s, 3, 2, 10_000) else {
             panic!()
         };
         assert_eq!(c.epoch, 3);
@@ -413,15 +420,6 @@ mod tests {
     fn fenced_status_changes_and_operator_end() {
         let mut s = ClusterState::default();
         create(&mut s, "show", 1);
-        let acquire = |s: &mut ClusterState, node, expected_epoch| {
-            s.apply(Command::AcquireLease {
-                stream: id("show"),
-                node,
-                expected_epoch,
-                now: 0,
-                ttl_ms: 5000,
-            })
-        };
         let set = |s: &mut ClusterState, status, node, epoch| {
             s.apply(Command::SetStatus {
                 id: id("show"),
@@ -430,12 +428,12 @@ mod tests {
                 fence: Some(crate::command::Fence { node, epoch }),
             })
         };
-        acquire(&mut s, 1, 0);
+        acquire(&mut s, 1, 0, 0);
         assert!(matches!(
             set(&mut s, StreamStatus::Live, 1, 1),
             Response::Stream(_)
         ));
-        acquire(&mut s, 2, 1);
+        acquire(&mut s, 2, 1, 0);
         // Node 1 was taken over: its "ended" must not end node 2's stream.
         assert!(matches!(
             set(&mut s, StreamStatus::Ended, 1, 1),
@@ -451,13 +449,7 @@ mod tests {
         let lease = s.leases[&id("show")];
         assert_eq!((lease.node, lease.epoch), (NO_NODE, 3));
         assert!(matches!(
-            s.apply(Command::RenewLease {
-                stream: id("show"),
-                node: 2,
-                epoch: 2,
-                now: 10,
-                ttl_ms: 5000
-            }),
+            renew(&mut s, 2, 2, 10),
             Response::Rejected(Rejection::LeaseLost(_))
         ));
     }
@@ -506,13 +498,7 @@ mod tests {
             "the old origin is fenced"
         );
         assert!(matches!(
-            s.apply(Command::RenewLease {
-                stream: id("show"),
-                node: 1,
-                epoch: 1,
-                now: 1600,
-                ttl_ms: 1000
-            }),
+            renew(&mut s, 1, 1, 1600),
             Response::Rejected(Rejection::LeaseLost(_))
         ));
     }

@@ -37,6 +37,20 @@ struct Spec {
     data: PathBuf,
 }
 
+impl Spec {
+    /// Node `id` on 127.0.0.`id`, free ports, data under `dir`.
+    fn new(dir: &TempDir, id: u64, joiner: bool) -> Spec {
+        let ip = format!("127.0.0.{id}");
+        Spec {
+            joiner,
+            rtmp: free_addr(&ip),
+            http: free_addr(&ip),
+            grpc: free_addr(&ip),
+            data: dir.path().join(format!("node{id}")),
+        }
+    }
+}
+
 pub struct CastctlOutput {
     pub code: i32,
     pub stdout: String,
@@ -67,19 +81,8 @@ impl ProcessCluster {
     /// Starts `n` voters (node 1 bootstraps) with `extra` flags on every node.
     pub fn start(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
-        let specs: BTreeMap<u64, Spec> = (1..=n)
-            .map(|id| {
-                let ip = format!("127.0.0.{id}");
-                let spec = Spec {
-                    joiner: false,
-                    rtmp: free_addr(&ip),
-                    http: free_addr(&ip),
-                    grpc: free_addr(&ip),
-                    data: dir.path().join(format!("node{id}")),
-                };
-                (id, spec)
-            })
-            .collect();
+        let specs: BTreeMap<u64, Spec> =
+            (1..=n).map(|id| (id, Spec::new(&dir, id, false))).collect();
         for id in specs.keys() {
             let _ = std::fs::remove_file(Self::log_path(name, *id));
         }
@@ -151,14 +154,7 @@ impl ProcessCluster {
     /// Starts a new node `id` on 127.0.0.`id` that is not a member yet: it waits for
     /// `castctl cluster add-node`.
     pub fn start_joiner(&mut self, id: u64) {
-        let ip = format!("127.0.0.{id}");
-        let spec = Spec {
-            joiner: true,
-            rtmp: free_addr(&ip),
-            http: free_addr(&ip),
-            grpc: free_addr(&ip),
-            data: self._dir.path().join(format!("node{id}")),
-        };
+        let spec = Spec::new(&self._dir, id, true);
         let _ = std::fs::remove_file(Self::log_path(&self.name, id));
         self.specs.insert(id, spec);
         self.start_node(id);

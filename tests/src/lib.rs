@@ -39,6 +39,15 @@ pub fn profile_dir() -> std::path::PathBuf {
 }
 
 /// Directory for test artifacts (fixtures, node logs) inside the target directory.
+/// A benchmark flag's value (`--name VALUE`), or `default`.
+pub fn bench_arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn artifacts_dir() -> std::path::PathBuf {
     let dir = profile_dir().join("castmesh-tests");
     std::fs::create_dir_all(&dir).expect("artifacts dir");

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use castmesh_tests::bench_arg;
 use castmesh_tests::ffmpeg::sample_flv;
 use castmesh_tests::hls_check::parse;
 use castmesh_tests::node::{binary, free_port};
@@ -456,13 +457,6 @@ fn run(
     }
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
-}
-
 fn fmt_ms(v: (Option<f64>, Option<f64>, usize)) -> String {
     match v {
         (Some(m), Some(p), n) => format!("{m:.0} / {p:.0} (n={n})"),
@@ -472,14 +466,13 @@ fn fmt_ms(v: (Option<f64>, Option<f64>, usize)) -> String {
 
 fn main() {
     epoch();
-    let args: Vec<String> = std::env::args().collect();
-    let counts: Vec<usize> = arg(&args, "--publishers", "1,8,32".to_string())
+    let counts: Vec<usize> = bench_arg("--publishers", "1,8,32".to_string())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let probe_s = arg(&args, "--probe-seconds", 16u64);
-    let warmup_s = arg(&args, "--warmup-seconds", 5u64);
-    let measure_s = arg(&args, "--measure-seconds", 15u64);
+    let probe_s = bench_arg("--probe-seconds", 16u64);
+    let warmup_s = bench_arg("--warmup-seconds", 5u64);
+    let measure_s = bench_arg("--measure-seconds", 15u64);
     let sample: PathBuf = sample_flv();
     eprintln!("sample: {}", sample.display());
     let mut rows = Vec::new();

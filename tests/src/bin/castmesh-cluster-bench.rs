@@ -18,19 +18,12 @@ use castmesh_cluster::{ClusterState, Command, StreamId, keys};
 use castmesh_proto::admin::v1 as pb;
 use castmesh_proto::admin::v1::cluster_admin_client::ClusterAdminClient;
 use castmesh_proto::admin::v1::stream_admin_client::StreamAdminClient;
+use castmesh_tests::bench_arg;
 use castmesh_tests::cluster::{ProcessCluster, TOKEN};
 use tonic::transport::Channel;
 
 /// The node default; the floor below is derived from it.
 const ELECTION_TIMEOUT: Duration = Duration::from_millis(300);
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
-}
 
 fn request<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
@@ -188,12 +181,12 @@ async fn join(streams: usize, clients: usize) {
 
 #[tokio::main]
 async fn main() {
-    let rounds = arg("--rounds", 10);
+    let rounds = bench_arg("--rounds", 10);
     if rounds > 0 {
         failover(rounds).await;
     }
-    let streams = arg("--streams", 100_000);
+    let streams = bench_arg("--streams", 100_000);
     if streams > 0 {
-        join(streams, arg("--clients", 64)).await;
+        join(streams, bench_arg("--clients", 64)).await;
     }
 }

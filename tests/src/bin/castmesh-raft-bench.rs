@@ -12,15 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use castmesh_cluster::{Command, StreamId, keys};
+use castmesh_tests::bench_arg;
 use castmesh_tests::raft_loopback::LoopbackCluster;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(default)
-}
 
 struct Run {
     ops: usize,
@@ -123,9 +116,9 @@ async fn fsync_writes(clients: usize, duration: Duration) -> Run {
 
 #[tokio::main]
 async fn main() {
-    let seconds = arg("--seconds", 10u64);
+    let seconds = bench_arg("--seconds", 10u64);
     let duration = Duration::from_secs(seconds);
-    let counts: Vec<usize> = arg("--clients", "1,64".to_string())
+    let counts: Vec<usize> = bench_arg("--clients", "1,64".to_string())
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
