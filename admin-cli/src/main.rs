@@ -28,7 +28,8 @@ struct Failure {
 
 fn exit_code(code: Code) -> u8 {
     match code {
-        Code::Unavailable | Code::DeadlineExceeded => 3,
+        // Cancelled: tonic's answer when --timeout runs out.
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => 3,
         Code::NotFound => 4,
         Code::Unauthenticated | Code::PermissionDenied => 5,
         Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => 6,

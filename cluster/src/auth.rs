@@ -28,10 +28,31 @@ impl BearerToken {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-        if presented.as_bytes().ct_eq(self.0.as_bytes()).into() {
+        // An empty configured secret must not accept an empty presented one.
+        if !self.0.is_empty() && bool::from(presented.as_bytes().ct_eq(self.0.as_bytes())) {
             Ok(())
         } else {
             Err(Status::unauthenticated("invalid bearer token"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presenting(value: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", value.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn only_the_exact_token_passes_and_an_empty_secret_never_does() {
+        let token = BearerToken::new("s3cret-token-0123");
+        assert!(token.check(&presenting("Bearer s3cret-token-0123")).is_ok());
+        assert!(token.check(&presenting("Bearer s3cret-token-012")).is_err());
+        assert!(token.check(&MetadataMap::new()).is_err());
+        assert!(BearerToken::new("").check(&presenting("Bearer ")).is_err());
     }
 }

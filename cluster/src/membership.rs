@@ -39,6 +39,15 @@ pub enum MembershipChange {
     },
 }
 
+/// Turns the leader's heartbeats back on when dropped.
+struct HeartbeatsBack<'a>(&'a crate::raft::Raft);
+
+impl Drop for HeartbeatsBack<'_> {
+    fn drop(&mut self) {
+        self.0.runtime_config().heartbeat(true);
+    }
+}
+
 /// What running a change on this node gave.
 pub(crate) enum Local {
     Done,
@@ -123,6 +132,12 @@ impl ClusterMember {
                         "node {id} is already a voter"
                     )));
                 }
+                if let Some(known) = membership.get_node(id).filter(|n| n.addr != *addr) {
+                    return Err(ClusterError::Refused(format!(
+                        "node {id} is already a learner at {}; remove it first to change its address",
+                        known.addr
+                    )));
+                }
                 raft.add_learner(*id, BasicNode::new(addr), true).await
             }
             MembershipChange::Promote { id } => {
@@ -191,6 +206,9 @@ impl ClusterMember {
             .peer(&target)
             .ok_or_else(|| ClusterError::Refused(format!("bad address for node {to}")))?;
         raft.runtime_config().heartbeat(false);
+        // Heartbeats come back however this ends, also if the caller gives up and this
+        // future is dropped mid-transfer.
+        let _heartbeats = HeartbeatsBack(raft);
         // An election before the followers' lease on this leader runs out would only be
         // refused and bump the term.
         let lease = Duration::from_millis(raft.config().election_timeout_max);
@@ -198,7 +216,7 @@ impl ClusterMember {
         let retry_every = Duration::from_millis(raft.config().election_timeout_min);
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
         let mut next_elect = Instant::now();
-        let outcome = loop {
+        loop {
             let leader = raft.metrics().borrow().current_leader;
             if leader == Some(to) {
                 break Ok(());
@@ -219,8 +237,6 @@ impl ClusterMember {
                 next_elect = Instant::now() + retry_every;
             }
             tokio::time::sleep(ELECT_PAUSE).await;
-        };
-        raft.runtime_config().heartbeat(true);
-        outcome
+        }
     }
 }

@@ -219,7 +219,8 @@ impl ClusterState {
                     .remove(&id)
                     .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
                 self.keys.remove(&s.key_hash);
-                self.leases.remove(&id);
+                // The lease stays, fenced, so epochs only grow even if the id is reused.
+                self.fence_origin(&id);
                 Ok(Response::Done)
             }
             Command::AcquireLease {

@@ -239,6 +239,10 @@ impl ClusterConfig {
             return err("cluster.node_id must be at least 1".into());
         }
         let members = self.members()?;
+        let ids: std::collections::BTreeSet<u64> = members.iter().map(|m| m.id).collect();
+        if ids.len() != members.len() {
+            return err("cluster.initial_members lists a node id twice".into());
+        }
         self.label_map()?;
         if !self.initial_members.is_empty() && !members.iter().any(|m| m.id == self.node_id) {
             return err(format!(
@@ -262,10 +266,16 @@ impl ClusterConfig {
                 ));
             }
         }
-        if self.lease_ttl < Duration::from_secs(1) {
-            return err("cluster.lease_ttl must be at least 1s".into());
+        if self.lease_ttl < Duration::from_secs(1) || self.lease_ttl < self.election_timeout * 4 {
+            return err(
+                "cluster.lease_ttl must be at least 1s and four times cluster.election_timeout (leases must outlive an election)".into(),
+            );
         }
-        if self.heartbeat_interval.is_zero() || self.election_timeout < self.heartbeat_interval * 2
+        if !self.admin_token.0.is_empty() && self.admin_token.0.len() < 16 {
+            return err("cluster.admin_token must be at least 16 characters".into());
+        }
+        if self.heartbeat_interval < Duration::from_millis(1)
+            || self.election_timeout < self.heartbeat_interval * 2
         {
             return err(
                 "cluster.election_timeout must be at least twice cluster.heartbeat_interval".into(),

@@ -428,3 +428,35 @@ fn a_dead_origins_stream_ends_after_lease_and_grace_period() {
         (show()["status"] == "ended").then_some(())
     });
 }
+
+#[test]
+fn a_publish_refused_after_taking_the_lease_gives_it_back() {
+    let c = ProcessCluster::start(
+        "cluster-lease-back",
+        1,
+        &["--streams-max-streams", "1", "--cluster-lease-ttl", "3s"],
+    );
+    c.wait_leader(Duration::from_secs(15));
+    let key = |id: &str| {
+        c.castctl(1, &["stream", "create", "--id", id, "-o", "json"])
+            .json()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (first, second) = (key("first"), key("second"));
+    let _a = Publisher::start(&c.node(1).rtmp_url(&first));
+    c.node(1).wait_for_stream("first", 1);
+    // The node is full: the second publish passes the key check and takes the lease,
+    // then cannot attach. The lease must not stay held (and renewed) by nobody.
+    let mut b = Publisher::start(&c.node(1).rtmp_url(&second));
+    b.wait_exit(Duration::from_secs(15))
+        .expect("the second publish is refused");
+    wait_for("the unused lease released", Duration::from_secs(10), || {
+        let v = c
+            .castctl(1, &["stream", "show", "second", "-o", "json"])
+            .json();
+        v["origin_node"].is_null().then_some(())
+    });
+    assert_eq!(c.node(1).metric("castmesh_origin_leases"), Some(1.0));
+}

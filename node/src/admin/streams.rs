@@ -155,16 +155,31 @@ impl StreamAdmin for StreamService {
             stream_id(&r.id)?
         };
         let key = self.new_key();
-        let record = self
+        let key_hash = keys::hash(&key);
+        let created = self
             .write(Command::CreateStream {
-                id,
+                id: id.clone(),
                 title: text("title", r.title, MAX_TITLE)?,
                 owner: text("owner", r.owner, MAX_OWNER)?,
-                key_hash: keys::hash(&key),
+                key_hash,
                 scheduled_at: r.scheduled_at_ms,
                 now: now_ms(self.seams.clock.as_ref()),
             })
-            .await?;
+            .await;
+        let record = match created {
+            // A forwarded write that timed out after committing is retried and then
+            // finds its own stream: same key hash, so it is this call's stream.
+            Err(status) if status.code() == tonic::Code::AlreadyExists => self
+                .read(|s| {
+                    s.streams
+                        .get(&id)
+                        .filter(|r| r.key_hash == key_hash)
+                        .cloned()
+                })
+                .await?
+                .ok_or(status)?,
+            other => other?,
+        };
         tracing::info!(stream = %record.id, "stream created");
         Ok(Response::new(self.created(&record, &key)))
     }

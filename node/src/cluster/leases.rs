@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castmesh_cluster::command::{Command, Response};
-use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::member::{ClusterError, ClusterMember};
 use castmesh_cluster::model::{Lease, NodeId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -78,11 +78,21 @@ impl Leases {
         self.inner.ttl.as_millis() as u64
     }
 
-    /// Records a lease just acquired (replacing an older local one) and starts renewing it.
+    /// Records a lease just acquired (replacing an older local one) and starts renewing
+    /// it. The lease is kept while its `lost` receiver lives: when every receiver is
+    /// dropped (the publish never attached, the stream stopped), it is released.
     pub fn hold(&self, stream: StreamId, lease: Lease, acquired_at: Instant) -> OriginLease {
         let (lost, receiver) = watch::channel(None);
-        let renewal = tokio::spawn(self.clone().renew(stream.clone(), lease.epoch, acquired_at));
         let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(&stream).is_some_and(|h| h.epoch > lease.epoch) {
+            // A concurrent publish here already holds a newer epoch; this one is stale
+            // (its attach is refused) and nothing renews it.
+            return OriginLease {
+                epoch: lease.epoch,
+                lost: receiver,
+            };
+        }
+        let renewal = tokio::spawn(self.clone().renew(stream.clone(), lease.epoch, acquired_at));
         held.insert(
             stream,
             Held {
@@ -96,6 +106,14 @@ impl Leases {
             epoch: lease.epoch,
             lost: receiver,
         }
+    }
+
+    /// Whether the lease of `epoch` is still held and someone still uses it.
+    fn in_use(&self, stream: &StreamId, epoch: u64) -> Option<bool> {
+        let held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(stream)
+            .filter(|h| h.epoch == epoch)
+            .map(|h| !h.lost.is_closed())
     }
 
     /// Forgets the lease of `epoch` if it is still the one held; true if it was.
@@ -112,9 +130,13 @@ impl Leases {
     /// Gives a lease up in the cluster (the stream ended here), so the next origin does
     /// not have to wait for it to expire.
     pub async fn release(&self, stream: &StreamId, epoch: u64) {
-        if !self.forget(stream, epoch) {
-            return;
+        if self.in_use(stream, epoch).is_some() {
+            self.write_release(stream, epoch).await;
+            self.forget(stream, epoch);
         }
+    }
+
+    async fn write_release(&self, stream: &StreamId, epoch: u64) {
         let command = Command::ReleaseLease {
             stream: stream.clone(),
             node: self.inner.node,
@@ -144,6 +166,17 @@ impl Leases {
         let mut valid_until = acquired_at + ttl;
         loop {
             tokio::time::sleep(ttl / 3).await;
+            match self.in_use(&stream, epoch) {
+                None => return,
+                Some(false) => {
+                    // Nobody feeds or serves the stream under this lease any more. The
+                    // task ends with `forget` (which aborts it), after the write.
+                    self.write_release(&stream, epoch).await;
+                    self.forget(&stream, epoch);
+                    return;
+                }
+                Some(true) => {}
+            }
             let attempt = Instant::now();
             let command = Command::RenewLease {
                 stream: stream.clone(),
@@ -152,7 +185,11 @@ impl Leases {
                 now: now_ms(self.inner.clock.as_ref()),
                 ttl_ms: self.ttl_ms(),
             };
-            match self.inner.member.write(command).await {
+            // Past `valid_until` another node may already be origin: stop waiting then.
+            let answer = tokio::time::timeout_at(valid_until, self.inner.member.write(command))
+                .await
+                .unwrap_or(Err(ClusterError::Unavailable(ttl)));
+            match answer {
                 Ok(Response::Lease(_)) => valid_until = attempt + ttl,
                 Ok(Response::Rejected(r)) => return self.revoke(&stream, epoch, r.to_string()),
                 Ok(other) => {

@@ -50,6 +50,9 @@ impl ClusterNode {
         let (data_dir, scratch) = data_dir(&c.data_dir)?;
         let secret = if c.secret.0.is_empty() {
             // Validation allows this only for a node alone: nobody else needs it.
+            tracing::warn!(
+                "cluster.secret is not set: other nodes cannot join this one; set it before adding nodes"
+            );
             random_token(seams)
         } else {
             c.secret.0.clone()
@@ -167,11 +170,14 @@ fn admin_token(config: &Config, data_dir: &Path, seams: &Seams) -> anyhow::Resul
     }
     let path = data_dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Ok(existing.trim().to_string());
+        // An empty file (a crash between create and write) is not a token.
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_string());
+        }
     }
     let token = random_token(seams);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options

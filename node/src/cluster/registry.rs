@@ -97,12 +97,11 @@ impl ClusterRegistry {
             now: now_ms(self.clock.as_ref()),
         };
         match self.member.write(command).await.map_err(unavailable)? {
-            // Created here, or concurrently by the same key elsewhere: look it up again.
-            Response::Stream(_) | Response::Rejected(Rejection::KeyInUse) => Ok(()),
-            Response::Rejected(Rejection::StreamExists(_)) => Err(denied(
-                "NetStream.Publish.BadName",
-                "this name belongs to a stream with its own key",
-            )),
+            // Created here, concurrently by the same key elsewhere, or by a retried
+            // write that had committed: the caller looks the key up again.
+            Response::Stream(_)
+            | Response::Rejected(Rejection::KeyInUse)
+            | Response::Rejected(Rejection::StreamExists(_)) => Ok(()),
             other => Err(unavailable(format!("unexpected answer {other:?}"))),
         }
     }
@@ -137,6 +136,12 @@ impl StreamRegistry for ClusterRegistry {
         if found.is_none() && self.open_publishing {
             self.create_open(key).await?;
             found = self.lookup(key).await?;
+            if found.is_none() {
+                return Err(denied(
+                    "NetStream.Publish.BadName",
+                    "this name belongs to a stream with its own key",
+                ));
+            }
         }
         let Some(mut found) = found else {
             return Err(denied("NetStream.Publish.BadName", "unknown stream key"));
@@ -147,7 +152,11 @@ impl StreamRegistry for ClusterRegistry {
         ) {
             return Err(denied(
                 "NetStream.Publish.BadName",
-                format!("stream {} is {:?}", found.id, found.status).to_lowercase(),
+                format!(
+                    "stream {} is {}",
+                    found.id,
+                    format!("{:?}", found.status).to_lowercase()
+                ),
             ));
         }
         for _ in 0..ACQUIRE_ATTEMPTS {

@@ -89,6 +89,9 @@ pub struct StreamState {
     publisher: u64,
     /// Origin lease epoch of the latest publisher.
     epoch: u64,
+    /// Dropping it stops the watcher of the latest publisher's lease, which releases
+    /// the lease (the stream stopped, or a newer lease replaced it).
+    lease_watch: Option<oneshot::Sender<()>>,
     credits: Arc<Semaphore>,
     intensity: RestartIntensity,
     /// Lifecycle events for the registry, delivered in order by one task per stream.
@@ -116,14 +119,26 @@ async fn report_lifecycle(
 }
 
 /// Tells the stream when the lease of publisher number `publisher` is lost. Ends
-/// quietly when a newer lease replaces it.
-fn watch_lease(stream: ActorRef<StreamMsg>, publisher: u64, mut lease: OriginLease) {
+/// quietly when a newer lease replaces it or when the returned sender is dropped; its
+/// end drops the lease's receiver, which lets the lease go.
+fn watch_lease(
+    stream: ActorRef<StreamMsg>,
+    publisher: u64,
+    mut lease: OriginLease,
+) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        if let Ok(lost) = lease.lost.wait_for(Option::is_some).await {
-            let reason = lost.clone().unwrap_or_default();
-            let _ = stream.send_message(StreamMsg::LeaseLost { publisher, reason });
+        tokio::select! {
+            lost = lease.lost.wait_for(Option::is_some) => {
+                if let Ok(lost) = lost {
+                    let reason = lost.clone().unwrap_or_default();
+                    let _ = stream.send_message(StreamMsg::LeaseLost { publisher, reason });
+                }
+            }
+            _ = stopped => {}
         }
     });
+    stop
 }
 
 impl StreamState {
@@ -209,6 +224,7 @@ impl Actor for StreamSupervisor {
             generation: 0,
             publisher: 0,
             epoch: 0,
+            lease_watch: None,
             credits,
             intensity,
             lifecycle,
@@ -243,6 +259,14 @@ impl Actor for StreamSupervisor {
                     // The connection gave up waiting (or went away) before we got here.
                     return Ok(());
                 }
+                if conn.lease.epoch < state.epoch {
+                    // Two publishes raced on this node and the newer one attached first.
+                    let _ = reply.send(Err(PublishDenied {
+                        code: "NetStream.Publish.BadName",
+                        reason: "a newer publisher took this stream over".into(),
+                    }));
+                    return Ok(());
+                }
                 if let Some((old, kick)) = state.ingest.take() {
                     tracing::info!(stream = %state.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
                     state.replaced.insert(old.get_id());
@@ -270,7 +294,7 @@ impl Actor for StreamSupervisor {
                 .await?;
                 state.ingest = Some((ingest.clone(), conn.kick));
                 state.epoch = conn.lease.epoch;
-                watch_lease(myself.clone(), state.publisher, conn.lease);
+                state.lease_watch = Some(watch_lease(myself.clone(), state.publisher, conn.lease));
                 state.enter(Phase::Live);
                 let _ = state.lifecycle.send(Lifecycle::Live { epoch: state.epoch });
                 let binding = PublisherBinding {
