@@ -58,6 +58,11 @@ impl ClusterNode {
             c.secret.0.clone()
         };
         let admin_token = admin_token(config, &data_dir, seams)?;
+        if c.open_publishing && c.initial_members.len() > 1 {
+            tracing::warn!(
+                "cluster.open_publishing is on in a multi-node cluster: any stream key publishes and stream ids are keys; set it to false in production"
+            );
+        }
         let member = ClusterMember::open(MemberConfig {
             id: c.node_id,
             data_dir: data_dir.join("raft"),
