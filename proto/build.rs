@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "castmesh/raft/v1/raft.proto",
     "castmesh/cluster/v1/internal.proto",
     "castmesh/admin/v1/admin.proto",
+    "castmesh/mesh/v1/mesh.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

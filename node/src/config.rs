@@ -15,6 +15,7 @@ pub struct Config {
     pub hls: HlsConfig,
     pub streams: StreamsConfig,
     pub cluster: ClusterConfig,
+    pub mesh: MeshConfig,
     pub debug: DebugConfig,
 }
 
@@ -129,6 +130,45 @@ pub struct ClusterConfig {
     pub election_timeout: Duration,
     /// Raft log entries between snapshots; older entries are then purged.
     pub snapshot_threshold: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// QUIC (UDP) address of the media mesh between nodes.
+    pub listen: SocketAddr,
+    /// Cluster CA certificate, and this node's certificate and key (PEM), from
+    /// `castmesh cert init|issue`. All empty: a throwaway CA only this node trusts
+    /// (fine alone, `--dev`; other nodes cannot connect).
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:4433".parse().expect("valid"),
+            ca_cert: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+        }
+    }
+}
+
+impl MeshConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = [&self.ca_cert, &self.cert, &self.key]
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .count();
+        if set != 0 && set != 3 {
+            return Err(ConfigError(
+                "mesh.ca_cert, mesh.cert and mesh.key are set together (or all left empty)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A secret string: never printed by `Debug`.
@@ -449,7 +489,8 @@ impl Config {
                 return err(format!("{name} must be longer than zero"));
             }
         }
-        self.cluster.validate()
+        self.cluster.validate()?;
+        self.mesh.validate()
     }
 
     /// EXT-X-TARGETDURATION: the segment target rounded up to whole seconds.
@@ -467,6 +508,8 @@ impl Config {
     about = "castmesh node: RTMP in, LL-HLS out, cluster metadata over Raft"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
     /// Run as a one-node cluster with embedded defaults and open publishing (the default
     /// when no --config is given).
     #[arg(long, conflicts_with = "config")]
@@ -546,8 +589,42 @@ pub struct Cli {
     pub cluster_election_timeout: Option<Duration>,
     #[arg(long, env = "CASTMESH_CLUSTER_SNAPSHOT_THRESHOLD")]
     pub cluster_snapshot_threshold: Option<u64>,
+    #[arg(long, env = "CASTMESH_MESH_LISTEN")]
+    pub mesh_listen: Option<SocketAddr>,
+    #[arg(long, env = "CASTMESH_MESH_CA_CERT")]
+    pub mesh_ca_cert: Option<PathBuf>,
+    #[arg(long, env = "CASTMESH_MESH_CERT")]
+    pub mesh_cert: Option<PathBuf>,
+    #[arg(long, env = "CASTMESH_MESH_KEY")]
+    pub mesh_key: Option<PathBuf>,
     #[arg(long, env = "CASTMESH_DEBUG_FAULT_INJECTION")]
     pub debug_fault_injection: Option<bool>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CliCommand {
+    /// Certificates for the QUIC mesh (mutual TLS with a cluster CA).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// Create the cluster CA: DIR/ca.pem and DIR/ca-key.pem (keep the key offline).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Sign a node certificate with the CA in DIR: DIR/node-N.pem, DIR/node-N-key.pem.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node_id: u64,
+        /// Extra host names or addresses the certificate should carry.
+        #[arg(long)]
+        host: Vec<String>,
+    },
 }
 
 impl Cli {
@@ -612,6 +689,10 @@ impl Cli {
             &mut c.cluster.snapshot_threshold,
             &self.cluster_snapshot_threshold,
         );
+        set(&mut c.mesh.listen, &self.mesh_listen);
+        set(&mut c.mesh.ca_cert, &self.mesh_ca_cert);
+        set(&mut c.mesh.cert, &self.mesh_cert);
+        set(&mut c.mesh.key, &self.mesh_key);
         set(&mut c.debug.fault_injection, &self.debug_fault_injection);
         c.validate()
             .map_err(|e| ConfigError(format!("invalid setting: {}", e.0)))?;

@@ -17,6 +17,7 @@ pub mod context;
 pub mod hls;
 pub mod http;
 pub mod media;
+pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod rtmp;
@@ -61,7 +62,15 @@ pub async fn start<N: Network>(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let seams = Seams::production();
     let metrics = Arc::new(Metrics::new());
-    let cluster = ClusterNode::start(&config, &seams, metrics.clone()).await?;
+    let (ca_cert, node_cert) = mesh::load_certs(&config)?;
+    let mesh = Arc::new(mesh::Mesh::start(
+        config.mesh.listen,
+        config.cluster.node_id,
+        &ca_cert,
+        &node_cert,
+        metrics.clone(),
+    )?);
+    let cluster = ClusterNode::start(&config, &seams, metrics.clone(), mesh.clone()).await?;
     let registry = Arc::new(cluster.registry(&config, &seams));
     let (node, handle) = start(config, seams, TokioNetwork, metrics, registry).await?;
     let outcome = tokio::select! {
@@ -76,6 +85,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     cluster.shutdown().await;
+    if let Some(mesh) = Arc::into_inner(mesh) {
+        mesh.shutdown().await;
+    }
     outcome
 }
 

@@ -2,12 +2,36 @@
 
 use std::process::ExitCode;
 
-use castmesh_node::config::Cli;
+use castmesh_node::config::{CertCommand, Cli, CliCommand};
+use castmesh_node::mesh::certs;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// `castmesh cert …`: prints the files written.
+fn cert(command: &CertCommand) -> ExitCode {
+    let written = match command {
+        CertCommand::Init { dir } => certs::init(dir),
+        CertCommand::Issue { dir, node_id, host } => certs::issue(dir, *node_id, host),
+    };
+    match written {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("castmesh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(CliCommand::Cert(command)) = &cli.command {
+        return cert(command);
+    }
     let config = match cli.load() {
         Ok(c) => c,
         Err(e) => {

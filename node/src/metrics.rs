@@ -38,6 +38,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActorLabel {
     pub actor: &'static str,
 }
@@ -61,6 +66,8 @@ pub struct Metrics {
     pub raft_term: Gauge,
     pub raft_leader: Gauge,
     pub raft_applied_index: Gauge,
+    pub mesh_handshakes_refused: Counter,
+    pub mesh_peer_reachable: Family<NodeLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -90,6 +97,8 @@ impl Metrics {
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_applied_index: Gauge::default(),
+            mesh_handshakes_refused: Counter::default(),
+            mesh_peer_reachable: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -168,6 +177,16 @@ impl Metrics {
             "raft_applied_index",
             "Last Raft log index applied to this node's state",
             m.raft_applied_index.clone(),
+        );
+        registry.register(
+            "mesh_handshakes_refused",
+            "QUIC mesh connections refused (no certificate from the cluster CA, or no node name)",
+            m.mesh_handshakes_refused.clone(),
+        );
+        registry.register(
+            "mesh_peer_reachable",
+            "1 while this node's last mesh ping to the peer was answered by that peer",
+            m.mesh_peer_reachable.clone(),
         );
         Self { registry, ..m }
     }

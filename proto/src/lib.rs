@@ -12,6 +12,12 @@ pub mod cluster {
     }
 }
 
+pub mod mesh {
+    pub mod v1 {
+        tonic::include_proto!("castmesh.mesh.v1");
+    }
+}
+
 pub mod raft {
     pub mod v1 {
         tonic::include_proto!("castmesh.raft.v1");

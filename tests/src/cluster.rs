@@ -31,6 +31,7 @@ fn free_addr(ip: &str) -> SocketAddr {
 struct Spec {
     /// Not an initial member: joins when an operator adds it.
     joiner: bool,
+    mesh: SocketAddr,
     rtmp: SocketAddr,
     http: SocketAddr,
     grpc: SocketAddr,
@@ -41,8 +42,21 @@ impl Spec {
     /// Node `id` on 127.0.0.`id`, free ports, data under `dir`.
     fn new(dir: &TempDir, id: u64, joiner: bool) -> Spec {
         let ip = format!("127.0.0.{id}");
+        let certs = dir.path().join("certs");
+        let issued = Command::new(crate::node::binary())
+            .args(["cert", "issue", "--dir"])
+            .arg(&certs)
+            .args(["--node-id", &id.to_string()])
+            .output()
+            .expect("castmesh cert issue");
+        assert!(
+            issued.status.success(),
+            "{}",
+            String::from_utf8_lossy(&issued.stderr)
+        );
         Spec {
             joiner,
+            mesh: crate::node::free_udp_addr(&ip),
             rtmp: free_addr(&ip),
             http: free_addr(&ip),
             grpc: free_addr(&ip),
@@ -81,6 +95,17 @@ impl ProcessCluster {
     /// Starts `n` voters (node 1 bootstraps) with `extra` flags on every node.
     pub fn start(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
+        // The cluster CA and node certificates for the QUIC mesh, made by the CLI.
+        let init = Command::new(crate::node::binary())
+            .args(["cert", "init", "--dir"])
+            .arg(dir.path().join("certs"))
+            .output()
+            .expect("castmesh cert init");
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         let specs: BTreeMap<u64, Spec> =
             (1..=n).map(|id| (id, Spec::new(&dir, id, false))).collect();
         for id in specs.keys() {
@@ -111,6 +136,7 @@ impl ProcessCluster {
             .map(|(i, s)| format!("{i}={}", s.grpc))
             .collect();
         let s = &self.specs[&id];
+        let certs = self._dir.path().join("certs");
         let members = if s.joiner {
             String::new()
         } else {
@@ -135,6 +161,17 @@ impl ProcessCluster {
             "false",
             "--cluster-labels",
             &format!("region=zone-{id}"),
+            "--mesh-listen",
+            &s.mesh.to_string(),
+            "--mesh-ca-cert",
+            &certs.join("ca.pem").display().to_string(),
+            "--mesh-cert",
+            &certs.join(format!("node-{id}.pem")).display().to_string(),
+            "--mesh-key",
+            &certs
+                .join(format!("node-{id}-key.pem"))
+                .display()
+                .to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

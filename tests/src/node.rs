@@ -26,6 +26,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A free UDP port on `ip` (bound then released).
+pub fn free_udp_addr(ip: &str) -> SocketAddr {
+    std::net::UdpSocket::bind(format!("{ip}:0"))
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+}
+
 pub struct Node {
     pub child: Child,
     pub rtmp: SocketAddr,
@@ -50,6 +57,10 @@ impl Node {
         let _ = std::fs::remove_file(artifacts_dir().join(format!("{name}.node.log")));
         let mut args = vec!["--dev".to_string()];
         args.extend(["--cluster-grpc-listen".into(), grpc.to_string()]);
+        args.extend([
+            "--mesh-listen".into(),
+            free_udp_addr("127.0.0.1").to_string(),
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::spawn(name, rtmp, http, grpc, &args)
     }

@@ -44,6 +44,15 @@ fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
             })
             .then_some(())
     });
+    // The QUIC mesh connects every pair (certificates from `castmesh cert`).
+    for id in 1..=3u64 {
+        for peer in (1..=3u64).filter(|p| *p != id) {
+            let metric = format!("castmesh_mesh_peer_reachable{{node=\"{peer}\"}}");
+            wait_for("mesh peers reachable", Duration::from_secs(10), || {
+                (c.node(id).metric(&metric) == Some(1.0)).then_some(())
+            });
+        }
+    }
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     let created = c
         .castctl(

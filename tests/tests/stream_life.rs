@@ -98,7 +98,10 @@ fn grace_period_ends_the_stream_and_retention_removes_it() {
     let mut publisher = Publisher::start(&node.rtmp_url("bye"));
     node.wait_for_stream("bye", 1);
     publisher.kill();
-    assert_eq!(node.json("/api/v1/streams/bye")["state"], "grace");
+    // The node notices the closed socket a moment after the kill.
+    wait_for("grace period", Duration::from_secs(5), || {
+        (node.json("/api/v1/streams/bye")["state"] == "grace").then_some(())
+    });
     let text = wait_for("ENDLIST", Duration::from_secs(10), || {
         let (_, text) = node.get_text("/hls/bye/media.m3u8");
         text.contains("#EXT-X-ENDLIST").then_some(text)

@@ -23,6 +23,7 @@ use castmesh_cluster::openraft::{self, BasicNode, SnapshotPolicy};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::seams::Seams;
 use leases::Leases;
@@ -45,6 +46,7 @@ impl ClusterNode {
         config: &Config,
         seams: &Seams,
         metrics: Arc<Metrics>,
+        mesh: Arc<Mesh>,
     ) -> anyhow::Result<ClusterNode> {
         let c = &config.cluster;
         let (data_dir, scratch) = data_dir(&c.data_dir)?;
@@ -108,7 +110,7 @@ impl ClusterNode {
             member.raft().initialize(voters).await?;
         }
         let tasks = vec![
-            tokio::spawn(probe::run(member.clone(), last_seen, metrics)),
+            tokio::spawn(probe::run(member.clone(), last_seen, metrics, mesh)),
             tokio::spawn(register(member.clone(), node_record(config))),
             tokio::spawn(sweeper::run(
                 member.clone(),
@@ -200,8 +202,7 @@ fn node_record(config: &Config) -> NodeRecord {
         rtmp: format!("{host}:{}", config.rtmp.listen.port()),
         http: format!("{host}:{}", config.http.listen.port()),
         grpc: config.cluster.advertised_grpc(),
-        // The QUIC mesh arrives with the media-mesh issue; its default port is reserved.
-        quic: format!("{host}:4433"),
+        quic: format!("{host}:{}", config.mesh.listen.port()),
         labels: config.cluster.label_map().unwrap_or_default(),
         state: NodeState::Active,
     }

@@ -1,5 +1,7 @@
 //! Who this node can reach: a health check to every Raft member every couple of
-//! seconds ("last seen" in `castctl cluster status`), and Raft figures for `/metrics`.
+//! seconds ("last seen" in `castctl cluster status`), a mesh ping to every registered
+//! node (`castmesh_mesh_peer_reachable`: UDP or certificate problems show here), and
+//! Raft figures for `/metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,8 @@ use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::metrics::Metrics;
+use crate::mesh::Mesh;
+use crate::metrics::{Metrics, NodeLabel};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -38,7 +41,12 @@ impl LastSeen {
 }
 
 /// Runs until the task is aborted.
-pub async fn run(member: ClusterMember, last_seen: LastSeen, metrics: Arc<Metrics>) {
+pub async fn run(
+    member: ClusterMember,
+    last_seen: LastSeen,
+    metrics: Arc<Metrics>,
+    mesh: Arc<Mesh>,
+) {
     let mut ticker = tokio::time::interval(INTERVAL);
     loop {
         ticker.tick().await;
@@ -64,6 +72,26 @@ pub async fn run(member: ClusterMember, last_seen: LastSeen, metrics: Arc<Metric
                 if check(&addr).await {
                     last_seen.saw(id);
                 }
+            });
+        }
+        let mesh_peers: Vec<(u64, std::net::SocketAddr)> = member.read_local(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != member.id())
+                .filter_map(|n| Some((n.id, n.quic.parse().ok()?)))
+                .collect()
+        });
+        for (id, addr) in mesh_peers {
+            let (mesh, metrics) = (mesh.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let answered = mesh.ping(addr, id).await;
+                if let Err(e) = &answered {
+                    tracing::debug!(peer = id, %addr, error = %format!("{e:#}"), "mesh ping failed");
+                }
+                metrics
+                    .mesh_peer_reachable
+                    .get_or_create(&NodeLabel { node: id })
+                    .set(i64::from(answered.is_ok_and(|n| n == id)));
             });
         }
     }

@@ -1,0 +1,76 @@
+//! The QUIC mesh admits only peers with a certificate from the cluster CA: real quinn
+//! endpoints on loopback UDP, certificates made by the same code as `castmesh cert`.
+
+use std::sync::Arc;
+
+use castmesh_node::mesh::Mesh;
+use castmesh_node::mesh::certs::{self, Pem};
+use castmesh_node::metrics::Metrics;
+
+fn start(ca: &Pem, node: &Pem, id: u64) -> (Mesh, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let mesh = Mesh::start(
+        "127.0.0.1:0".parse().unwrap(),
+        id,
+        &ca.cert,
+        node,
+        metrics.clone(),
+    )
+    .unwrap();
+    (mesh, metrics)
+}
+
+#[tokio::test]
+async fn only_peers_certified_by_the_cluster_ca_get_in() {
+    let ca = certs::new_ca().unwrap();
+    let (one, one_metrics) = start(&ca, &certs::new_node(&ca, 1, &[]).unwrap(), 1);
+    let (two, _) = start(&ca, &certs::new_node(&ca, 2, &[]).unwrap(), 2);
+    let addr = one.local_addr().unwrap();
+
+    // A member of the cluster reaches node 1 and learns who answered.
+    assert_eq!(two.ping(addr, 1).await.unwrap(), 1);
+    // Asking for the wrong node at that address fails: its certificate names node 1.
+    assert!(two.ping(addr, 3).await.is_err());
+
+    // A node whose certificate comes from another CA is refused, both ways.
+    let other_ca = certs::new_ca().unwrap();
+    let (stranger, _) = start(&other_ca, &certs::new_node(&other_ca, 9, &[]).unwrap(), 9);
+    assert!(stranger.ping(addr, 1).await.is_err());
+    assert!(one.ping(stranger.local_addr().unwrap(), 9).await.is_err());
+    let refused = || {
+        let text = one_metrics.encode();
+        text.lines()
+            .find_map(|l| l.strip_prefix("castmesh_mesh_handshakes_refused_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // The refusal is counted by the node that refused it.
+    for _ in 0..50 {
+        if refused() >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused() >= 1.0, "refused handshake counted");
+
+    // The certificates `castmesh cert` writes work the same way.
+    let dir = tempfile::tempdir().unwrap();
+    certs::init(dir.path()).unwrap();
+    certs::issue(dir.path(), 5, &[]).unwrap();
+    certs::issue(dir.path(), 6, &[]).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let file_ca = Pem {
+        cert: read("ca.pem"),
+        key: read("ca-key.pem"),
+    };
+    let pem = |id: u64| Pem {
+        cert: read(&format!("node-{id}.pem")),
+        key: read(&format!("node-{id}-key.pem")),
+    };
+    let (five, _) = start(&file_ca, &pem(5), 5);
+    let (six, _) = start(&file_ca, &pem(6), 6);
+    assert_eq!(six.ping(five.local_addr().unwrap(), 5).await.unwrap(), 5);
+    for m in [one, two, stranger, five, six] {
+        m.shutdown().await;
+    }
+}
