@@ -9,6 +9,10 @@ TOKEN=local-demo-admin-token
 start() {
 	local bin=$1
 	mkdir -p run
+	if [ ! -f run/certs/ca.pem ]; then
+		"$bin/castmesh" cert init --dir run/certs
+		for i in 1 2 3; do "$bin/castmesh" cert issue --dir run/certs --node-id "$i"; done
+	fi
 	for i in 1 2 3; do
 		if [ -f "run/node$i.pid" ] && kill -0 "$(cat "run/node$i.pid")" 2>/dev/null; then
 			echo "node $i is already running (pid $(cat "run/node$i.pid"))"
