@@ -81,6 +81,34 @@ struct Inner {
     peers: Mutex<HashMap<String, ClusterInternalClient<Channel>>>,
 }
 
+/// A failure on the leader, carried back to the follower that forwarded the call so
+/// that it maps to the same error (and gRPC code) as if it had happened locally.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum ForwardedError {
+    /// Worth retrying: no quorum, a timeout, Raft stopping.
+    Unavailable(String),
+    /// Not allowed as asked.
+    Refused(String),
+}
+
+impl From<ClusterError> for ForwardedError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Refused(m) => ForwardedError::Refused(m),
+            other => ForwardedError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<ForwardedError> for ClusterError {
+    fn from(e: ForwardedError) -> Self {
+        match e {
+            ForwardedError::Refused(m) => ClusterError::Refused(m),
+            ForwardedError::Unavailable(m) => ClusterError::Stopped(m),
+        }
+    }
+}
+
 /// Payload RPCs a follower forwards to the leader.
 #[derive(Clone, Copy)]
 pub(crate) enum Forward {
@@ -256,8 +284,9 @@ impl ClusterMember {
         };
         match reply.unwrap_or_else(|_| Err(Status::deadline_exceeded("leader did not answer"))) {
             Ok(reply) => Ok(Attempt::Done(reply.into_inner().payload)),
+            // A configuration problem, not a transient one: say so.
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
-                Err(ClusterError::Stopped(format!(
+                Err(ClusterError::Refused(format!(
                     "the leader refused this node's cluster secret: {}",
                     status.message()
                 )))
@@ -346,7 +375,7 @@ impl ClusterInternal for InternalService {
                     "another membership change is in progress",
                 ));
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(ForwardedError::from(e)),
         };
         Ok(tonic::Response::new(Payload {
             payload: codec::encode(&result),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tonic::Request;
 
-use crate::member::{Attempt, ClusterError, ClusterMember, Forward};
+use crate::member::{Attempt, ClusterError, ClusterMember, Forward, ForwardedError};
 use crate::raft::codec;
 
 /// How long a leadership transfer may take: the old leader stops heartbeats, the
@@ -111,8 +111,8 @@ impl ClusterMember {
         else {
             return Ok(Attempt::Retry);
         };
-        let result: Result<(), String> = codec::decode(&bytes).map_err(Self::stopped)?;
-        result.map(Attempt::Done).map_err(ClusterError::Refused)
+        let result: Result<(), ForwardedError> = codec::decode(&bytes).map_err(Self::stopped)?;
+        result.map(Attempt::Done).map_err(ClusterError::from)
     }
 
     /// Runs `change` if this node leads.
