@@ -372,7 +372,7 @@ impl ClusterInternal for InternalService {
             Ok(Local::NotLeader(_)) => return Err(not_leader()),
             Ok(Local::Busy) => {
                 return Err(Status::unavailable(
-                    "another membership change is in progress",
+                    "the leader is busy with another membership change or a leadership transfer; retry",
                 ));
             }
             Err(e) => Err(ForwardedError::from(e)),

@@ -168,7 +168,7 @@ impl ClusterMember {
                 if !is_voter(*to) {
                     return Err(ClusterError::Refused(format!("node {to} is not a voter")));
                 }
-                return self.hand_over(*to).await.map(|()| Local::Done);
+                return self.hand_over(*to).await;
             }
         };
         match result {
@@ -189,9 +189,12 @@ impl ClusterMember {
     /// (election_timeout_max; they refuse votes before that) the target calls an
     /// election, well before the other followers' own timers (lease + election
     /// timeout) fire.
-    async fn hand_over(&self, to: u64) -> Result<(), ClusterError> {
+    ///
+    /// If another follower wins the election instead, the answer is `Busy`: the caller
+    /// retries, and the retry reaches the new leader, which hands over in turn.
+    async fn hand_over(&self, to: u64) -> Result<Local, ClusterError> {
         if to == self.id() {
-            return Ok(());
+            return Ok(Local::Done);
         }
         let raft = self.raft();
         let target = raft
@@ -219,13 +222,11 @@ impl ClusterMember {
         loop {
             let leader = raft.metrics().borrow().current_leader;
             if leader == Some(to) {
-                break Ok(());
+                break Ok(Local::Done);
             }
             if leader.is_some() && leader != Some(self.id()) {
-                break Err(ClusterError::Refused(format!(
-                    "leadership went to node {} instead of {to}; try again",
-                    leader.unwrap_or_default()
-                )));
+                tracing::info!(to, leader = ?leader, "another node won the election; retrying the transfer through it");
+                break Ok(Local::Busy);
             }
             if Instant::now() > deadline {
                 break Err(ClusterError::Unavailable(TRANSFER_TIMEOUT));
