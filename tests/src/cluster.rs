@@ -1,4 +1,5 @@
-//! A cluster of real `castmesh` processes, node N on 127.0.0.N (free ports), each
+//! A cluster of real `castmesh` processes, node N on 127.K.0.N (K: a subnet of the
+//! cluster's own, see `private_subnet`; free ports), each
 //! with its own data directory, administered with the real `castctl`.
 
 use std::collections::BTreeMap;
@@ -39,9 +40,9 @@ struct Spec {
 }
 
 impl Spec {
-    /// Node `id` on 127.0.0.`id`, free ports, data under `dir`.
-    fn new(dir: &TempDir, id: u64, joiner: bool) -> Spec {
-        let ip = format!("127.0.0.{id}");
+    /// Node `id` on 127.`subnet`.0.`id`, free ports, data under `dir`.
+    fn new(dir: &TempDir, subnet: u8, id: u64, joiner: bool) -> Spec {
+        let ip = format!("127.{subnet}.0.{id}");
         let certs = dir.path().join("certs");
         let issued = Command::new(crate::node::binary())
             .args(["cert", "issue", "--dir"])
@@ -85,6 +86,7 @@ impl CastctlOutput {
 
 pub struct ProcessCluster {
     name: String,
+    subnet: u8,
     _dir: TempDir,
     specs: BTreeMap<u64, Spec>,
     extra: Vec<String>,
@@ -95,6 +97,7 @@ impl ProcessCluster {
     /// Starts `n` voters (node 1 bootstraps) with `extra` flags on every node.
     pub fn start(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
+        let subnet = crate::private_subnet();
         // The cluster CA and node certificates for the QUIC mesh, made by the CLI.
         let init = Command::new(crate::node::binary())
             .args(["cert", "init", "--dir"])
@@ -106,13 +109,15 @@ impl ProcessCluster {
             "{}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let specs: BTreeMap<u64, Spec> =
-            (1..=n).map(|id| (id, Spec::new(&dir, id, false))).collect();
+        let specs: BTreeMap<u64, Spec> = (1..=n)
+            .map(|id| (id, Spec::new(&dir, subnet, id, false)))
+            .collect();
         for id in specs.keys() {
             let _ = std::fs::remove_file(Self::log_path(name, *id));
         }
         let mut cluster = ProcessCluster {
             name: name.into(),
+            subnet,
             _dir: dir,
             specs,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -188,10 +193,10 @@ impl ProcessCluster {
         self.nodes.insert(id, node);
     }
 
-    /// Starts a new node `id` on 127.0.0.`id` that is not a member yet: it waits for
+    /// Starts a new node `id` in the cluster's subnet that is not a member yet: it waits for
     /// `castctl cluster add-node`.
     pub fn start_joiner(&mut self, id: u64) {
-        let spec = Spec::new(&self._dir, id, true);
+        let spec = Spec::new(&self._dir, self.subnet, id, true);
         let _ = std::fs::remove_file(Self::log_path(&self.name, id));
         self.specs.insert(id, spec);
         self.start_node(id);

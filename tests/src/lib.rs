@@ -39,6 +39,15 @@ pub fn profile_dir() -> std::path::PathBuf {
 }
 
 /// Directory for test artifacts (fixtures, node logs) inside the target directory.
+/// A loopback subnet of its own (`127.K.0.0/16`) for each cluster a test process
+/// starts. Tests run in parallel: a node killed and restarted on its old port must not
+/// find that port taken by another test's new listener, which on the shared 127.0.0.1
+/// happens (the kernel hands freed ports out again).
+pub fn private_subnet() -> u8 {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(10);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A benchmark flag's value (`--name VALUE`), or `default`.
 pub fn bench_arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();

@@ -39,6 +39,9 @@ pub struct Node {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub log: PathBuf,
+    /// A `--dev` node's data directory, owned here so that it is removed however the
+    /// process ends (a killed node cannot remove its own temporary directory).
+    data: Option<tempfile::TempDir>,
     client: reqwest::blocking::Client,
 }
 
@@ -55,14 +58,24 @@ impl Node {
     pub fn start_on(name: &str, rtmp: SocketAddr, http: SocketAddr, extra: &[&str]) -> Node {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let _ = std::fs::remove_file(artifacts_dir().join(format!("{name}.node.log")));
+        let data = tempfile::Builder::new()
+            .prefix("castmesh-test-node-")
+            .tempdir()
+            .expect("node data dir");
         let mut args = vec!["--dev".to_string()];
         args.extend(["--cluster-grpc-listen".into(), grpc.to_string()]);
+        args.extend([
+            "--cluster-data-dir".into(),
+            data.path().display().to_string(),
+        ]);
         args.extend([
             "--mesh-listen".into(),
             free_udp_addr("127.0.0.1").to_string(),
         ]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(name, rtmp, http, grpc, &args)
+        let mut node = Self::spawn(name, rtmp, http, grpc, &args);
+        node.data = Some(data);
+        node
     }
 
     /// Runs `castmesh` with `args` plus the media listen addresses, and waits for `/healthz`.
@@ -96,6 +109,7 @@ impl Node {
             http,
             grpc,
             log,
+            data: None,
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()

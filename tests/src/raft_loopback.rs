@@ -91,11 +91,14 @@ impl LoopbackCluster {
     }
 
     pub async fn with_snapshots_every(n: u64, snapshot_every: u64) -> LoopbackCluster {
+        let subnet = crate::private_subnet();
         let mut dirs = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
             let dir = tempfile::tempdir().unwrap();
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = TcpListener::bind((format!("127.{subnet}.0.{id}"), 0))
+                .await
+                .unwrap();
             nodes.insert(
                 id,
                 LoopbackNode::start(id, &dir, listener, snapshot_every).await,

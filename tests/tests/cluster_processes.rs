@@ -1,4 +1,4 @@
-//! A cluster of three real `castmesh` processes on 127.0.0.1/.2/.3, administered with
+//! A cluster of three real `castmesh` processes (127.K.0.1/.2/.3), administered with
 //! the real `castctl`, published to with the real ffmpeg.
 
 use std::collections::BTreeSet;
