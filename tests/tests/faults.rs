@@ -85,10 +85,18 @@ fn too_many_restarts_end_the_stream() {
     );
     let mut publisher = Publisher::start(&node.rtmp_url("doomed"));
     node.wait_for_stream("doomed", 1);
-    for _ in 0..3 {
+    // Each crash must hit a running segmenter: wait for the restart before the next
+    // one (a crash request sent while the failed actor is still being torn down is
+    // dropped with it, and panics are slow to unwind with RUST_BACKTRACE set).
+    for restarted in 1..=2 {
         assert_eq!(node.post("/debug/streams/doomed/crash/segmenter"), 202);
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for("segmenter restarted", Duration::from_secs(10), || {
+            (node.metric("castmesh_actor_restarts_total{actor=\"segmenter\"}")
+                >= Some(f64::from(restarted)))
+            .then_some(())
+        });
     }
+    assert_eq!(node.post("/debug/streams/doomed/crash/segmenter"), 202);
     wait_for(
         "stream removed after the restart limit",
         Duration::from_secs(10),
