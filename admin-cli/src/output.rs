@@ -57,6 +57,12 @@ fn role_name(r: i32) -> &'static str {
     }
 }
 
+fn origin(s: &pb::Stream) -> String {
+    s.origin_node
+        .map(|n| format!("node {n} (epoch {})", s.origin_epoch.unwrap_or(0)))
+        .unwrap_or_else(|| "-".into())
+}
+
 pub fn stream_json(s: &pb::Stream) -> Value {
     json!({
         "id": s.id,
@@ -81,9 +87,7 @@ pub fn streams_table(streams: &[pb::Stream]) -> String {
                 s.id.clone(),
                 status_name(s.status).into(),
                 s.title.clone(),
-                s.origin_node
-                    .map(|n| format!("node {n} (epoch {})", s.origin_epoch.unwrap_or(0)))
-                    .unwrap_or_else(|| "-".into()),
+                origin(s),
                 time(s.scheduled_at_ms),
                 time(s.started_at_ms),
             ]
@@ -105,12 +109,7 @@ pub fn stream_details(s: &pb::Stream) -> String {
         ("Scheduled", time(s.scheduled_at_ms)),
         ("Started", time(s.started_at_ms)),
         ("Ended", time(s.ended_at_ms)),
-        (
-            "Origin",
-            s.origin_node
-                .map(|n| format!("node {n} (epoch {})", s.origin_epoch.unwrap_or(0)))
-                .unwrap_or_else(|| "-".into()),
-        ),
+        ("Origin", origin(s)),
         ("Play URL", s.play_url.clone()),
     ];
     rows.iter().map(|(k, v)| format!("{k:<10} {v}\n")).collect()

@@ -13,7 +13,6 @@ use castmesh_proto::admin::v1::stream_admin_server::StreamAdmin;
 use tonic::{Request, Response, Status};
 
 use super::{cluster_status, rejection_status};
-use crate::cluster::leases::now_ms;
 use crate::config::Config;
 use crate::seams::Seams;
 
@@ -66,7 +65,7 @@ impl StreamService {
     }
 
     fn to_pb(&self, r: &StreamRecord, lease: Option<Lease>) -> pb::Stream {
-        let now = now_ms(self.seams.clock.as_ref());
+        let now = self.seams.clock.now_ms();
         let origin = lease.filter(|l| l.is_live(now));
         pb::Stream {
             id: r.id.to_string(),
@@ -104,10 +103,7 @@ impl StreamService {
 
     fn new_key(&self) -> StreamKey {
         let mut bytes = [0u8; keys::KEY_BYTES];
-        for chunk in bytes.chunks_mut(8) {
-            let random = self.seams.entropy.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&random[..chunk.len()]);
-        }
+        self.seams.entropy.fill(&mut bytes);
         keys::generate(bytes)
     }
 
@@ -163,7 +159,7 @@ impl StreamAdmin for StreamService {
                 owner: text("owner", r.owner, MAX_OWNER)?,
                 key_hash,
                 scheduled_at: r.scheduled_at_ms,
-                now: now_ms(self.seams.clock.as_ref()),
+                now: self.seams.clock.now_ms(),
             })
             .await;
         let record = match created {
@@ -261,7 +257,7 @@ impl StreamAdmin for StreamService {
         let record = self
             .write(Command::EndStream {
                 id: id.clone(),
-                now: now_ms(self.seams.clock.as_ref()),
+                now: self.seams.clock.now_ms(),
             })
             .await?;
         tracing::info!(stream = %id, "stream ended by an operator");

@@ -47,13 +47,6 @@ struct Inner {
     held: Mutex<BTreeMap<StreamId, Held>>,
 }
 
-pub fn now_ms(clock: &dyn Clock) -> u64 {
-    clock
-        .wall()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Leases {
     pub fn new(
         member: ClusterMember,
@@ -101,11 +94,15 @@ impl Leases {
                 renewal,
             },
         );
-        self.inner.metrics.origin_leases.set(held.len() as i64);
+        self.count(&held);
         OriginLease {
             epoch: lease.epoch,
             lost: receiver,
         }
+    }
+
+    fn count(&self, held: &BTreeMap<StreamId, Held>) {
+        self.inner.metrics.origin_leases.set(held.len() as i64);
     }
 
     /// Whether the lease of `epoch` is still held and someone still uses it.
@@ -123,7 +120,7 @@ impl Leases {
         if current {
             held.remove(stream);
         }
-        self.inner.metrics.origin_leases.set(held.len() as i64);
+        self.count(&held);
         current
     }
 
@@ -156,7 +153,7 @@ impl Leases {
                 let _ = h.lost.send(Some(reason));
             }
         }
-        self.inner.metrics.origin_leases.set(held.len() as i64);
+        self.count(&held);
     }
 
     async fn renew(self, stream: StreamId, epoch: u64, acquired_at: Instant) {
@@ -182,7 +179,7 @@ impl Leases {
                 stream: stream.clone(),
                 node: self.inner.node,
                 epoch,
-                now: now_ms(self.inner.clock.as_ref()),
+                now: self.inner.clock.now_ms(),
                 ttl_ms: self.ttl_ms(),
             };
             // Past `valid_until` another node may already be origin: stop waiting then.

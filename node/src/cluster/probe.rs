@@ -3,13 +3,13 @@
 //! node (`castmesh_mesh_peer_reachable`: UDP or certificate problems show here), and
 //! Raft figures for `/metrics`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castmesh_cluster::member::ClusterMember;
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -48,6 +48,7 @@ pub async fn run(
     mesh: Arc<Mesh>,
 ) {
     let mut ticker = tokio::time::interval(INTERVAL);
+    let mut health: HashMap<String, HealthClient<Channel>> = HashMap::new();
     loop {
         ticker.tick().await;
         let m = member.raft().metrics().borrow().clone();
@@ -66,10 +67,16 @@ pub async fn run(
             .filter(|(id, _)| **id != member.id())
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
+        // One lazily connected channel per peer, kept across rounds: a dead peer fails
+        // the call (and tonic reconnects), so reuse costs no accuracy.
+        health.retain(|addr, _| peers.iter().any(|(_, a)| a == addr));
         for (id, addr) in peers {
+            let Some(client) = health_client(&mut health, &addr) else {
+                continue;
+            };
             let last_seen = last_seen.clone();
             tokio::spawn(async move {
-                if check(&addr).await {
+                if check(client).await {
                     last_seen.saw(id);
                 }
             });
@@ -97,22 +104,25 @@ pub async fn run(
     }
 }
 
-async fn check(addr: &str) -> bool {
-    let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
-        return false;
-    };
-    let call = async {
-        let channel = endpoint.connect_timeout(TIMEOUT).connect().await.ok()?;
-        HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .ok()
-    };
-    tokio::time::timeout(TIMEOUT, call)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
+fn health_client(
+    cache: &mut HashMap<String, HealthClient<Channel>>,
+    addr: &str,
+) -> Option<HealthClient<Channel>> {
+    if let Some(c) = cache.get(addr) {
+        return Some(c.clone());
+    }
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(TIMEOUT)
+        .connect_lazy();
+    let client = HealthClient::new(channel);
+    cache.insert(addr.to_string(), client.clone());
+    Some(client)
+}
+
+async fn check(mut client: HealthClient<Channel>) -> bool {
+    let call = client.check(HealthCheckRequest {
+        service: String::new(),
+    });
+    matches!(tokio::time::timeout(TIMEOUT, call).await, Ok(Ok(_)))
 }

@@ -15,7 +15,7 @@ use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{NodeId, StreamStatus};
 use tokio::time::Instant;
 
-use super::leases::{Leases, now_ms};
+use super::leases::Leases;
 use crate::seams::Clock;
 use crate::stream::registry::{
     PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
@@ -94,7 +94,7 @@ impl ClusterRegistry {
             owner: String::new(),
             key_hash: keys::hash(key),
             scheduled_at: None,
-            now: now_ms(self.clock.as_ref()),
+            now: self.clock.now_ms(),
         };
         match self.member.write(command).await.map_err(unavailable)? {
             // Created here, concurrently by the same key elsewhere, or by a retried
@@ -110,7 +110,7 @@ impl ClusterRegistry {
         let command = Command::SetStatus {
             id: id.clone(),
             status,
-            now: now_ms(self.clock.as_ref()),
+            now: self.clock.now_ms(),
             fence: Some(Fence {
                 node: self.node,
                 epoch,
@@ -165,7 +165,7 @@ impl StreamRegistry for ClusterRegistry {
                 stream: found.id.clone(),
                 node: self.node,
                 expected_epoch: found.epoch,
-                now: now_ms(self.clock.as_ref()),
+                now: self.clock.now_ms(),
                 ttl_ms: self.leases.ttl_ms(),
             };
             match self.member.write(command).await.map_err(unavailable)? {
@@ -203,7 +203,7 @@ impl StreamRegistry for ClusterRegistry {
     }
 
     async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String> {
-        let now = now_ms(self.clock.as_ref());
+        let now = self.clock.now_ms();
         self.member
             .read(|s| {
                 let record = s.streams.get(id)?;

@@ -11,7 +11,6 @@ use castmesh_cluster::command::Command;
 use castmesh_cluster::member::ClusterMember;
 use tokio::time::MissedTickBehavior;
 
-use super::leases::now_ms;
 use crate::seams::Clock;
 
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -25,7 +24,7 @@ pub async fn run(member: ClusterMember, clock: std::sync::Arc<dyn Clock>, grace:
         if member.raft().metrics().borrow().current_leader != Some(member.id()) {
             continue;
         }
-        let now = now_ms(clock.as_ref());
+        let now = clock.now_ms();
         // Local state is enough to choose candidates: the command re-checks on apply.
         let orphans: Vec<_> = member.read_local(|s| {
             s.streams

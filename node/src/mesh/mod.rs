@@ -8,8 +8,9 @@ pub mod certs;
 pub mod framing;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -28,6 +29,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Mesh {
     endpoint: quinn::Endpoint,
     node_id: u64,
+    /// One connection per peer, reused by every request to it.
+    connections: Mutex<HashMap<u64, quinn::Connection>>,
     accept: JoinHandle<()>,
 }
 
@@ -69,6 +72,7 @@ impl Mesh {
         Ok(Mesh {
             endpoint,
             node_id,
+            connections: Mutex::new(HashMap::new()),
             accept,
         })
     }
@@ -77,12 +81,28 @@ impl Mesh {
         self.endpoint.local_addr()
     }
 
-    /// Connects to node `peer` at `addr`, verifying that its certificate names it.
+    /// The open connection to node `peer` at `addr`, or a new one; the handshake
+    /// verifies that the peer's certificate names it.
     pub async fn connect(&self, addr: SocketAddr, peer: u64) -> anyhow::Result<quinn::Connection> {
+        let cached = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&peer)
+            .filter(|c| c.close_reason().is_none() && c.remote_address() == addr)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
         let connecting = self.endpoint.connect(addr, &certs::node_name(peer))?;
-        Ok(tokio::time::timeout(REQUEST_TIMEOUT, connecting)
+        let connection = tokio::time::timeout(REQUEST_TIMEOUT, connecting)
             .await
-            .context("QUIC handshake timed out")??)
+            .context("QUIC handshake timed out")??;
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, connection.clone());
+        Ok(connection)
     }
 
     /// Asks node `peer` at `addr` who it is; returns the id it answers with.
@@ -101,12 +121,21 @@ impl Mesh {
             let pong: Pong = framing::read(&mut recv)
                 .await?
                 .context("the peer closed the stream without answering")?;
-            connection.close(0u32.into(), b"done");
             Ok(pong.node_id)
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, call)
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, call)
             .await
-            .context("mesh ping timed out")?
+            .context("mesh ping timed out")
+            .and_then(|r| r);
+        if answer.is_err() {
+            // The peer may have restarted: the next request makes a new connection
+            // rather than waiting out the old one's idle timeout.
+            self.connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
+        }
+        answer
     }
 
     pub fn node_id(&self) -> u64 {

@@ -18,4 +18,12 @@ impl Entropy {
     pub fn next_u64(&self) -> u64 {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).next_u64()
     }
+
+    /// Random bytes (stream keys).
+    pub fn fill(&self, bytes: &mut [u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fill_bytes(bytes);
+    }
 }
