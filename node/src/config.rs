@@ -143,6 +143,12 @@ pub struct MeshConfig {
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Changes (about one per part) a subscribing edge may fall behind by. Beyond it
+    /// the origin drops the subscription rather than wait, and the edge resubscribes.
+    pub subscriber_queue: usize,
+    /// An edge ends its subscription to a stream nobody requested for this long.
+    #[serde(with = "humantime_serde")]
+    pub edge_idle_timeout: Duration,
 }
 
 impl Default for MeshConfig {
@@ -152,6 +158,8 @@ impl Default for MeshConfig {
             ca_cert: PathBuf::new(),
             cert: PathBuf::new(),
             key: PathBuf::new(),
+            subscriber_queue: 256,
+            edge_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -165,6 +173,17 @@ impl MeshConfig {
         if set != 0 && set != 3 {
             return Err(ConfigError(
                 "mesh.ca_cert, mesh.cert and mesh.key are set together (or all left empty)".into(),
+            ));
+        }
+        if self.subscriber_queue < 16 {
+            return Err(ConfigError(format!(
+                "mesh.subscriber_queue = {} is too small (at least 16 changes)",
+                self.subscriber_queue
+            )));
+        }
+        if self.edge_idle_timeout < Duration::from_secs(1) {
+            return Err(ConfigError(
+                "mesh.edge_idle_timeout must be at least 1s".into(),
             ));
         }
         Ok(())
@@ -597,6 +616,10 @@ pub struct Cli {
     pub mesh_cert: Option<PathBuf>,
     #[arg(long, env = "CASTMESH_MESH_KEY")]
     pub mesh_key: Option<PathBuf>,
+    #[arg(long, env = "CASTMESH_MESH_SUBSCRIBER_QUEUE")]
+    pub mesh_subscriber_queue: Option<usize>,
+    #[arg(long, env = "CASTMESH_MESH_EDGE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub mesh_edge_idle_timeout: Option<Duration>,
     #[arg(long, env = "CASTMESH_DEBUG_FAULT_INJECTION")]
     pub debug_fault_injection: Option<bool>,
 }
@@ -693,6 +716,8 @@ impl Cli {
         set(&mut c.mesh.ca_cert, &self.mesh_ca_cert);
         set(&mut c.mesh.cert, &self.mesh_cert);
         set(&mut c.mesh.key, &self.mesh_key);
+        set(&mut c.mesh.subscriber_queue, &self.mesh_subscriber_queue);
+        set(&mut c.mesh.edge_idle_timeout, &self.mesh_edge_idle_timeout);
         set(&mut c.debug.fault_injection, &self.debug_fault_injection);
         c.validate()
             .map_err(|e| ConfigError(format!("invalid setting: {}", e.0)))?;

@@ -196,6 +196,7 @@ impl NodeState {
                 segments: config.hls.window_segments,
             },
             self.ctx.seams.entropy.next_u64() as u32,
+            config.mesh.subscriber_queue,
         ));
         let stats = StreamStats::new(self.ctx.seams.clock.wall());
         let spawned = Actor::spawn_linked(

@@ -1,17 +1,19 @@
 //! The shared, observable HLS state of one stream.
 //!
-//! The segmenter actor is the only writer; HTTP handlers read. Each change
-//! re-renders the playlist once and publishes it through a watch channel, so
-//! any number of viewers (and blocked reloads) cost a clone, not a render.
+//! One actor writes (the segmenter on an origin, the relay on an edge); HTTP
+//! handlers read. Each change re-renders the playlist once and publishes it through a
+//! watch channel, so any number of viewers (and blocked reloads) cost a clone, not a
+//! render. Each change is also broadcast as [`WindowEvent`]s to the stream's mesh
+//! subscribers, through a bounded channel that never waits for them.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::playlist;
-use super::window::{Position, Window, WindowConfig};
+use super::window::{Position, Replay, Window, WindowConfig, WindowEvent};
 use crate::media::Codecs;
 
 /// One rendered state of the playlist.
@@ -25,18 +27,24 @@ pub struct Snapshot {
     pub codecs: Option<Codecs>,
 }
 
+/// The events of one change, shared by every subscriber.
+pub type EventBatch = Arc<[WindowEvent]>;
+
 pub struct LiveStream {
     window: RwLock<Window>,
     published: watch::Sender<Arc<Snapshot>>,
+    events: broadcast::Sender<EventBatch>,
 }
 
 impl LiveStream {
-    pub fn new(config: WindowConfig, run: u32) -> Self {
+    /// `queue` bounds the changes a subscriber may fall behind by before it is cut off.
+    pub fn new(config: WindowConfig, run: u32, queue: usize) -> Self {
         let window = Window::new(config, run);
         let first = Arc::new(render(&window));
         Self {
             window: RwLock::new(window),
             published: watch::channel(first).0,
+            events: broadcast::channel(queue.max(1)).0,
         }
     }
 
@@ -48,15 +56,28 @@ impl LiveStream {
         self.read().run()
     }
 
-    /// Applies a change and publishes the re-rendered playlist.
+    /// Applies a change, broadcasts its events and publishes the re-rendered playlist.
     pub fn update<R>(&self, change: impl FnOnce(&mut Window) -> R) -> R {
         let (result, snapshot) = {
             let mut w = self.window.write().unwrap_or_else(|e| e.into_inner());
             let result = change(&mut w);
+            let events = w.take_events();
+            if !events.is_empty() {
+                // Sent under the write lock, so `subscribe` sees each change either in
+                // its replay or in its channel, never both or neither. Without
+                // subscribers the batch is simply dropped.
+                let _ = self.events.send(events.into());
+            }
             (result, render(&w))
         };
         self.published.send_replace(Arc::new(snapshot));
         result
+    }
+
+    /// The window so far and every change from then on.
+    pub fn subscribe(&self) -> (Replay, broadcast::Receiver<EventBatch>) {
+        let w = self.read();
+        (w.replay(), self.events.subscribe())
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Window> {

@@ -6,5 +6,6 @@ pub mod blocking;
 pub mod live;
 pub mod names;
 pub mod playlist;
+pub mod replica;
 pub mod segmenter;
 pub mod window;

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::media::Codecs;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
     /// EXT-X-TARGETDURATION in whole seconds; no segment is longer.
     pub target_duration_s: u32,
@@ -75,6 +75,45 @@ pub struct Window {
     ended: bool,
     /// End of the newest media on the stream timeline, for a restarted segmenter.
     timeline_end_ms: Option<i64>,
+    /// Applied events not yet taken (see [`Window::take_events`]).
+    events: Vec<WindowEvent>,
+}
+
+/// One change to a window. See [`Window::apply`].
+#[derive(Debug, Clone)]
+pub enum WindowEvent {
+    Init {
+        id: u32,
+        bytes: Bytes,
+        codecs: Codecs,
+    },
+    /// Closes the open segment (if any) and opens segment `msn`.
+    BeginSegment {
+        msn: u64,
+        discontinuity: bool,
+        program_date_time: SystemTime,
+    },
+    Part {
+        msn: u64,
+        index: u32,
+        part: Part,
+        /// Where the part ends on the stream timeline.
+        timeline_end_ms: i64,
+    },
+    EndSegment {
+        msn: u64,
+    },
+    EndStream,
+}
+
+/// A window as a starting point plus the events that fill it (see [`Window::replay`]).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub run: u32,
+    pub config: WindowConfig,
+    pub next_msn: u64,
+    pub discontinuity_sequence: u64,
+    pub events: Vec<WindowEvent>,
 }
 
 impl Window {
@@ -93,6 +132,7 @@ impl Window {
             discontinuity_pending: false,
             ended: false,
             timeline_end_ms: None,
+            events: Vec::new(),
         }
     }
 
@@ -104,45 +144,195 @@ impl Window {
         self.run
     }
 
+    /// Adds an init segment; segments begun from now on use it.
     pub fn add_init(&mut self, bytes: Bytes, codecs: Codecs) -> u32 {
         let id = self.next_init_id;
-        self.next_init_id += 1;
-        self.inits.insert(id, (bytes, codecs));
-        self.current_init = Some(id);
+        self.apply(WindowEvent::Init { id, bytes, codecs });
         id
     }
 
     pub fn begin_segment(&mut self, discontinuity: bool, program_date_time: SystemTime) {
         self.end_segment();
-        let Some(init_id) = self.current_init else {
+        if self.current_init.is_none() {
             return;
-        };
+        }
         let msn = self.next_msn;
-        self.next_msn += 1;
-        let discontinuity =
-            (discontinuity || std::mem::take(&mut self.discontinuity_pending)) && msn > 0;
-        self.open = Some(Segment {
+        let discontinuity = (discontinuity || self.discontinuity_pending) && msn > 0;
+        self.apply(WindowEvent::BeginSegment {
             msn,
-            init_id,
             discontinuity,
             program_date_time,
-            parts: Vec::new(),
-            duration_ms: 0.0,
-            data: Bytes::new(),
         });
-        self.ended = false;
     }
 
     /// Adds a part to the open segment; `timeline_end_ms` is where the part ends.
     pub fn push_part(&mut self, part: Part, timeline_end_ms: i64) {
-        if let Some(open) = &mut self.open {
-            open.duration_ms += part.duration_ms;
-            open.parts.push(part);
-            self.timeline_end_ms = Some(timeline_end_ms);
+        if let Some(open) = &self.open {
+            let (msn, index) = (open.msn, open.parts.len() as u32);
+            self.apply(WindowEvent::Part {
+                msn,
+                index,
+                part,
+                timeline_end_ms,
+            });
         }
     }
 
     pub fn end_segment(&mut self) {
+        if let Some(open) = &self.open {
+            let msn = open.msn;
+            self.apply(WindowEvent::EndSegment { msn });
+        }
+    }
+
+    /// The stream ended: close what is open; the playlist gets EXT-X-ENDLIST.
+    pub fn end_stream(&mut self) {
+        self.apply(WindowEvent::EndStream);
+    }
+
+    /// The one place the window changes. Events name what they change (sequence
+    /// numbers, part indexes, init ids) so a replica fed the same events — an edge
+    /// fed by the mesh — holds the same media under the same names. Every applied
+    /// event is queued for [`Window::take_events`].
+    /// Returns whether the event changed anything (a part or segment end for a
+    /// segment that is not open does not).
+    pub fn apply(&mut self, event: WindowEvent) -> bool {
+        match &event {
+            WindowEvent::Init { id, bytes, codecs } => {
+                self.inits.insert(*id, (bytes.clone(), codecs.clone()));
+                self.current_init = Some(*id);
+                self.next_init_id = self.next_init_id.max(id + 1);
+            }
+            WindowEvent::BeginSegment {
+                msn,
+                discontinuity,
+                program_date_time,
+            } => {
+                self.close_open();
+                let Some(init_id) = self.current_init else {
+                    return false;
+                };
+                self.next_msn = msn + 1;
+                self.discontinuity_pending = false;
+                self.open = Some(Segment {
+                    msn: *msn,
+                    init_id,
+                    discontinuity: *discontinuity,
+                    program_date_time: *program_date_time,
+                    parts: Vec::new(),
+                    duration_ms: 0.0,
+                    data: Bytes::new(),
+                });
+                self.ended = false;
+            }
+            WindowEvent::Part {
+                msn,
+                index,
+                part,
+                timeline_end_ms,
+            } => {
+                let Some(open) = self
+                    .open
+                    .as_mut()
+                    .filter(|o| o.msn == *msn && o.parts.len() == *index as usize)
+                else {
+                    return false;
+                };
+                open.duration_ms += part.duration_ms;
+                open.parts.push(part.clone());
+                self.timeline_end_ms = Some(*timeline_end_ms);
+            }
+            WindowEvent::EndSegment { msn } => {
+                if self.open.as_ref().is_none_or(|o| o.msn != *msn) {
+                    return false;
+                }
+                self.close_open();
+            }
+            WindowEvent::EndStream => {
+                self.close_open();
+                self.ended = true;
+            }
+        }
+        self.events.push(event);
+        true
+    }
+
+    /// Events applied since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<WindowEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The window as the events that rebuild it from nothing: what a new replica
+    /// starts from. Includes retired segments, which are still served.
+    pub fn replay(&self) -> Replay {
+        let mut events = Vec::new();
+        let mut init = None;
+        let mut retired_discontinuities = 0;
+        let all = self.retired.iter().chain(&self.segments).chain(&self.open);
+        for seg in all {
+            if init != Some(seg.init_id) {
+                events.extend(self.init_event(seg.init_id));
+                init = Some(seg.init_id);
+            }
+            events.push(WindowEvent::BeginSegment {
+                msn: seg.msn,
+                discontinuity: seg.discontinuity,
+                program_date_time: seg.program_date_time,
+            });
+            for (index, part) in seg.parts.iter().enumerate() {
+                events.push(WindowEvent::Part {
+                    msn: seg.msn,
+                    index: index as u32,
+                    part: part.clone(),
+                    // Only the newest part's end matters to a replica, and it is
+                    // this window's.
+                    timeline_end_ms: self.timeline_end_ms.unwrap_or(0),
+                });
+            }
+            if !seg.data.is_empty() {
+                events.push(WindowEvent::EndSegment { msn: seg.msn });
+            }
+        }
+        for seg in &self.retired {
+            retired_discontinuities += u64::from(seg.discontinuity);
+        }
+        if self.current_init.is_some() && init != self.current_init {
+            events.extend(self.current_init.and_then(|id| self.init_event(id)));
+        }
+        if self.ended {
+            events.push(WindowEvent::EndStream);
+        }
+        Replay {
+            run: self.run,
+            config: self.config,
+            next_msn: self.next_msn,
+            // Retired segments pass through the replica's playlist again on replay and
+            // count their discontinuities as they leave it.
+            discontinuity_sequence: self.discontinuity_sequence - retired_discontinuities,
+            events,
+        }
+    }
+
+    /// A window rebuilt from `replay`'s starting point; its events are then applied.
+    pub fn from_replay(replay: &Replay) -> Self {
+        let mut w = Self::new(replay.config, replay.run);
+        w.next_msn = replay.next_msn;
+        w.discontinuity_sequence = replay.discontinuity_sequence;
+        w
+    }
+
+    fn init_event(&self, id: u32) -> Option<WindowEvent> {
+        self.inits
+            .get(&id)
+            .map(|(bytes, codecs)| WindowEvent::Init {
+                id,
+                bytes: bytes.clone(),
+                codecs: codecs.clone(),
+            })
+    }
+
+    /// Closes the open segment: lists it whole and moves the window on.
+    fn close_open(&mut self) {
         let Some(mut seg) = self.open.take() else {
             return;
         };
@@ -180,14 +370,17 @@ impl Window {
         self.drop_unused_inits();
     }
 
-    /// The stream ended: close what is open; the playlist gets EXT-X-ENDLIST.
-    pub fn end_stream(&mut self) {
-        self.end_segment();
-        self.ended = true;
-    }
-
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// Sequence number the next segment gets.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    pub fn has_init(&self, id: u32) -> bool {
+        id < self.next_init_id
     }
 
     pub fn timeline_end_ms(&self) -> Option<i64> {

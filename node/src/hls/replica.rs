@@ -1,0 +1,210 @@
+//! An edge's copy of an origin's window, fed with the origin's [`WindowEvent`]s.
+//!
+//! A subscription starts with the origin's whole window ([`Replay`]) and continues
+//! with each event as it happens. After a resubscription (the edge fell behind, or
+//! the origin changed) the replay overlaps what the edge holds: known segments and
+//! parts are skipped and the rest appended, so the edge continues without a gap, a
+//! duplicate or a renamed object. Only when the two cannot be joined (another run of
+//! the stream, or segments the edge never saw have already left the origin's
+//! window) is the edge's window replaced.
+
+use super::window::{Replay, Window, WindowEvent};
+
+/// How a replay was taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// The edge's window continues: everything it listed stays listed.
+    Continued,
+    /// The edge's window was rebuilt from the replay.
+    Replaced,
+}
+
+/// A live event that does not follow on from the window: the edge missed something
+/// and must resubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfStep {
+    pub expected_msn: u64,
+    pub got_msn: u64,
+}
+
+/// Takes in the replay that starts a subscription.
+pub fn merge(w: &mut Window, replay: Replay) -> Merged {
+    let joinable = w.position().has_media()
+        && w.run() == replay.run
+        && w.config() == &replay.config
+        && !leaves_gap(w, &replay);
+    if !joinable {
+        *w = Window::from_replay(&replay);
+        for event in replay.events {
+            w.apply(event);
+        }
+        return Merged::Replaced;
+    }
+    for event in replay.events {
+        // Cannot be out of step: `leaves_gap` checked the whole replay.
+        let _ = follow(w, event);
+    }
+    Merged::Continued
+}
+
+/// Applies one event unless the window already holds it.
+pub fn follow(w: &mut Window, event: WindowEvent) -> Result<(), OutOfStep> {
+    match &event {
+        WindowEvent::Init { id, .. } if w.has_init(*id) => return Ok(()),
+        WindowEvent::BeginSegment { msn, .. } => {
+            let open = w.open_segment().map(|s| s.msn);
+            if open == Some(*msn) || *msn < w.next_msn() {
+                return Ok(());
+            }
+            if *msn > w.next_msn() && w.position().has_media() {
+                return Err(OutOfStep {
+                    expected_msn: w.next_msn(),
+                    got_msn: *msn,
+                });
+            }
+        }
+        // Parts and ends of segments the window does not have open are ignored by
+        // `apply` itself.
+        _ => {}
+    }
+    w.apply(event);
+    Ok(())
+}
+
+/// Whether the replay's first segment the edge lacks comes after one it never saw.
+fn leaves_gap(w: &Window, replay: &Replay) -> bool {
+    let next = w.next_msn();
+    replay
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            WindowEvent::BeginSegment { msn, .. } => Some(*msn),
+            _ => None,
+        })
+        .find(|msn| *msn >= next)
+        .is_some_and(|msn| msn > next)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hls::playlist;
+    use crate::hls::window::tests::{fill_segment, window};
+    use crate::media::Codecs;
+
+    fn origin() -> Window {
+        let mut w = window(3);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        w
+    }
+
+    /// A replica fed a replay and then the live events renders the same playlist and
+    /// serves the same bytes under the same names as the origin.
+    fn assert_same(origin: &Window, edge: &Window) {
+        assert_eq!(playlist::render(origin), playlist::render(edge));
+        assert_eq!(origin.position(), edge.position());
+        assert_eq!(origin.media_sequence(), edge.media_sequence());
+        for msn in 0..origin.next_msn() + 1 {
+            assert_eq!(origin.segment(msn), edge.segment(msn), "segment {msn}");
+            for part in 0..12 {
+                assert_eq!(origin.part(msn, part), edge.part(msn, part), "{msn}.{part}");
+            }
+        }
+        for id in 0..4 {
+            assert_eq!(origin.init(id), edge.init(id));
+        }
+    }
+
+    fn follow_all(edge: &mut Window, origin: &mut Window) {
+        for e in origin.take_events() {
+            follow(edge, e).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_replica_matches_its_origin_from_a_replay_and_live_events() {
+        let mut o = origin();
+        for i in 0..8 {
+            fill_segment(&mut o, i == 3, 10, true);
+        }
+        fill_segment(&mut o, false, 4, false);
+        o.take_events();
+        let mut edge = window(3);
+        assert_eq!(merge(&mut edge, o.replay()), Merged::Replaced);
+        assert_same(&o, &edge);
+        // Live: finish the open segment, a new init, more segments, a discontinuity.
+        fill_segment(&mut o, false, 3, true);
+        o.add_init(Bytes::from_static(b"init2"), Codecs::default());
+        fill_segment(&mut o, true, 10, true);
+        fill_segment(&mut o, false, 2, false);
+        follow_all(&mut edge, &mut o);
+        assert_same(&o, &edge);
+        o.end_stream();
+        follow_all(&mut edge, &mut o);
+        assert_same(&o, &edge);
+        assert!(playlist::render(&edge).contains("#EXT-X-ENDLIST"));
+    }
+
+    #[test]
+    fn a_resubscription_fills_in_what_was_missed_without_renaming() {
+        let mut o = origin();
+        fill_segment(&mut o, false, 10, true);
+        fill_segment(&mut o, false, 4, false);
+        let mut edge = window(3);
+        merge(&mut edge, o.replay());
+        o.take_events();
+        // The edge misses the rest of segment 1 and all of segment 2.
+        fill_segment(&mut o, false, 6, true);
+        fill_segment(&mut o, false, 10, true);
+        fill_segment(&mut o, false, 2, false);
+        o.take_events();
+        assert_eq!(merge(&mut edge, o.replay()), Merged::Continued);
+        assert_same(&o, &edge);
+    }
+
+    #[test]
+    fn a_replay_that_cannot_be_joined_replaces_the_window() {
+        let mut o = origin();
+        fill_segment(&mut o, false, 10, true);
+        let mut edge = window(3);
+        merge(&mut edge, o.replay());
+        // Segments 1..=7 leave the origin's window (3 listed + 3 retired) unseen.
+        for _ in 0..7 {
+            fill_segment(&mut o, false, 10, true);
+        }
+        assert_eq!(merge(&mut edge, o.replay()), Merged::Replaced);
+        assert_same(&o, &edge);
+        // Another run of the stream.
+        let mut other = Window::new(*o.config(), 99);
+        other.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut other, false, 10, true);
+        assert_eq!(merge(&mut edge, other.replay()), Merged::Replaced);
+        assert_eq!(edge.run(), 99);
+    }
+
+    #[test]
+    fn a_live_event_out_of_step_is_refused() {
+        let mut o = origin();
+        fill_segment(&mut o, false, 10, true);
+        let mut edge = window(3);
+        merge(&mut edge, o.replay());
+        o.take_events();
+        fill_segment(&mut o, false, 10, true);
+        o.take_events();
+        fill_segment(&mut o, false, 10, true);
+        let begin = o
+            .take_events()
+            .into_iter()
+            .find(|e| matches!(e, WindowEvent::BeginSegment { .. }))
+            .unwrap();
+        assert_eq!(
+            follow(&mut edge, begin),
+            Err(OutOfStep {
+                expected_msn: 1,
+                got_msn: 2
+            })
+        );
+    }
+}
