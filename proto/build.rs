@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("castmesh_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Media travels as `Bytes`, so a part is shared, not copied, on its way through.
+    tonic_prost_build::configure()
+        .bytes(".castmesh.mesh.v1")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! What every part of a node shares: configuration, metrics, seams, the stream
-//! registry and the directory of live streams.
+//! registry, the directory of live streams and the mesh.
 
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::seams::Seams;
 use crate::stream::directory::StreamDirectory;
@@ -15,6 +16,8 @@ pub struct NodeContext {
     pub seams: Seams,
     pub registry: Arc<dyn StreamRegistry>,
     pub directory: StreamDirectory,
+    /// The media mesh; `None` in tests of a lone node's media path.
+    pub mesh: Option<Arc<Mesh>>,
 }
 
 impl NodeContext {
@@ -23,6 +26,7 @@ impl NodeContext {
         seams: Seams,
         metrics: Arc<Metrics>,
         registry: Arc<dyn StreamRegistry>,
+        mesh: Option<Arc<Mesh>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
@@ -30,6 +34,14 @@ impl NodeContext {
             seams,
             registry,
             directory: StreamDirectory::default(),
+            mesh,
         })
+    }
+}
+
+/// The mesh serves the streams in the directory, origin's and edge's alike.
+impl crate::mesh::subscription::StreamSource for NodeContext {
+    fn live(&self, stream: &str) -> Option<Arc<crate::hls::live::LiveStream>> {
+        self.directory.get(stream).map(|s| s.live.clone())
     }
 }

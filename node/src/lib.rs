@@ -45,8 +45,13 @@ pub async fn start<N: Network>(
     network: N,
     metrics: Arc<Metrics>,
     registry: Arc<dyn StreamRegistry>,
+    mesh: Option<Arc<mesh::Mesh>>,
 ) -> anyhow::Result<(ActorRef<NodeMsg>, JoinHandle<()>)> {
-    let ctx = NodeContext::new(config, seams, metrics, registry);
+    let ctx = NodeContext::new(config, seams, metrics, registry, mesh.clone());
+    if let Some(mesh) = mesh {
+        let streams: Arc<dyn mesh::subscription::StreamSource> = ctx.clone();
+        mesh.serve_streams(Arc::downgrade(&streams), ctx.seams.clock.clone());
+    }
     let (node, handle) = Actor::spawn(
         None,
         NodeSupervisor::<N>::default(),
@@ -72,7 +77,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?);
     let cluster = ClusterNode::start(&config, &seams, metrics.clone(), mesh.clone()).await?;
     let registry = Arc::new(cluster.registry(&config, &seams));
-    let (node, handle) = start(config, seams, TokioNetwork, metrics, registry).await?;
+    let (node, handle) = start(
+        config,
+        seams,
+        TokioNetwork,
+        metrics,
+        registry,
+        Some(mesh.clone()),
+    )
+    .await?;
     let outcome = tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");

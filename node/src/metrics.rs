@@ -7,6 +7,7 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +69,12 @@ pub struct Metrics {
     pub raft_applied_index: Gauge,
     pub mesh_handshakes_refused: Counter,
     pub mesh_peer_reachable: Family<NodeLabel, Gauge>,
+    pub mesh_subscriptions: Family<StreamLabel, Gauge>,
+    pub mesh_forwarded_bytes: Family<StreamLabel, Counter>,
+    pub mesh_subscriber_overflows: Counter,
+    pub mesh_upstream_subscriptions: Gauge,
+    pub mesh_resubscribes: Family<ReasonLabel, Counter>,
+    pub mesh_forward_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -99,11 +106,21 @@ impl Metrics {
             raft_applied_index: Gauge::default(),
             mesh_handshakes_refused: Counter::default(),
             mesh_peer_reachable: Family::default(),
+            mesh_subscriptions: Family::default(),
+            mesh_forwarded_bytes: Family::default(),
+            mesh_subscriber_overflows: Counter::default(),
+            mesh_upstream_subscriptions: Gauge::default(),
+            mesh_resubscribes: Family::default(),
+            // 1 ms .. ~16 s: a part normally arrives within milliseconds; seconds mean
+            // an edge is catching up.
+            mesh_forward_lag: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+            ),
             registry: Registry::default(),
         };
         registry.register(
             "streams_live",
-            "Streams with a publisher or within their grace period",
+            "Streams this node serves: as origin (publisher attached, in its grace period or ended and retained) or as an edge",
             m.streams_live.clone(),
         );
         registry.register(
@@ -188,6 +205,36 @@ impl Metrics {
             "1 while this node's last mesh ping to the peer was answered by that peer",
             m.mesh_peer_reachable.clone(),
         );
+        registry.register(
+            "mesh_subscriptions",
+            "Edges subscribed to a stream on this node",
+            m.mesh_subscriptions.clone(),
+        );
+        registry.register(
+            "mesh_forwarded_bytes",
+            "Bytes sent to subscribed edges (media and metadata)",
+            m.mesh_forwarded_bytes.clone(),
+        );
+        registry.register(
+            "mesh_subscriber_overflows",
+            "Subscriptions cut off because the edge fell more than mesh.subscriber_queue behind",
+            m.mesh_subscriber_overflows.clone(),
+        );
+        registry.register(
+            "mesh_upstream_subscriptions",
+            "Streams this node relays as an edge (one subscription each)",
+            m.mesh_upstream_subscriptions.clone(),
+        );
+        registry.register(
+            "mesh_resubscribes",
+            "Edge subscriptions started again, by reason",
+            m.mesh_resubscribes.clone(),
+        );
+        registry.register(
+            "mesh_forward_lag_seconds",
+            "Time from the origin sending a part to the edge listing it",
+            m.mesh_forward_lag.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -210,6 +257,8 @@ impl Metrics {
         self.hls_segments.remove(&label);
         self.hls_memory_bytes.remove(&label);
         self.viewers.remove(&label);
+        self.mesh_subscriptions.remove(&label);
+        self.mesh_forwarded_bytes.remove(&label);
         for track in [Track::Video, Track::Audio] {
             self.ingest_frames.remove(&FrameLabel {
                 stream: stream.to_string(),

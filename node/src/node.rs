@@ -1,5 +1,9 @@
 //! The node supervisor: owns the RTMP and HTTP listeners and the per-stream
-//! supervisors, and keeps the stream directory in step with them.
+//! supervisors (origin or edge), and keeps the stream directory in step with them.
+//!
+//! A stream served here as an edge becomes an origin when a publisher arrives: the
+//! edge's window (the same `LiveStream`) is handed to the new origin, which continues
+//! it after a discontinuity, so viewers here see no break in names or numbers.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -11,9 +15,11 @@ use tokio::task::JoinHandle;
 
 use crate::context::NodeContext;
 use crate::hls::live::LiveStream;
-use crate::hls::window::WindowConfig;
+use crate::hls::replica;
+use crate::hls::window::{Replay, WindowConfig};
 use crate::seams::Network;
 use crate::stream::directory::StreamHandle;
+use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
 use crate::stream::registry::{PublishDenied, StreamId};
 use crate::stream::stats::StreamStats;
 use crate::stream::supervisor::{
@@ -27,7 +33,15 @@ pub enum NodeMsg {
     Publish {
         id: StreamId,
         conn: PublisherConn,
+        /// Where the stream was on the node that was its origin before, if this node
+        /// learned it (see `stream::takeover`).
+        seed: Option<Replay>,
         reply: RpcReplyPort<Result<PublisherBinding, PublishDenied>>,
+    },
+    /// Serve a stream whose origin is another node (an HTTP request asked for it).
+    Relay {
+        id: StreamId,
+        reply: RpcReplyPort<Option<Arc<StreamHandle>>>,
     },
     /// Fault injection: make one of a stream's actors panic.
     Crash {
@@ -50,9 +64,25 @@ pub struct NodeArgs<N> {
     pub network: N,
 }
 
+/// A stream's supervisor on this node.
+#[derive(Clone)]
+enum Role {
+    Origin(ActorRef<StreamMsg>),
+    Edge(ActorRef<EdgeMsg>),
+}
+
+impl Role {
+    fn cell(&self) -> ractor::ActorCell {
+        match self {
+            Role::Origin(a) => a.get_cell(),
+            Role::Edge(a) => a.get_cell(),
+        }
+    }
+}
+
 pub struct NodeState {
     ctx: Arc<NodeContext>,
-    streams: BTreeMap<StreamId, ActorRef<StreamMsg>>,
+    streams: BTreeMap<StreamId, Role>,
     by_actor: BTreeMap<ActorId, StreamId>,
     listeners: Vec<JoinHandle<()>>,
     pub rtmp_addr: SocketAddr,
@@ -111,7 +141,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
             l.abort();
         }
         for stream in state.streams.values() {
-            stream.stop(Some("node shutting down".into()));
+            stream.cell().stop(Some("node shutting down".into()));
         }
         Ok(())
     }
@@ -123,10 +153,15 @@ impl<N: Network> Actor for NodeSupervisor<N> {
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            NodeMsg::Publish { id, conn, reply } => {
+            NodeMsg::Publish {
+                id,
+                conn,
+                seed,
+                reply,
+            } => {
                 let stream = match state.streams.get(&id) {
-                    Some(s) => s.clone(),
-                    None => match state.start_stream(&myself, id).await {
+                    Some(Role::Origin(s)) => s.clone(),
+                    _ => match state.start_origin(&myself, id, seed).await {
                         Ok(s) => s,
                         Err(denied) => {
                             let _ = reply.send(Err(denied));
@@ -137,11 +172,19 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                 // The stream answers the publisher itself; the node does not wait.
                 let _ = stream.send_message(StreamMsg::Attach { conn, reply });
             }
+            NodeMsg::Relay { id, reply } => {
+                let handle = match state.streams.get(&id) {
+                    Some(_) => state.ctx.directory.get(id.as_str()),
+                    None => state.start_edge(&myself, id).await,
+                };
+                let _ = reply.send(handle);
+            }
             NodeMsg::Crash { id, child, reply } => {
-                let found = state
-                    .streams
-                    .get(&id)
-                    .is_some_and(|s| s.send_message(StreamMsg::Crash(child)).is_ok());
+                let found = match state.streams.get(&id) {
+                    Some(Role::Origin(s)) => s.send_message(StreamMsg::Crash(child)).is_ok(),
+                    Some(Role::Edge(s)) => s.send_message(EdgeMsg::Crash(child)).is_ok(),
+                    None => false,
+                };
                 let _ = reply.send(found);
             }
         }
@@ -174,13 +217,17 @@ impl<N: Network> Actor for NodeSupervisor<N> {
 }
 
 impl NodeState {
-    async fn start_stream(
+    /// Starts the origin side of a stream. Its window is the edge's, when this node
+    /// was serving the stream as an edge, or else rebuilt from `seed`.
+    async fn start_origin(
         &mut self,
         myself: &ActorRef<NodeMsg>,
         id: StreamId,
+        seed: Option<Replay>,
     ) -> Result<ActorRef<StreamMsg>, PublishDenied> {
         let config = &self.ctx.config;
-        if self.streams.len() >= config.streams.max_streams {
+        let was_edge = matches!(self.streams.get(&id), Some(Role::Edge(_)));
+        if !was_edge && self.streams.len() >= config.streams.max_streams {
             return Err(PublishDenied {
                 code: "NetStream.Publish.Rejected",
                 reason: format!(
@@ -189,16 +236,20 @@ impl NodeState {
                 ),
             });
         }
-        let live = Arc::new(LiveStream::new(
-            WindowConfig {
-                target_duration_s: config.target_duration_s(),
-                part_target_ms: config.hls.part_target.as_millis() as u32,
-                segments: config.hls.window_segments,
-            },
-            self.ctx.seams.entropy.next_u64() as u32,
-            config.mesh.subscriber_queue,
-        ));
-        let stats = StreamStats::new(self.ctx.seams.clock.wall());
+        let (live, stats) = match self.stop_edge(&id) {
+            Some(edge) => {
+                tracing::info!(stream = %id, "publisher arrived: the edge becomes the origin");
+                (edge.live.clone(), edge.stats.clone())
+            }
+            None => {
+                let live = self.new_live();
+                if let Some(seed) = seed.filter(|s| s.config == live.config()) {
+                    tracing::info!(stream = %id, next_msn = seed.next_msn, "continuing the stream where the previous origin left it");
+                    live.update(|w| replica::merge(w, seed));
+                }
+                (live, StreamStats::new(self.ctx.seams.clock.wall()))
+            }
+        };
         let spawned = Actor::spawn_linked(
             None,
             StreamSupervisor,
@@ -222,15 +273,82 @@ impl NodeState {
             }
         };
         tracing::info!(stream = %id, "stream created");
-        self.ctx.directory.insert(Arc::new(StreamHandle {
+        self.register(id, Role::Origin(actor.clone()), live, stats);
+        Ok(actor)
+    }
+
+    /// Starts relaying a stream whose origin is another node.
+    async fn start_edge(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: StreamId,
+    ) -> Option<Arc<StreamHandle>> {
+        let mesh = self.ctx.mesh.clone()?;
+        if self.streams.len() >= self.ctx.config.streams.max_streams {
+            tracing::warn!(stream = %id, "not relaying: this node serves its limit of streams");
+            return None;
+        }
+        let live = self.new_live();
+        let stats = StreamStats::new(self.ctx.seams.clock.wall());
+        let args = EdgeArgs {
             id: id.clone(),
-            actor: actor.clone(),
+            live: live.clone(),
+            stats: stats.clone(),
+            ctx: self.ctx.clone(),
+            mesh,
+        };
+        let actor = match Actor::spawn_linked(None, EdgeSupervisor, args, myself.get_cell()).await {
+            Ok((actor, _)) => actor,
+            Err(e) => {
+                tracing::error!(stream = %id, error = %e, "cannot start relaying");
+                return None;
+            }
+        };
+        Some(self.register(id, Role::Edge(actor), live, stats))
+    }
+
+    fn new_live(&self) -> Arc<LiveStream> {
+        let config = &self.ctx.config;
+        Arc::new(LiveStream::new(
+            WindowConfig {
+                target_duration_s: config.target_duration_s(),
+                part_target_ms: config.hls.part_target.as_millis() as u32,
+                segments: config.hls.window_segments,
+            },
+            self.ctx.seams.entropy.next_u64() as u32,
+            config.mesh.subscriber_queue,
+        ))
+    }
+
+    fn register(
+        &mut self,
+        id: StreamId,
+        role: Role,
+        live: Arc<LiveStream>,
+        stats: Arc<StreamStats>,
+    ) -> Arc<StreamHandle> {
+        let handle = Arc::new(StreamHandle {
+            id: id.clone(),
             live,
             stats,
-        }));
-        self.ctx.metrics.streams_live.inc();
-        self.by_actor.insert(actor.get_id(), id.clone());
-        self.streams.insert(id, actor.clone());
-        Ok(actor)
+        });
+        self.ctx.directory.insert(handle.clone());
+        if !self.streams.contains_key(&id) {
+            self.ctx.metrics.streams_live.inc();
+        }
+        self.by_actor.insert(role.cell().get_id(), id.clone());
+        self.streams.insert(id, role);
+        handle
+    }
+
+    /// Stops the edge of `id`, if there is one, and returns what it served. Its exit
+    /// is then not taken for the stream's end.
+    fn stop_edge(&mut self, id: &StreamId) -> Option<Arc<StreamHandle>> {
+        let Some(Role::Edge(edge)) = self.streams.get(id) else {
+            return None;
+        };
+        self.by_actor.remove(&edge.get_id());
+        edge.stop(Some("this node became the stream's origin".into()));
+        self.ctx.directory.get(id.as_str())
     }
 }

@@ -49,6 +49,7 @@ pub enum StreamChild {
     Ingest,
     Segmenter,
     ViewerCounter,
+    Relay,
 }
 
 impl StreamChild {
@@ -57,6 +58,7 @@ impl StreamChild {
             Self::Ingest => "ingest",
             Self::Segmenter => "segmenter",
             Self::ViewerCounter => "viewer-counter",
+            Self::Relay => "relay",
         }
     }
 }

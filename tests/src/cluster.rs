@@ -29,6 +29,9 @@ fn free_addr(ip: &str) -> SocketAddr {
         .expect("free port")
 }
 
+/// The subnet of `start_standard`: 127.0.0.N, default ports.
+const STANDARD_SUBNET: u8 = 0;
+
 struct Spec {
     /// Not an initial member: joins when an operator adds it.
     joiner: bool,
@@ -40,9 +43,17 @@ struct Spec {
 }
 
 impl Spec {
-    /// Node `id` on 127.`subnet`.0.`id`, free ports, data under `dir`.
+    /// Node `id` on 127.`subnet`.0.`id` (free ports; subnet 0: the default ports),
+    /// data under `dir`.
     fn new(dir: &TempDir, subnet: u8, id: u64, joiner: bool) -> Spec {
         let ip = format!("127.{subnet}.0.{id}");
+        let port = |default: u16, free: fn(&str) -> SocketAddr| {
+            if subnet == STANDARD_SUBNET {
+                format!("{ip}:{default}").parse().unwrap()
+            } else {
+                free(&ip)
+            }
+        };
         let certs = dir.path().join("certs");
         let issued = Command::new(crate::node::binary())
             .args(["cert", "issue", "--dir"])
@@ -57,10 +68,10 @@ impl Spec {
         );
         Spec {
             joiner,
-            mesh: crate::node::free_udp_addr(&ip),
-            rtmp: free_addr(&ip),
-            http: free_addr(&ip),
-            grpc: free_addr(&ip),
+            mesh: port(4433, crate::node::free_udp_addr),
+            rtmp: port(1935, free_addr),
+            http: port(8080, free_addr),
+            grpc: port(50051, free_addr),
             data: dir.path().join(format!("node{id}")),
         }
     }
@@ -91,13 +102,29 @@ pub struct ProcessCluster {
     specs: BTreeMap<u64, Spec>,
     extra: Vec<String>,
     pub nodes: BTreeMap<u64, Node>,
+    /// Held by a cluster on the standard addresses: one at a time per test process.
+    /// Declared last so it is released after the nodes are stopped.
+    _standard: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl ProcessCluster {
     /// Starts `n` voters (node 1 bootstraps) with `extra` flags on every node.
     pub fn start(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
+        Self::start_in(name, crate::private_subnet(), n, extra)
+    }
+
+    /// Like `start`, on the addresses of `configs/cluster-3`: 127.0.0.1/.2/.3 with the
+    /// default ports. Clusters started this way in one test process take turns.
+    pub fn start_standard(name: &str, n: u64, extra: &[&str]) -> ProcessCluster {
+        static STANDARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = STANDARD.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cluster = Self::start_in(name, STANDARD_SUBNET, n, extra);
+        cluster._standard = Some(turn);
+        cluster
+    }
+
+    fn start_in(name: &str, subnet: u8, n: u64, extra: &[&str]) -> ProcessCluster {
         let dir = tempfile::tempdir().unwrap();
-        let subnet = crate::private_subnet();
         // The cluster CA and node certificates for the QUIC mesh, made by the CLI.
         let init = Command::new(crate::node::binary())
             .args(["cert", "init", "--dir"])
@@ -119,6 +146,7 @@ impl ProcessCluster {
             name: name.into(),
             subnet,
             _dir: dir,
+            _standard: None,
             specs,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             nodes: BTreeMap::new(),

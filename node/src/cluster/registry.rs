@@ -6,6 +6,7 @@
 //! another node is how a publisher takeover across nodes works: the old origin's next
 //! renewal fails and it drops its publisher.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,12 +14,13 @@ use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
 use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{NodeId, StreamStatus};
+use castmesh_cluster::state::NO_NODE;
 use tokio::time::Instant;
 
 use super::leases::Leases;
 use crate::seams::Clock;
 use crate::stream::registry::{
-    PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
+    OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
 };
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
@@ -217,5 +219,38 @@ impl StreamRegistry for ClusterRegistry {
             })
             .await
             .map_err(|e| e.to_string())
+    }
+
+    fn locate_origin(&self, id: &StreamId) -> OriginLookup {
+        let now = self.clock.now_ms();
+        self.member.read_local(|s| {
+            let Some(record) = s.streams.get(id) else {
+                return OriginLookup::Vacant { ended: true };
+            };
+            match s.origin(id, now) {
+                Some(lease) if lease.node != NO_NODE => OriginLookup::Node {
+                    node: lease.node,
+                    epoch: lease.epoch,
+                    mesh: s.nodes.get(&lease.node).and_then(|n| n.quic.parse().ok()),
+                },
+                _ => OriginLookup::Vacant {
+                    ended: record.status != StreamStatus::Live,
+                },
+            }
+        })
+    }
+
+    fn peers(&self) -> Vec<(u64, SocketAddr)> {
+        self.member.read_local(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.id != self.node)
+                .filter_map(|n| Some((n.id, n.quic.parse().ok()?)))
+                .collect()
+        })
+    }
+
+    fn node_id(&self) -> u64 {
+        self.node
     }
 }

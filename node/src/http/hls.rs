@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -20,7 +21,9 @@ use crate::hls::blocking::{self, Readiness};
 use crate::hls::live::Snapshot;
 use crate::hls::names::{self, MediaName};
 use crate::hls::window::Position;
+use crate::node::NodeMsg;
 use crate::stream::directory::StreamHandle;
+use crate::stream::registry::{OriginLookup, StreamId};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -32,6 +35,41 @@ fn unknown_stream(id: &str) -> Response {
             id.chars().take(64).collect::<String>()
         ),
     )
+}
+
+/// How long a request waits for the node to start relaying a stream.
+const RELAY_START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The stream as this node serves it. A stream whose origin is another node is
+/// relayed from it, starting with this request (one relay per stream, however many
+/// requests arrive at once).
+async fn find(state: &AppState, id: &str) -> Option<Arc<StreamHandle>> {
+    let stream = match state.ctx.directory.get(id) {
+        Some(stream) => stream,
+        None => {
+            let id = StreamId::parse(id).ok()?;
+            let elsewhere = matches!(
+                state.ctx.registry.locate_origin(&id),
+                OriginLookup::Node { node, .. } if node != state.ctx.registry.node_id()
+            );
+            if !elsewhere || state.ctx.mesh.is_none() {
+                return None;
+            }
+            let asked = state
+                .node
+                .call(
+                    |reply| NodeMsg::Relay { id, reply },
+                    Some(RELAY_START_TIMEOUT),
+                )
+                .await;
+            match asked {
+                Ok(ractor::rpc::CallResult::Success(stream)) => stream?,
+                _ => return None,
+            }
+        }
+    };
+    stream.stats.requested(state.ctx.seams.clock.now_ms());
+    Some(stream)
 }
 
 /// Longest a request is held waiting for media: three target durations (hls-rules 13).
@@ -59,7 +97,7 @@ pub async fn multivariant(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(stream) = state.ctx.directory.get(&id) else {
+    let Some(stream) = find(&state, &id).await else {
         return unknown_stream(&id);
     };
     let set_cookie = note_viewer(&state, &stream, &headers, peer);
@@ -101,7 +139,7 @@ pub async fn media_playlist(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(stream) = state.ctx.directory.get(&id) else {
+    let Some(stream) = find(&state, &id).await else {
         return unknown_stream(&id);
     };
     let request = match blocking::parse(
@@ -172,7 +210,7 @@ pub async fn media(
     ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(stream) = state.ctx.directory.get(&id) else {
+    let Some(stream) = find(&state, &id).await else {
         return unknown_stream(&id);
     };
     let Some((run, name)) = names::parse(&file) else {

@@ -9,11 +9,12 @@ use quinn::{RecvStream, SendStream};
 /// Largest message accepted: an init segment or a part with its metadata fits easily.
 pub const MAX_FRAME: u32 = 16 * 1024 * 1024;
 
-pub async fn write<M: Message>(stream: &mut SendStream, message: &M) -> anyhow::Result<()> {
+/// Writes one message; returns the bytes it took on the stream.
+pub async fn write<M: Message>(stream: &mut SendStream, message: &M) -> anyhow::Result<usize> {
     let body = message.encode_to_vec();
     stream.write_all(&(body.len() as u32).to_be_bytes()).await?;
     stream.write_all(&body).await?;
-    Ok(())
+    Ok(4 + body.len())
 }
 
 /// The next message, or `None` at a clean end of stream.

@@ -1,16 +1,18 @@
 //! The media mesh between nodes: QUIC (quinn) with mutual TLS from the cluster CA.
 //!
-//! Today it carries the mesh handshake and a ping (identity + reachability, probed for
-//! every member); stream subscriptions, so any edge serves any stream, build on the
-//! same endpoint and framing (see docs/mesh-protocol.md).
+//! It carries a ping (identity + reachability, probed for every member) and stream
+//! subscriptions, through which any edge serves any stream (see
+//! docs/mesh-protocol.md).
 
 pub mod certs;
 pub mod framing;
+pub mod subscription;
 pub mod tls;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,8 +20,11 @@ use castmesh_proto::mesh::v1::{Ping, Pong, Request, request};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::hls::window::Replay;
 use crate::metrics::Metrics;
+use crate::seams::Clock;
 use certs::Pem;
+use subscription::{Serving, StreamSource, Subscription, SubscriptionError};
 use tls::{MeshTls, peer_node};
 
 /// How long a mesh request may take before the peer counts as unreachable.
@@ -28,10 +33,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// This node's QUIC endpoint: accepts peers' requests and makes its own.
 pub struct Mesh {
     endpoint: quinn::Endpoint,
-    node_id: u64,
+    shared: Arc<Shared>,
     /// One connection per peer, reused by every request to it.
     connections: Mutex<HashMap<u64, quinn::Connection>>,
     accept: JoinHandle<()>,
+}
+
+/// What the request handlers of every connection share.
+struct Shared {
+    node_id: u64,
+    metrics: Arc<Metrics>,
+    /// The node's streams, once its media side runs (subscriptions are refused
+    /// before). Weak: the streams' owner also holds the mesh.
+    streams: OnceLock<(Weak<dyn StreamSource>, Arc<dyn Clock>)>,
 }
 
 /// The CA and node certificate from config, or, when none are configured (`--dev`), a
@@ -68,13 +82,47 @@ impl Mesh {
         let mut endpoint = quinn::Endpoint::server(tls.server, listen)
             .with_context(|| format!("cannot listen for the QUIC mesh on {listen}/udp"))?;
         endpoint.set_default_client_config(tls.client);
-        let accept = tokio::spawn(accept(endpoint.clone(), node_id, metrics));
+        let shared = Arc::new(Shared {
+            node_id,
+            metrics,
+            streams: OnceLock::new(),
+        });
+        let accept = tokio::spawn(accept(endpoint.clone(), shared.clone()));
         Ok(Mesh {
             endpoint,
-            node_id,
+            shared,
             connections: Mutex::new(HashMap::new()),
             accept,
         })
+    }
+
+    /// Starts serving subscriptions to `streams` (set once, when the media side runs).
+    pub fn serve_streams(&self, streams: Weak<dyn StreamSource>, clock: Arc<dyn Clock>) {
+        let _ = self.shared.streams.set((streams, clock));
+    }
+
+    /// Subscribes to `stream` on node `peer`: its window now, then its changes (or
+    /// only the window, with `replay_only`).
+    pub async fn subscribe(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        stream: &str,
+        replay_only: bool,
+    ) -> Result<(Replay, Subscription), SubscriptionError> {
+        let connection = self.connect(addr, peer).await?;
+        let started = Subscription::start(&connection, stream, replay_only).await;
+        if matches!(started, Err(SubscriptionError::Failed(_))) {
+            self.forget(peer);
+        }
+        started
+    }
+
+    fn forget(&self, peer: u64) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&peer);
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -130,16 +178,13 @@ impl Mesh {
         if answer.is_err() {
             // The peer may have restarted: the next request makes a new connection
             // rather than waiting out the old one's idle timeout.
-            self.connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&peer);
+            self.forget(peer);
         }
         answer
     }
 
     pub fn node_id(&self) -> u64 {
-        self.node_id
+        self.shared.node_id
     }
 
     pub async fn shutdown(self) {
@@ -149,10 +194,11 @@ impl Mesh {
     }
 }
 
-async fn accept(endpoint: quinn::Endpoint, node_id: u64, metrics: Arc<Metrics>) {
+async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
-        let metrics = metrics.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
+            let metrics = &shared.metrics;
             let connection = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -169,26 +215,55 @@ async fn accept(endpoint: quinn::Endpoint, node_id: u64, metrics: Arc<Metrics>) 
                 return;
             };
             let span = tracing::info_span!("mesh", peer);
-            let _ = tracing::Instrument::instrument(serve(connection, node_id), span).await;
+            let _ = tracing::Instrument::instrument(serve(connection, shared.clone()), span).await;
         });
     }
 }
 
+/// QUIC stream reset code: the request was not understood or cannot be served.
+const RESET_BAD_REQUEST: u32 = 2;
+
 /// Answers one peer's requests, one bidirectional stream each.
-async fn serve(connection: quinn::Connection, node_id: u64) -> anyhow::Result<()> {
+async fn serve(connection: quinn::Connection, shared: Arc<Shared>) -> anyhow::Result<()> {
     loop {
         let (mut send, mut recv) = connection.accept_bi().await?;
-        tokio::spawn(async move {
+        let shared = shared.clone();
+        let task = async move {
             let request: Option<Request> = framing::read(&mut recv).await.ok().flatten();
             match request.and_then(|r| r.kind) {
                 Some(request::Kind::Ping(Ping {})) => {
-                    let _ = framing::write(&mut send, &Pong { node_id }).await;
+                    let pong = Pong {
+                        node_id: shared.node_id,
+                    };
+                    let _ = framing::write(&mut send, &pong).await;
                     let _ = send.finish();
                 }
+                Some(request::Kind::Subscribe(sub)) => {
+                    let serving = shared.streams.get().and_then(|(streams, clock)| {
+                        Some(Serving {
+                            source: streams.upgrade()?,
+                            clock: clock.clone(),
+                            metrics: shared.metrics.clone(),
+                        })
+                    });
+                    let Some(serving) = serving else {
+                        let _ = send.reset(RESET_BAD_REQUEST.into());
+                        return;
+                    };
+                    let span = tracing::info_span!("subscription", stream = %sub.stream);
+                    let served = tracing::Instrument::instrument(
+                        subscription::serve(send, sub, serving),
+                        span,
+                    );
+                    if let Err(e) = served.await {
+                        tracing::debug!(error = %e, "subscription ended");
+                    }
+                }
                 None => {
-                    let _ = send.reset(2u32.into());
+                    let _ = send.reset(RESET_BAD_REQUEST.into());
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
     }
 }

@@ -2,6 +2,7 @@
 //! cluster CA and verify the other's (mutual TLS, TLS 1.3 only, ring provider).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -49,11 +50,26 @@ impl MeshTls {
             .with_client_auth_cert(chain, key)?;
         client.alpn_protocols = vec![ALPN.to_vec()];
 
-        Ok(MeshTls {
-            server: quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?)),
-            client: quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?)),
-        })
+        let transport = Arc::new(transport());
+        let mut server =
+            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
+        client.transport_config(transport);
+        Ok(MeshTls { server, client })
     }
+}
+
+/// A peer that stops answering is given up after a few seconds (quinn's default is
+/// 30 s), so an edge notices a dead origin well within a lease TTL; keep-alives keep
+/// quiet subscriptions open.
+fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(5)).expect("5 s is a valid idle timeout"),
+    ));
+    t
 }
 
 /// The node id named by the certificate a verified peer presented.

@@ -30,6 +30,7 @@ use crate::node::NodeMsg;
 use crate::stream::ingest::{IngestMsg, MediaKind};
 use crate::stream::registry::StreamKey;
 use crate::stream::supervisor::{PublisherBinding, PublisherConn};
+use crate::stream::takeover;
 
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a publish request may wait for the node to attach it.
@@ -375,6 +376,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         };
         let id = grant.id;
         tracing::Span::current().record("stream", id.as_str());
+        // An earlier origin existed (epoch > 1) and this node has no copy of the
+        // stream: learn where it was from the nodes that served it.
+        let seed = if grant.lease.epoch > 1 && self.ctx.directory.get(id.as_str()).is_none() {
+            takeover::find_window(&self.ctx, &id).await
+        } else {
+            None
+        };
         let (kick, kicked) = oneshot::channel();
         let conn = PublisherConn {
             peer: self.peer,
@@ -384,7 +392,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let answer = self
             .node
             .call(
-                |reply| NodeMsg::Publish { id, conn, reply },
+                |reply| NodeMsg::Publish {
+                    id,
+                    conn,
+                    seed,
+                    reply,
+                },
                 Some(ATTACH_TIMEOUT),
             )
             .await;

@@ -5,16 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use ractor::ActorRef;
-
 use super::registry::StreamId;
 use super::stats::StreamStats;
-use super::supervisor::StreamMsg;
 use crate::hls::live::LiveStream;
 
+/// A stream this node serves, as origin or as an edge: HTTP serves both the same way.
 pub struct StreamHandle {
     pub id: StreamId,
-    pub actor: ActorRef<StreamMsg>,
     pub live: Arc<LiveStream>,
     pub stats: Arc<StreamStats>,
 }

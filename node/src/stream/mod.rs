@@ -1,15 +1,20 @@
 //! The per-stream actor tree and the node's view of its streams.
 //!
 //! ```text
-//! stream supervisor ── ingest (bound to the publishing connection)
-//!                   ├─ segmenter (frames → CMAF parts → live window)
-//!                   └─ viewer-counter
+//! origin: stream supervisor ── ingest (bound to the publishing connection)
+//!                           ├─ segmenter (frames → CMAF parts → live window)
+//!                           └─ viewer-counter
+//! edge:   edge supervisor ──── relay (mesh subscription → live window)
+//!                           └─ viewer-counter
 //! ```
 
 pub mod directory;
+pub mod edge;
 pub mod ingest;
 pub mod registry;
+pub mod relay;
 pub mod segmenter;
 pub mod stats;
 pub mod supervisor;
+pub mod takeover;
 pub mod viewer_counter;

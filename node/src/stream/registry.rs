@@ -5,6 +5,8 @@
 //! the node uses the Raft-backed `cluster::registry::ClusterRegistry` (also in
 //! `--dev`, as a one-node cluster); a simulator can substitute its own.
 
+use std::net::SocketAddr;
+
 use async_trait::async_trait;
 use tokio::sync::watch;
 
@@ -44,6 +46,20 @@ pub struct StreamMeta {
     pub origin_epoch: Option<u64>,
 }
 
+/// Where a stream's media comes from, as this node's copy of the metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginLookup {
+    /// A live origin lease names `node`; `mesh` is where it serves subscriptions.
+    Node {
+        node: u64,
+        epoch: u64,
+        mesh: Option<SocketAddr>,
+    },
+    /// No live lease (the origin died and nobody took over yet, or the stream is
+    /// over). `ended`: the stream is not live any more, or does not exist.
+    Vacant { ended: bool },
+}
+
 #[async_trait]
 pub trait StreamRegistry: Send + Sync + 'static {
     /// Checks a publish request and makes this node the stream's origin; called
@@ -56,4 +72,11 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// The cluster's record of a stream (linearizable); `Err` when the cluster cannot
     /// answer.
     async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String>;
+    /// Who serves the stream's media now. A local read: edges follow the lease as
+    /// replicated to them, without a round trip to the Raft leader per request.
+    fn locate_origin(&self, id: &StreamId) -> OriginLookup;
+    /// The other nodes' mesh addresses.
+    fn peers(&self) -> Vec<(u64, SocketAddr)>;
+    /// This node's id.
+    fn node_id(&self) -> u64;
 }

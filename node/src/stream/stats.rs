@@ -25,6 +25,9 @@ pub struct StreamStats {
     /// Publisher bitrate over the last measurement interval, bits per second.
     pub bitrate_bps: AtomicU64,
     pub viewers: AtomicU64,
+    /// Wall-clock milliseconds of the latest HTTP request for the stream; an edge
+    /// ends its subscription after a while without one.
+    last_request_ms: AtomicU64,
     /// The current viewer-counter actor (replaced when it restarts). HTTP handlers
     /// report viewers straight to it so the stream supervisor stays off the hot path.
     viewer_counter: RwLock<Option<ActorRef<ViewerMsg>>>,
@@ -37,6 +40,7 @@ impl StreamStats {
             phase: AtomicU8::new(0),
             bitrate_bps: AtomicU64::new(0),
             viewers: AtomicU64::new(0),
+            last_request_ms: AtomicU64::new(0),
             viewer_counter: RwLock::new(None),
         })
     }
@@ -56,6 +60,14 @@ impl StreamStats {
             Phase::Ended => 2,
         };
         self.phase.store(v, Ordering::Relaxed);
+    }
+
+    pub fn requested(&self, now_ms: u64) {
+        self.last_request_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn last_request_ms(&self) -> u64 {
+        self.last_request_ms.load(Ordering::Relaxed)
     }
 
     pub fn set_viewer_counter(&self, actor: Option<ActorRef<ViewerMsg>>) {

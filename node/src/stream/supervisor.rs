@@ -173,22 +173,25 @@ async fn spawn_segmenter(
     Ok(actor)
 }
 
-async fn spawn_viewer_counter(
-    myself: &ActorRef<StreamMsg>,
-    args: &StreamArgs,
+/// Starts a stream's viewer counter under `parent` (an origin's or an edge's supervisor).
+pub(super) async fn spawn_viewer_counter(
+    parent: ractor::ActorCell,
+    id: &StreamId,
+    stats: &Arc<StreamStats>,
+    ctx: &Arc<NodeContext>,
 ) -> Result<ActorRef<ViewerMsg>, ActorProcessingErr> {
     let (actor, _) = Actor::spawn_linked(
         None,
         ViewerCounter,
         ViewerArgs {
-            stream: args.id.to_string(),
-            stats: args.stats.clone(),
-            ctx: args.ctx.clone(),
+            stream: id.to_string(),
+            stats: stats.clone(),
+            ctx: ctx.clone(),
         },
-        myself.get_cell(),
+        parent,
     )
     .await?;
-    args.stats.set_viewer_counter(Some(actor.clone()));
+    stats.set_viewer_counter(Some(actor.clone()));
     Ok(actor)
 }
 
@@ -214,7 +217,8 @@ impl Actor for StreamSupervisor {
             args.id.clone(),
         ));
         let segmenter = spawn_segmenter(&myself, &args, 0).await?;
-        let viewers = spawn_viewer_counter(&myself, &args).await?;
+        let viewers =
+            spawn_viewer_counter(myself.get_cell(), &args.id, &args.stats, &args.ctx).await?;
         Ok(StreamState {
             args,
             segmenter,
@@ -356,6 +360,7 @@ impl Actor for StreamSupervisor {
                         Some((i, _)) => i.send_message(IngestMsg::Crash).map_err(|_| ()),
                         None => Err(()),
                     },
+                    StreamChild::Relay => Err(()),
                 };
             }
         }
@@ -425,9 +430,13 @@ impl Actor for StreamSupervisor {
                 }
             }
             StreamChild::ViewerCounter => {
-                state.viewers = spawn_viewer_counter(&myself, &state.args).await?;
+                let a = &state.args;
+                state.viewers =
+                    spawn_viewer_counter(myself.get_cell(), &a.id, &a.stats, &a.ctx).await?;
             }
-            StreamChild::Ingest => unreachable!("ingest is matched above"),
+            StreamChild::Ingest | StreamChild::Relay => {
+                unreachable!("ingest is matched above; an origin has no relay")
+            }
         }
         Ok(())
     }

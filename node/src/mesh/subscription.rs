@@ -1,0 +1,255 @@
+//! Stream subscriptions over the mesh: the serving side pushes a stream's window
+//! (replay) and then each change as it happens; the subscribing side reads them.
+//!
+//! The serving side never waits for a subscriber: changes reach it through the
+//! stream's bounded broadcast ([`LiveStream::subscribe`]); a subscriber that falls
+//! more than that queue behind, or stops reading, has its QUIC stream reset with
+//! [`RESET_OVERFLOW`] and subscribes again (see `hls::replica` for how it rejoins).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use castmesh_proto::mesh::v1::{self as pb, delivery};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{framing, wire};
+use crate::hls::live::LiveStream;
+use crate::hls::window::{Replay, WindowEvent};
+use crate::metrics::Metrics;
+use crate::seams::Clock;
+
+/// QUIC stream reset code: the subscriber fell behind and was cut off.
+pub const RESET_OVERFLOW: u32 = 1;
+
+/// Longest a single message may wait for a subscriber to read before it is cut off.
+const STALLED_SUBSCRIBER: Duration = Duration::from_secs(10);
+
+/// Longest the replay may take to arrive.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The streams a node serves to subscribers: its own, as origin or as an edge.
+pub trait StreamSource: Send + Sync + 'static {
+    fn live(&self, stream: &str) -> Option<Arc<LiveStream>>;
+}
+
+/// What the serving side needs besides the request.
+pub(super) struct Serving {
+    pub source: Arc<dyn StreamSource>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Answers one `Subscribe` request on its QUIC stream.
+pub(super) async fn serve(
+    mut send: quinn::SendStream,
+    request: pb::Subscribe,
+    serving: Serving,
+) -> anyhow::Result<()> {
+    let Some(live) = serving.source.live(&request.stream) else {
+        let refused = delivery::Kind::Refused(pb::Refused {
+            reason: "no such stream on this node".into(),
+        });
+        write(&mut send, refused, 0).await?;
+        send.finish()?;
+        return Ok(());
+    };
+    let (replay, mut changes) = live.subscribe();
+    // The subscription must not keep a removed stream alive: once it is gone, its
+    // broadcast closes and the subscription ends.
+    drop(live);
+    let label = Metrics::stream(&request.stream);
+    let gauge = serving
+        .metrics
+        .mesh_subscriptions
+        .get_or_create(&label)
+        .clone();
+    gauge.inc();
+    let _served = scopeguard(move || {
+        gauge.dec();
+    });
+    let forwarded = serving
+        .metrics
+        .mesh_forwarded_bytes
+        .get_or_create(&label)
+        .clone();
+    let now = serving.clock.now_ms();
+    let mut bytes = write(
+        &mut send,
+        delivery::Kind::Subscribed(wire::subscribed(&replay)),
+        now,
+    )
+    .await?;
+    for event in &replay.events {
+        bytes += write_event(&mut send, event, now).await?;
+    }
+    bytes += write(
+        &mut send,
+        delivery::Kind::ReplayDone(pb::ReplayDone {}),
+        now,
+    )
+    .await?;
+    forwarded.inc_by(bytes as u64);
+    if request.replay_only {
+        send.finish()?;
+        return Ok(());
+    }
+    loop {
+        match changes.recv().await {
+            Ok(batch) => {
+                let now = serving.clock.now_ms();
+                let mut bytes = 0;
+                for event in batch.iter() {
+                    bytes += write_event(&mut send, event, now).await?;
+                }
+                forwarded.inc_by(bytes as u64);
+            }
+            Err(RecvError::Lagged(missed)) => {
+                serving.metrics.mesh_subscriber_overflows.inc();
+                tracing::warn!(stream = %request.stream, missed, "subscriber fell behind; cutting it off");
+                let _ = send.reset(RESET_OVERFLOW.into());
+                return Ok(());
+            }
+            Err(RecvError::Closed) => {
+                send.finish()?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn write_event(
+    send: &mut quinn::SendStream,
+    event: &WindowEvent,
+    now: u64,
+) -> anyhow::Result<usize> {
+    write(send, delivery::Kind::Event(wire::event_to_wire(event)), now).await
+}
+
+/// Writes one delivery; returns its size on the wire.
+async fn write(
+    send: &mut quinn::SendStream,
+    kind: delivery::Kind,
+    sent_at_ms: u64,
+) -> anyhow::Result<usize> {
+    let message = pb::Delivery {
+        kind: Some(kind),
+        sent_at_ms,
+    };
+    tokio::time::timeout(STALLED_SUBSCRIBER, framing::write(send, &message))
+        .await
+        .context("subscriber stopped reading")?
+}
+
+/// Runs `f` when dropped, however the subscription ends.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// Why a subscription could not start or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    /// The node does not have the stream.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The subscriber fell behind and was cut off; subscribing again catches up.
+    #[error("fell behind the origin and was cut off")]
+    Overflow,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// The subscribing side: live changes after the replay.
+pub struct Subscription {
+    recv: quinn::RecvStream,
+    /// Kept open: closing it would end the request.
+    _send: quinn::SendStream,
+}
+
+/// One live change and the serving node's clock when it sent it.
+pub struct Change {
+    pub event: WindowEvent,
+    pub sent_at_ms: u64,
+}
+
+impl Subscription {
+    /// Sends the request and reads the replay.
+    pub(super) async fn start(
+        connection: &quinn::Connection,
+        stream: &str,
+        replay_only: bool,
+    ) -> Result<(Replay, Subscription), SubscriptionError> {
+        let (mut send, recv) = connection.open_bi().await.map_err(anyhow::Error::from)?;
+        let request = pb::Request {
+            kind: Some(pb::request::Kind::Subscribe(pb::Subscribe {
+                stream: stream.to_string(),
+                replay_only,
+            })),
+        };
+        framing::write(&mut send, &request).await?;
+        let mut sub = Subscription { recv, _send: send };
+        let replay = tokio::time::timeout(REPLAY_TIMEOUT, sub.read_replay())
+            .await
+            .context("the replay did not arrive in time")??;
+        Ok((replay, sub))
+    }
+
+    async fn read_replay(&mut self) -> Result<Replay, SubscriptionError> {
+        let mut replay = match self.read().await?.context("no answer")? {
+            delivery::Kind::Subscribed(s) => wire::replay_from_wire(s)?,
+            delivery::Kind::Refused(r) => return Err(SubscriptionError::Refused(r.reason)),
+            _ => return Err(anyhow::anyhow!("subscription answer out of order").into()),
+        };
+        loop {
+            match self.read().await?.context("the replay ended early")? {
+                delivery::Kind::Event(e) => replay.events.push(wire::event_from_wire(e)?),
+                delivery::Kind::ReplayDone(_) => return Ok(replay),
+                _ => return Err(anyhow::anyhow!("unexpected message in a replay").into()),
+            }
+        }
+    }
+
+    /// The next change; `None` when the serving node ended the subscription.
+    pub async fn next(&mut self) -> Result<Option<Change>, SubscriptionError> {
+        let Some(message) = self.read_delivery().await? else {
+            return Ok(None);
+        };
+        match message.kind {
+            Some(delivery::Kind::Event(e)) => Ok(Some(Change {
+                event: wire::event_from_wire(e)?,
+                sent_at_ms: message.sent_at_ms,
+            })),
+            _ => Err(anyhow::anyhow!("unexpected message in a subscription").into()),
+        }
+    }
+
+    async fn read(&mut self) -> Result<Option<delivery::Kind>, SubscriptionError> {
+        Ok(self.read_delivery().await?.and_then(|d| d.kind))
+    }
+
+    async fn read_delivery(&mut self) -> Result<Option<pb::Delivery>, SubscriptionError> {
+        match framing::read::<pb::Delivery>(&mut self.recv).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                let reset = e
+                    .downcast_ref::<quinn::ReadExactError>()
+                    .is_some_and(|r| {
+                        matches!(r, quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) if *code == RESET_OVERFLOW.into())
+                    });
+                Err(if reset {
+                    SubscriptionError::Overflow
+                } else {
+                    SubscriptionError::Failed(e)
+                })
+            }
+        }
+    }
+}

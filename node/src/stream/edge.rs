@@ -1,0 +1,166 @@
+//! The edge supervisor: one per stream this node serves for another node's origin,
+//! parent of `relay` (the mesh subscription) and `viewer-counter`.
+//!
+//! Started by the first HTTP request for a stream whose origin lease names another
+//! node; stops when its relay finds the stream idle here. A failed child is
+//! restarted alone, within the restart intensity.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::registry::StreamId;
+use super::relay::{RelayActor, RelayArgs, RelayMsg};
+use super::stats::StreamStats;
+use super::supervisor::spawn_viewer_counter;
+use super::viewer_counter::ViewerMsg;
+use crate::context::NodeContext;
+use crate::hls::live::LiveStream;
+use crate::mesh::Mesh;
+use crate::metrics::ActorLabel;
+use crate::supervision::{RestartIntensity, StreamChild};
+
+pub enum EdgeMsg {
+    /// Fault injection: make a child panic.
+    Crash(StreamChild),
+}
+
+pub struct EdgeSupervisor;
+
+pub struct EdgeArgs {
+    pub id: StreamId,
+    pub live: Arc<LiveStream>,
+    pub stats: Arc<StreamStats>,
+    pub ctx: Arc<NodeContext>,
+    pub mesh: Arc<Mesh>,
+}
+
+pub struct EdgeState {
+    relay_args: RelayArgs,
+    relay: ActorRef<RelayMsg>,
+    viewers: ActorRef<ViewerMsg>,
+    intensity: RestartIntensity,
+}
+
+async fn spawn_relay(
+    myself: &ActorRef<EdgeMsg>,
+    args: &RelayArgs,
+) -> Result<ActorRef<RelayMsg>, ActorProcessingErr> {
+    let (actor, _) = Actor::spawn_linked(None, RelayActor, args.clone(), myself.get_cell()).await?;
+    Ok(actor)
+}
+
+impl Actor for EdgeSupervisor {
+    type Msg = EdgeMsg;
+    type State = EdgeState;
+    type Arguments = EdgeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<EdgeMsg>,
+        args: EdgeArgs,
+    ) -> Result<EdgeState, ActorProcessingErr> {
+        let streams = &args.ctx.config.streams;
+        let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
+        // The request that started the edge counts: the idle clock starts now.
+        args.stats.requested(args.ctx.seams.clock.now_ms());
+        let relay_args = RelayArgs {
+            id: args.id.clone(),
+            live: args.live,
+            stats: args.stats.clone(),
+            ctx: args.ctx.clone(),
+            mesh: args.mesh,
+        };
+        let relay = spawn_relay(&myself, &relay_args).await?;
+        let viewers =
+            spawn_viewer_counter(myself.get_cell(), &args.id, &args.stats, &args.ctx).await?;
+        tracing::info!(stream = %args.id, "relaying the stream from its origin");
+        Ok(EdgeState {
+            relay_args,
+            relay,
+            viewers,
+            intensity,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<EdgeMsg>,
+        state: &mut EdgeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.relay_args.stats.set_viewer_counter(None);
+        state.relay.stop(None);
+        state.viewers.stop(None);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<EdgeMsg>,
+        msg: EdgeMsg,
+        state: &mut EdgeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let EdgeMsg::Crash(child) = msg;
+        tracing::warn!(stream = %state.relay_args.id, actor = child.name(), "fault injection: crashing actor");
+        let _ = match child {
+            StreamChild::Relay => state.relay.send_message(RelayMsg::Crash).map_err(|_| ()),
+            StreamChild::ViewerCounter => {
+                state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
+            }
+            StreamChild::Ingest | StreamChild::Segmenter => Err(()),
+        };
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<EdgeMsg>,
+        event: SupervisionEvent,
+        state: &mut EdgeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.map(Ok)),
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(Err(err.to_string()))),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        let child = if state.relay.get_id() == id {
+            // A relay that finished (idle) ends the edge; one that failed is restarted.
+            if let Some(Ok(reason)) = &failure {
+                myself.stop(Some(reason.clone()));
+                return Ok(());
+            }
+            StreamChild::Relay
+        } else if state.viewers.get_id() == id {
+            StreamChild::ViewerCounter
+        } else {
+            return Ok(());
+        };
+        let reason = match &failure {
+            Some(Ok(r)) | Some(Err(r)) => r.as_str(),
+            None => "stopped",
+        };
+        tracing::warn!(stream = %state.relay_args.id, actor = child.name(), reason, "child exited; restarting");
+        if !state.intensity.allow_restart(tokio::time::Instant::now()) {
+            return Err(format!("{} keeps failing; giving up on the edge", child.name()).into());
+        }
+        state
+            .relay_args
+            .ctx
+            .metrics
+            .actor_restarts
+            .get_or_create(&ActorLabel {
+                actor: child.name(),
+            })
+            .inc();
+        let a = &state.relay_args;
+        match child {
+            StreamChild::Relay => state.relay = spawn_relay(&myself, a).await?,
+            _ => {
+                state.viewers =
+                    spawn_viewer_counter(myself.get_cell(), &a.id, &a.stats, &a.ctx).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! The relay actor: on an edge, keeps the stream's window a copy of its origin's.
+//!
+//! It subscribes over the mesh to whichever node the origin lease names, applies the
+//! origin's replay and changes to the local [`LiveStream`] (so `/hls` serves the
+//! edge exactly as it serves an origin, blocking reloads included), and follows the
+//! lease when it moves. One relay per stream per edge, however many viewers; it ends
+//! after `mesh.edge_idle_timeout` without a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::task::JoinHandle;
+
+use super::registry::{OriginLookup, StreamId};
+use super::stats::{Phase, StreamStats};
+use crate::context::NodeContext;
+use crate::hls::live::LiveStream;
+use crate::hls::replica::{self, Merged};
+use crate::hls::window::WindowEvent;
+use crate::mesh::Mesh;
+use crate::mesh::subscription::{Subscription, SubscriptionError};
+use crate::metrics::ReasonLabel;
+
+/// How often the relay checks that the lease still names the node it follows and
+/// that someone still watches.
+const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// Pause between attempts when the origin cannot be reached or has no stream yet.
+const RETRY: Duration = Duration::from_millis(250);
+
+pub enum RelayMsg {
+    /// The relay's task finished: the stream is idle here.
+    Finished(String),
+    /// Fault injection: panic.
+    Crash,
+}
+
+pub struct RelayActor;
+
+#[derive(Clone)]
+pub struct RelayArgs {
+    pub id: StreamId,
+    pub live: Arc<LiveStream>,
+    pub stats: Arc<StreamStats>,
+    pub ctx: Arc<NodeContext>,
+    pub mesh: Arc<Mesh>,
+}
+
+pub struct RelayState {
+    task: JoinHandle<()>,
+}
+
+impl Actor for RelayActor {
+    type Msg = RelayMsg;
+    type State = RelayState;
+    type Arguments = RelayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RelayMsg>,
+        args: RelayArgs,
+    ) -> Result<RelayState, ActorProcessingErr> {
+        let span = tracing::info_span!("relay", stream = %args.id);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let reason = relay(&args).await;
+                let _ = myself.send_message(RelayMsg::Finished(reason));
+            },
+            span,
+        ));
+        Ok(RelayState { task })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RelayMsg>,
+        state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.task.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RelayMsg>,
+        msg: RelayMsg,
+        _state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RelayMsg::Finished(reason) => myself.stop(Some(reason)),
+            RelayMsg::Crash => panic!("fault injection: relay crash requested"),
+        }
+        Ok(())
+    }
+}
+
+/// Why one subscription ended.
+enum Ended {
+    /// Nobody asked for the stream for the idle timeout.
+    Idle,
+    /// The lease names another node now.
+    OriginMoved,
+    /// The origin ended the subscription (its stream is gone).
+    Closed,
+}
+
+/// Follows the stream's origin until the stream is idle here; returns why it stopped.
+async fn relay(args: &RelayArgs) -> String {
+    let metrics = &args.ctx.metrics;
+    metrics.mesh_upstream_subscriptions.inc();
+    let resubscribed = |reason: &'static str| {
+        metrics
+            .mesh_resubscribes
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    };
+    let me = args.ctx.registry.node_id();
+    let reason = loop {
+        if idle(args) {
+            break "idle";
+        }
+        let origin = args.ctx.registry.locate_origin(&args.id);
+        let (node, addr) = match origin {
+            OriginLookup::Node {
+                node,
+                mesh: Some(addr),
+                ..
+            } if node != me => (node, addr),
+            OriginLookup::Vacant { ended: true } => {
+                // Over everywhere: what viewers hold stays, marked as ended.
+                if !args.live.snapshot().position.ended && args.live.snapshot().position.has_media()
+                {
+                    tracing::info!("the stream ended");
+                    args.live.update(|w| w.end_stream());
+                }
+                args.stats.set_phase(Phase::Ended);
+                tokio::time::sleep(CHECK_INTERVAL).await;
+                continue;
+            }
+            // The origin died and nobody took over yet (the window stays as it is), or
+            // this node is about to become the origin itself.
+            _ => {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        match args
+            .mesh
+            .subscribe(addr, node, args.id.as_str(), false)
+            .await
+        {
+            Ok((replay, subscription)) => {
+                let had_media = args.live.snapshot().position.has_media();
+                let merged = args.live.update(|w| replica::merge(w, replay));
+                tracing::info!(origin = node, ?merged, "subscribed");
+                if had_media && merged == Merged::Replaced {
+                    // The edge's window could not be continued: what it listed is gone.
+                    resubscribed("window_replaced");
+                }
+                args.stats.set_phase(Phase::Live);
+                match follow(args, node, subscription).await {
+                    Ok(Ended::Idle) => break "idle",
+                    Ok(Ended::OriginMoved) => resubscribed("origin_moved"),
+                    Ok(Ended::Closed) => resubscribed("closed"),
+                    Err(SubscriptionError::Overflow) => {
+                        tracing::warn!(origin = node, "fell behind the origin; resubscribing");
+                        resubscribed("overflow");
+                    }
+                    Err(e) => {
+                        tracing::warn!(origin = node, error = %e, "subscription failed; resubscribing");
+                        resubscribed("failed");
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(origin = node, error = %e, "cannot subscribe yet");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    };
+    metrics.mesh_upstream_subscriptions.dec();
+    reason.to_string()
+}
+
+/// Applies a subscription's changes until it ends, the lease moves or nobody watches.
+async fn follow(
+    args: &RelayArgs,
+    origin: u64,
+    mut subscription: Subscription,
+) -> Result<Ended, SubscriptionError> {
+    let mut check = tokio::time::interval(CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            change = subscription.next() => {
+                let Some(change) = change? else {
+                    return Ok(Ended::Closed);
+                };
+                let is_part = matches!(change.event, WindowEvent::Part { .. });
+                if let Err(gap) = args.live.update(|w| replica::follow(w, change.event)) {
+                    return Err(anyhow::anyhow!(
+                        "origin sent segment {} where {} was expected",
+                        gap.got_msn,
+                        gap.expected_msn
+                    )
+                    .into());
+                }
+                if is_part {
+                    let now = args.ctx.seams.clock.now_ms();
+                    let lag_ms = now.saturating_sub(change.sent_at_ms);
+                    args.ctx.metrics.mesh_forward_lag.observe(lag_ms as f64 / 1000.0);
+                }
+            }
+            _ = check.tick() => {
+                if idle(args) {
+                    return Ok(Ended::Idle);
+                }
+                let still = matches!(
+                    args.ctx.registry.locate_origin(&args.id),
+                    OriginLookup::Node { node, .. } if node == origin
+                );
+                if !still {
+                    return Ok(Ended::OriginMoved);
+                }
+            }
+        }
+    }
+}
+
+fn idle(args: &RelayArgs) -> bool {
+    let now = args.ctx.seams.clock.now_ms();
+    let timeout = args.ctx.config.mesh.edge_idle_timeout.as_millis() as u64;
+    now.saturating_sub(args.stats.last_request_ms()) > timeout
+}

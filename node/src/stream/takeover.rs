@@ -1,0 +1,56 @@
+//! A node that becomes a stream's origin continues the stream where it was.
+//!
+//! When the previous origin died (or its publisher moved here), the nodes that
+//! served the stream as edges still hold its window. The new origin asks every
+//! other node for its copy (a replay-only subscription), keeps the most advanced
+//! one, and continues its run id and media sequence after a discontinuity, so on
+//! every edge the sequence never goes back and nothing listed is renamed.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::registry::StreamId;
+use crate::context::NodeContext;
+use crate::hls::window::{Replay, WindowEvent};
+
+/// Longest a publish waits for the other nodes' copies of the stream.
+const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The most advanced copy of stream `id` held by another node, if any answers.
+pub async fn find_window(ctx: &NodeContext, id: &StreamId) -> Option<Replay> {
+    let mut asks = JoinSet::new();
+    for (node, addr) in ctx.registry.peers() {
+        let mesh = ctx.mesh.clone()?;
+        let id = id.clone();
+        asks.spawn(async move {
+            let ask = mesh.subscribe(addr, node, id.as_str(), true);
+            match tokio::time::timeout(ASK_TIMEOUT, ask).await {
+                Ok(Ok((replay, _))) => Some(replay),
+                _ => None,
+            }
+        });
+    }
+    let answers = asks.join_all().await;
+    let best = answers
+        .into_iter()
+        .flatten()
+        .filter(|r| !r.events.is_empty())
+        .max_by_key(progress)?;
+    tracing::info!(stream = %id, run = best.run, next_msn = best.next_msn, "found where the stream was");
+    Some(best)
+}
+
+/// How far a copy got: its newest segment and how many of its parts it holds.
+fn progress(replay: &Replay) -> (u64, u32) {
+    replay
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            WindowEvent::Part { msn, index, .. } => Some((*msn, index + 1)),
+            WindowEvent::BeginSegment { msn, .. } => Some((*msn, 0)),
+            _ => None,
+        })
+        .unwrap_or((0, 0))
+}

@@ -1,0 +1,147 @@
+//! The media mesh with three real `castmesh` processes on 127.0.0.1/.2/.3 (default
+//! ports, as `configs/cluster-3`): a stream published to one node plays from every
+//! node, byte for byte the same. Published with the real ffmpeg, read with the real
+//! ffmpeg and with HTTP clients.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use castmesh_tests::cluster::ProcessCluster;
+use castmesh_tests::ffmpeg::{Publisher, Reader};
+use castmesh_tests::hls_check;
+use castmesh_tests::wait_for;
+
+fn create(c: &ProcessCluster, id: &str) -> String {
+    let created = c
+        .castctl(1, &["stream", "create", "--id", id, "-o", "json"])
+        .json();
+    created["key"].as_str().unwrap().to_string()
+}
+
+/// Every part listed in a node's media playlist now: (msn, index) → URI.
+fn listed_parts(c: &ProcessCluster, node: u64, id: &str) -> BTreeMap<(u64, usize), String> {
+    let (status, text) = c.node(node).get_text(&format!("/hls/{id}/media.m3u8"));
+    if status != 200 {
+        return BTreeMap::new();
+    }
+    hls_check::parse(&text).part_uris().into_iter().collect()
+}
+
+#[test]
+fn every_node_serves_a_stream_published_to_one_with_the_same_bytes() {
+    let c = ProcessCluster::start_standard("mesh-edges", 3, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    let key = create(&c, "show");
+    let _publisher = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("show", 1);
+
+    // Two viewers on the edges, ffmpeg failing on any error, for 20 s.
+    let readers: Vec<Reader> = [2, 3]
+        .iter()
+        .map(|n| Reader::start(&c.node(*n).playlist_url("show"), 20, &format!("edge-{n}")))
+        .collect();
+
+    // Meanwhile: every part listed by both node 1 and node 3 has the same bytes.
+    let mut compared = 0;
+    let mut checked = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(18);
+    while Instant::now() < until {
+        let origin = listed_parts(&c, 1, "show");
+        let edge = listed_parts(&c, 3, "show");
+        for (name, uri) in &edge {
+            if checked.contains(name) {
+                continue;
+            }
+            let Some(origin_uri) = origin.get(name) else {
+                continue;
+            };
+            assert_eq!(uri, origin_uri, "part {name:?} named differently");
+            let path = format!("/hls/show/{uri}");
+            let (s1, b1) = c.node(1).get(&path).unwrap();
+            let (s3, b3) = c.node(3).get(&path).unwrap();
+            assert_eq!((s1, s3), (200, 200), "{path}");
+            assert!(b1 == b3, "part {path} differs between node 1 and node 3");
+            checked.insert(*name);
+            compared += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(compared >= 30, "only {compared} parts compared");
+    for (n, reader) in [2, 3].iter().zip(readers) {
+        let result = reader.finish();
+        assert!(
+            result.status.success(),
+            "reader on node {n}: {}",
+            result.stderr
+        );
+        assert!(result.seconds >= 19.0, "node {n} read {} s", result.seconds);
+    }
+    // Each edge holds one subscription to the origin.
+    assert_eq!(
+        c.node(1)
+            .metric("castmesh_mesh_subscriptions{stream=\"show\"}"),
+        Some(2.0)
+    );
+    let lag = c
+        .node(3)
+        .metric("castmesh_mesh_forward_lag_seconds_count")
+        .unwrap_or(0.0);
+    assert!(lag > 50.0, "forward lag observed for {lag} parts");
+
+    // 50 concurrent viewers of another stream on node 3: one subscription on node 1.
+    let key = create(&c, "crowd");
+    let _crowd_publisher = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("crowd", 1);
+    let edge = c.node(3).url("/hls/crowd/media.m3u8");
+    let viewers: Vec<_> = (0..50)
+        .map(|_| {
+            let url = edge.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .unwrap();
+                let until = Instant::now() + Duration::from_secs(8);
+                let mut ok = 0;
+                while Instant::now() < until {
+                    let response = client.get(&url).send().unwrap();
+                    assert_eq!(response.status(), 200);
+                    let playlist = hls_check::parse(&response.text().unwrap());
+                    if let Some(((msn, part), _)) = playlist.part_uris().last() {
+                        // A blocking reload for the next part, as LL-HLS players do.
+                        let next = client
+                            .get(format!("{url}?_HLS_msn={msn}&_HLS_part={}", part + 1))
+                            .send()
+                            .unwrap();
+                        assert!(next.status().is_success(), "{}", next.status());
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let served: usize = viewers.into_iter().map(|v| v.join().unwrap()).sum();
+    assert!(served > 100, "{served} blocking reloads served");
+    assert_eq!(
+        c.node(1)
+            .metric("castmesh_mesh_subscriptions{stream=\"crowd\"}"),
+        Some(1.0),
+        "one subscription for 50 viewers"
+    );
+    let upstream = c.node(3).metric("castmesh_mesh_upstream_subscriptions ");
+    assert_eq!(upstream, Some(2.0), "node 3 relays show and crowd");
+}
+
+#[test]
+fn an_unknown_stream_is_a_404_on_every_node() {
+    let c = ProcessCluster::start_standard("mesh-unknown", 3, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    for n in 1..=3 {
+        let (status, _) = c.node(n).get_text("/hls/nothing/media.m3u8");
+        assert_eq!(status, 404);
+    }
+    wait_for("no relay started", Duration::from_secs(1), || {
+        (c.node(2).metric("castmesh_mesh_upstream_subscriptions ") == Some(0.0)).then_some(())
+    });
+}
