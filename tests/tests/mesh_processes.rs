@@ -145,3 +145,111 @@ fn an_unknown_stream_is_a_404_on_every_node() {
         (c.node(2).metric("castmesh_mesh_upstream_subscriptions ") == Some(0.0)).then_some(())
     });
 }
+
+/// What a viewer polling one edge saw across an origin failover.
+#[derive(Default)]
+struct EdgeWatch {
+    violations: Vec<String>,
+    /// Segments (by media sequence number) that carried a discontinuity tag.
+    discontinuities: std::collections::BTreeSet<u64>,
+    /// Listed parts fetched, and those that were not there (status ≠ 200).
+    fetched: usize,
+    missing: Vec<String>,
+    fetched_names: std::collections::BTreeSet<String>,
+    ended: bool,
+    checker: hls_check::Checker,
+}
+
+impl EdgeWatch {
+    /// Polls node 3's playlist of stream `relay` for `d`.
+    fn poll_for(&mut self, c: &ProcessCluster, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.poll(c, 3, "relay");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Polls the playlist once; fetches every part listed for the first time.
+    fn poll(&mut self, c: &ProcessCluster, node: u64, id: &str) {
+        let (status, text) = c.node(node).get_text(&format!("/hls/{id}/media.m3u8"));
+        if status != 200 {
+            self.violations.push(format!("playlist answered {status}"));
+            return;
+        }
+        let (playlist, violations) = self.checker.check(&text);
+        self.violations.extend(violations);
+        self.ended |= playlist.ended;
+        for s in &playlist.segments {
+            if s.discontinuity {
+                self.discontinuities.insert(s.msn);
+            }
+        }
+        if playlist.open_discontinuity {
+            self.discontinuities.insert(playlist.open_msn());
+        }
+        for (_, uri) in playlist.part_uris() {
+            if !self.fetched_names.insert(uri.clone()) {
+                continue;
+            }
+            let (status, _) = c.node(node).get(&format!("/hls/{id}/{uri}")).unwrap();
+            self.fetched += 1;
+            if status != 200 {
+                self.missing.push(format!("{uri}: {status}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn viewers_of_an_edge_keep_playing_when_the_origin_dies_and_the_publisher_moves() {
+    let c = ProcessCluster::start_standard("mesh-failover", 3, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    let key = create(&c, "relay");
+    let mut first = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("relay", 2);
+    let reader = Reader::start(&c.node(3).playlist_url("relay"), 40, "failover-viewer");
+    let mut watch = EdgeWatch::default();
+    watch.poll_for(&c, Duration::from_secs(8));
+    let before = watch.discontinuities.clone();
+    assert!(watch.fetched > 20, "edge lists parts before the failover");
+
+    // The origin dies; the streamer reconnects to node 2 within the grace period.
+    let mut c = c;
+    c.kill(1);
+    first.kill();
+    let _second = Publisher::start(&c.node(2).rtmp_url(&key));
+    watch.poll_for(&c, Duration::from_secs(20));
+
+    let result = reader.finish();
+    assert!(
+        result.status.success(),
+        "the edge's viewer failed: {}",
+        result.stderr
+    );
+    assert!(result.seconds >= 39.0, "read {} s", result.seconds);
+    assert!(watch.violations.is_empty(), "{:?}", watch.violations);
+    assert!(
+        watch.missing.is_empty(),
+        "listed parts missing: {:?}",
+        watch.missing
+    );
+    assert!(!watch.ended, "the edge's playlist ended");
+    let added: Vec<u64> = watch.discontinuities.difference(&before).copied().collect();
+    assert_eq!(
+        added.len(),
+        1,
+        "discontinuities added by the failover: {added:?}"
+    );
+    // The new origin continued the media sequence: node 2 serves the segment after the
+    // discontinuity under the same name as node 3.
+    let v = c.node(3).json("/api/v1/streams/relay");
+    assert_eq!(v["origin_node"], 2, "{v}");
+    let edge = listed_parts(&c, 3, "relay");
+    let origin = listed_parts(&c, 2, "relay");
+    let common: Vec<_> = edge.keys().filter(|k| origin.contains_key(k)).collect();
+    assert!(!common.is_empty(), "node 2 and node 3 list the same parts");
+    for k in common {
+        assert_eq!(edge[k], origin[k]);
+    }
+}

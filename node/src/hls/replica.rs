@@ -19,12 +19,16 @@ pub enum Merged {
     Replaced,
 }
 
-/// A live event that does not follow on from the window: the edge missed something
-/// and must resubscribe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutOfStep {
-    pub expected_msn: u64,
-    pub got_msn: u64,
+/// A live event that does not follow on from the window: the edge must resubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfStep {
+    /// The edge missed segments.
+    #[error("origin sent segment {got} where {expected} was expected")]
+    Gap { expected: u64, got: u64 },
+    /// The origin's segment `msn` is not the one the edge has open (a new origin
+    /// started it again from a copy that had none of its parts).
+    #[error("origin's segment {0} differs from the one this edge has open")]
+    Diverged(u64),
 }
 
 /// Takes in the replay that starts a subscription.
@@ -32,7 +36,8 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
     let joinable = w.position().has_media()
         && w.run() == replay.run
         && w.config() == &replay.config
-        && !leaves_gap(w, &replay);
+        && !leaves_gap(w, &replay)
+        && !replay.events.iter().any(|e| diverges(w, e));
     if !joinable {
         *w = Window::from_replay(&replay);
         for event in replay.events {
@@ -52,14 +57,22 @@ pub fn follow(w: &mut Window, event: WindowEvent) -> Result<(), OutOfStep> {
     match &event {
         WindowEvent::Init { id, .. } if w.has_init(*id) => return Ok(()),
         WindowEvent::BeginSegment { msn, .. } => {
-            let open = w.open_segment().map(|s| s.msn);
-            if open == Some(*msn) || *msn < w.next_msn() {
-                return Ok(());
+            if diverges(w, &event) {
+                return Err(OutOfStep::Diverged(*msn));
+            }
+            match w.open_segment().filter(|s| s.msn == *msn) {
+                // An open segment without parts is not listed yet: the origin may
+                // begin it again (it gave the number back), and its header is the one
+                // to keep.
+                Some(open) if open.parts.is_empty() => {}
+                Some(_) => return Ok(()),
+                None if *msn < w.next_msn() => return Ok(()),
+                None => {}
             }
             if *msn > w.next_msn() && w.position().has_media() {
-                return Err(OutOfStep {
-                    expected_msn: w.next_msn(),
-                    got_msn: *msn,
+                return Err(OutOfStep::Gap {
+                    expected: w.next_msn(),
+                    got: *msn,
                 });
             }
         }
@@ -69,6 +82,24 @@ pub fn follow(w: &mut Window, event: WindowEvent) -> Result<(), OutOfStep> {
     }
     w.apply(event);
     Ok(())
+}
+
+/// Whether `event` begins the segment the edge has open, with parts listed, under
+/// another header: the two cannot be the same segment.
+fn diverges(w: &Window, event: &WindowEvent) -> bool {
+    let WindowEvent::BeginSegment {
+        msn,
+        discontinuity,
+        program_date_time,
+    } = event
+    else {
+        return false;
+    };
+    w.open_segment().is_some_and(|s| {
+        s.msn == *msn
+            && !s.parts.is_empty()
+            && (s.discontinuity != *discontinuity || s.program_date_time != *program_date_time)
+    })
 }
 
 /// Whether the replay's first segment the edge lacks comes after one it never saw.
@@ -184,6 +215,28 @@ mod tests {
         assert_eq!(edge.run(), 99);
     }
 
+    /// The origin dies; a node that takes the stream over is seeded from an edge's copy
+    /// and continues it after a discontinuity; the edge joins the new origin.
+    #[test]
+    fn a_new_origin_seeded_from_an_edge_continues_on_that_edge() {
+        let mut old = origin();
+        fill_segment(&mut old, false, 10, true);
+        fill_segment(&mut old, false, 4, false);
+        let mut edge = window(3);
+        merge(&mut edge, old.replay());
+        let mut new = Window::new(*old.config(), 77);
+        assert_eq!(merge(&mut new, edge.replay()), Merged::Replaced);
+        new.add_init(Bytes::from_static(b"init2"), Codecs::default());
+        fill_segment(&mut new, true, 3, false);
+        assert_eq!(merge(&mut edge, new.replay()), Merged::Continued);
+        new.take_events();
+        fill_segment(&mut new, false, 10, true);
+        follow_all(&mut edge, &mut new);
+        assert_same(&new, &edge);
+        let text = playlist::render(&edge);
+        assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    }
+
     #[test]
     fn a_live_event_out_of_step_is_refused() {
         let mut o = origin();
@@ -201,10 +254,59 @@ mod tests {
             .unwrap();
         assert_eq!(
             follow(&mut edge, begin),
-            Err(OutOfStep {
-                expected_msn: 1,
-                got_msn: 2
+            Err(OutOfStep::Gap {
+                expected: 1,
+                got: 2
             })
         );
+    }
+
+    /// The edge had begun a segment (no parts yet) when the origin died; the new
+    /// origin, seeded from a copy with the same empty segment, begins it again after a
+    /// discontinuity: the edge takes the new header.
+    #[test]
+    fn an_empty_open_segment_is_begun_again_with_the_new_origins_header() {
+        let mut old = origin();
+        fill_segment(&mut old, false, 10, true);
+        fill_segment(&mut old, false, 0, false);
+        let mut edge = window(3);
+        merge(&mut edge, old.replay());
+        let mut new = Window::new(*old.config(), 77);
+        merge(&mut new, edge.replay());
+        fill_segment(&mut new, true, 3, false);
+        assert_eq!(merge(&mut edge, new.replay()), Merged::Continued);
+        assert_same(&new, &edge);
+        assert!(playlist::render(&edge).contains("#EXT-X-DISCONTINUITY\n"));
+    }
+
+    /// A segment the edge lists parts of, begun differently by the new origin, cannot
+    /// be joined: resubscribing replaces the edge's window.
+    #[test]
+    fn a_diverged_open_segment_is_refused() {
+        let mut old = origin();
+        fill_segment(&mut old, false, 10, true);
+        fill_segment(&mut old, false, 2, false);
+        let mut edge = window(3);
+        merge(&mut edge, old.replay());
+        let mut new = old.replay();
+        for e in &mut new.events {
+            if let WindowEvent::BeginSegment {
+                msn: 1,
+                discontinuity,
+                ..
+            } = e
+            {
+                *discontinuity = true;
+            }
+        }
+        let begin = new
+            .events
+            .iter()
+            .find(|e| matches!(e, WindowEvent::BeginSegment { msn: 1, .. }));
+        assert_eq!(
+            follow(&mut edge, begin.unwrap().clone()),
+            Err(OutOfStep::Diverged(1))
+        );
+        assert_eq!(merge(&mut edge, new), Merged::Replaced);
     }
 }

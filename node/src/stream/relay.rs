@@ -151,6 +151,14 @@ async fn relay(args: &RelayArgs) -> String {
         {
             Ok((replay, subscription)) => {
                 let had_media = args.live.snapshot().position.has_media();
+                for e in &replay.events {
+                    if let WindowEvent::BeginSegment {
+                        msn, discontinuity, ..
+                    } = e
+                    {
+                        tracing::debug!(msn, discontinuity, "replayed segment");
+                    }
+                }
                 let merged = args.live.update(|w| replica::merge(w, replay));
                 tracing::info!(origin = node, ?merged, "subscribed");
                 if had_media && merged == Merged::Replaced {
@@ -197,14 +205,12 @@ async fn follow(
                     return Ok(Ended::Closed);
                 };
                 let is_part = matches!(change.event, WindowEvent::Part { .. });
-                if let Err(gap) = args.live.update(|w| replica::follow(w, change.event)) {
-                    return Err(anyhow::anyhow!(
-                        "origin sent segment {} where {} was expected",
-                        gap.got_msn,
-                        gap.expected_msn
-                    )
-                    .into());
+                if let WindowEvent::BeginSegment { msn, discontinuity, .. } = &change.event {
+                    tracing::debug!(msn, discontinuity, "segment begins");
                 }
+                args.live
+                    .update(|w| replica::follow(w, change.event))
+                    .map_err(anyhow::Error::from)?;
                 if is_part {
                     let now = args.ctx.seams.clock.now_ms();
                     let lag_ms = now.saturating_sub(change.sent_at_ms);
