@@ -41,7 +41,7 @@ impl NodeContext {
 
 /// The mesh serves the streams in the directory, origin's and edge's alike.
 impl crate::mesh::subscription::StreamSource for NodeContext {
-    fn live(&self, stream: &str) -> Option<Arc<crate::hls::live::LiveStream>> {
-        self.directory.get(stream).map(|s| s.live.clone())
+    fn stream(&self, id: &str) -> Option<Arc<crate::stream::directory::StreamHandle>> {
+        self.directory.get(id)
     }
 }

@@ -74,3 +74,66 @@ async fn only_peers_certified_by_the_cluster_ca_get_in() {
         m.shutdown().await;
     }
 }
+
+/// A stream served over the mesh: only a node certified by the cluster CA can
+/// subscribe to it.
+#[tokio::test]
+async fn only_cluster_members_can_subscribe() {
+    use castmesh_node::hls::live::LiveStream;
+    use castmesh_node::hls::window::WindowConfig;
+    use castmesh_node::media::Codecs;
+    use castmesh_node::mesh::subscription::{StreamSource, SubscriptionError};
+    use castmesh_node::seams::SystemClock;
+    use castmesh_node::stream::directory::StreamHandle;
+    use castmesh_node::stream::registry::StreamId;
+    use castmesh_node::stream::stats::StreamStats;
+
+    struct OneStream(Arc<StreamHandle>);
+    impl StreamSource for OneStream {
+        fn stream(&self, id: &str) -> Option<Arc<StreamHandle>> {
+            (id == self.0.id.as_str()).then(|| self.0.clone())
+        }
+    }
+    let live = Arc::new(LiveStream::new(
+        WindowConfig {
+            target_duration_s: 2,
+            part_target_ms: 200,
+            segments: 3,
+        },
+        7,
+        16,
+    ));
+    live.update(|w| {
+        w.add_init(bytes::Bytes::from_static(b"init"), Codecs::default());
+        w.begin_segment(false, std::time::SystemTime::UNIX_EPOCH);
+    });
+    let source: Arc<dyn StreamSource> = Arc::new(OneStream(Arc::new(StreamHandle {
+        id: StreamId::parse("show").unwrap(),
+        live,
+        stats: StreamStats::new(std::time::SystemTime::UNIX_EPOCH),
+    })));
+
+    let ca = certs::new_ca().unwrap();
+    let (origin, _) = start(&ca, &certs::new_node(&ca, 1, &[]).unwrap(), 1);
+    origin.serve_streams(Arc::downgrade(&source), Arc::new(SystemClock));
+    let addr = origin.local_addr().unwrap();
+    let (member, _) = start(&ca, &certs::new_node(&ca, 2, &[]).unwrap(), 2);
+    let (replay, _) = member.subscribe(addr, 1, "show", true).await.unwrap();
+    assert_eq!(replay.run, 7);
+    assert!(matches!(
+        member.subscribe(addr, 1, "other", true).await,
+        Err(SubscriptionError::Refused(_))
+    ));
+
+    // A node that trusts the cluster CA but whose own certificate comes from another
+    // CA (same node name): the origin refuses it in the handshake.
+    let other_ca = certs::new_ca().unwrap();
+    let (stranger, _) = start(&ca, &certs::new_node(&other_ca, 2, &[]).unwrap(), 2);
+    assert!(matches!(
+        stranger.subscribe(addr, 1, "show", true).await,
+        Err(SubscriptionError::Failed(_))
+    ));
+    for m in [origin, member, stranger] {
+        m.shutdown().await;
+    }
+}

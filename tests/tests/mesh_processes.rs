@@ -131,6 +131,56 @@ fn every_node_serves_a_stream_published_to_one_with_the_same_bytes() {
     );
     let upstream = c.node(3).metric("castmesh_mesh_upstream_subscriptions ");
     assert_eq!(upstream, Some(2.0), "node 3 relays show and crowd");
+
+    // Viewer counts: 5 viewers on node 2 and 3 on node 3 are 8 on every node.
+    let key = create(&c, "audience");
+    let _audience_publisher = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("audience", 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewers: Vec<_> = [(2, 5), (3, 3)]
+        .into_iter()
+        .flat_map(|(node, n)| (0..n).map(move |i| (node, i)))
+        .map(|(node, i)| {
+            let url = c.node(node).url("/hls/audience/media.m3u8");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // No cookie store: each viewer is its address and User-Agent.
+                let client = reqwest::blocking::Client::builder()
+                    .user_agent(format!("viewer-{node}-{i}"))
+                    .build()
+                    .unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client.get(&url).send();
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for node in 1..=3 {
+        wait_for(
+            "8 viewers seen from every node",
+            Duration::from_secs(5),
+            || {
+                let v = c.node(node).json("/api/v1/streams/audience");
+                let counts = &v["cluster_viewers"];
+                // The test's own check that the stream started counts on node 1.
+                let on_origin = counts["by_node"]["1"].as_u64().unwrap_or(0);
+                (counts["by_node"]["2"] == 5
+                    && counts["by_node"]["3"] == 3
+                    && counts["total"] == 8 + on_origin)
+                    .then_some(())
+            },
+        );
+    }
+    eprintln!(
+        "cluster viewer count right everywhere after {:?}",
+        started.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for v in viewers {
+        v.join().unwrap();
+    }
 }
 
 #[test]

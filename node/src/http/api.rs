@@ -1,8 +1,11 @@
 //! `GET /api/v1/streams`: the streams on this node (media details).
 //! `GET /api/v1/streams/{id}`: any stream of the cluster: its record (status, title,
-//! origin) from the replicated metadata, plus media details if it is on this node.
+//! origin) from the replicated metadata, its viewers across the cluster (as its origin
+//! counts them), plus media details if it is on this node.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -12,7 +15,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::stream::directory::StreamHandle;
-use crate::stream::registry::{StreamId, StreamMeta};
+use crate::stream::registry::{OriginLookup, StreamId, StreamMeta};
 use crate::stream::stats::Phase;
 
 #[derive(Serialize)]
@@ -22,6 +25,49 @@ pub struct StreamInfo {
     pub cluster: Option<StreamMeta>,
     #[serde(flatten)]
     pub local: Option<LocalInfo>,
+    /// Viewers on every node, while the stream has a live origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_viewers: Option<ClusterViewers>,
+}
+
+/// Viewers of a stream across the cluster: the origin's own and those its edges
+/// reported within the last few seconds.
+#[derive(Serialize)]
+pub struct ClusterViewers {
+    pub total: u64,
+    /// Viewers by node id.
+    pub by_node: BTreeMap<u64, u64>,
+}
+
+/// How long the API waits for the origin's viewer counts.
+const VIEWERS_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn cluster_viewers(state: &AppState, id: &StreamId) -> Option<ClusterViewers> {
+    let ctx = &state.ctx;
+    let me = ctx.registry.node_id();
+    let by_node = match ctx.registry.locate_origin(id) {
+        OriginLookup::Node { node, .. } if node == me => ctx
+            .directory
+            .get(id.as_str())?
+            .stats
+            .viewers_by_node(me, ctx.seams.clock.now_ms()),
+        OriginLookup::Node {
+            node,
+            mesh: Some(addr),
+            ..
+        } => {
+            let ask = ctx.mesh.as_ref()?.viewers(addr, node, id.as_str());
+            tokio::time::timeout(VIEWERS_TIMEOUT, ask)
+                .await
+                .ok()?
+                .ok()?
+        }
+        _ => return None,
+    };
+    Some(ClusterViewers {
+        total: by_node.values().sum(),
+        by_node,
+    })
 }
 
 /// A stream's media on this node.
@@ -94,6 +140,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<StreamInfo>> {
                 id: s.id.to_string(),
                 cluster: None,
                 local: Some(local(s)),
+                cluster_viewers: None,
             })
             .collect(),
     )
@@ -118,6 +165,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resp
         return error(StatusCode::NOT_FOUND, "no such stream");
     }
     Json(StreamInfo {
+        cluster_viewers: cluster_viewers(&state, &id).await,
         id: id.to_string(),
         cluster,
         local: here,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use castmesh_proto::mesh::v1::{Ping, Pong, Request, request};
+use castmesh_proto::mesh::v1::{Ping, Pong, Request, ViewerCounts, Viewers, request};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -118,6 +118,33 @@ impl Mesh {
         started
     }
 
+    /// Viewer counts by node of `stream`, as its origin `peer` knows them.
+    pub async fn viewers(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        stream: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<u64, u64>> {
+        let call = async {
+            let connection = self.connect(addr, peer).await?;
+            let (mut send, mut recv) = connection.open_bi().await?;
+            let request = Request {
+                kind: Some(request::Kind::Viewers(Viewers {
+                    stream: stream.to_string(),
+                })),
+            };
+            framing::write(&mut send, &request).await?;
+            send.finish()?;
+            let counts: ViewerCounts = framing::read(&mut recv)
+                .await?
+                .context("the origin closed the stream without answering")?;
+            Ok(counts.by_node.into_iter().collect())
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, call)
+            .await
+            .context("viewer count request timed out")?
+    }
+
     fn forget(&self, peer: u64) {
         self.connections
             .lock()
@@ -215,8 +242,22 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 return;
             };
             let span = tracing::info_span!("mesh", peer);
-            let _ = tracing::Instrument::instrument(serve(connection, shared.clone()), span).await;
+            let served = serve(connection, peer, shared.clone());
+            let _ = tracing::Instrument::instrument(served, span).await;
         });
+    }
+}
+
+impl Shared {
+    /// What serving a stream request needs, once the media side runs.
+    fn serving(&self, peer: u64) -> Option<Serving> {
+        let (streams, clock) = self.streams.get()?;
+        Some(Serving {
+            source: streams.upgrade()?,
+            clock: clock.clone(),
+            metrics: self.metrics.clone(),
+            peer,
+        })
     }
 }
 
@@ -224,7 +265,11 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 const RESET_BAD_REQUEST: u32 = 2;
 
 /// Answers one peer's requests, one bidirectional stream each.
-async fn serve(connection: quinn::Connection, shared: Arc<Shared>) -> anyhow::Result<()> {
+async fn serve(
+    connection: quinn::Connection,
+    peer: u64,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
     loop {
         let (mut send, mut recv) = connection.accept_bi().await?;
         let shared = shared.clone();
@@ -239,25 +284,35 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) -> anyhow::Re
                     let _ = send.finish();
                 }
                 Some(request::Kind::Subscribe(sub)) => {
-                    let serving = shared.streams.get().and_then(|(streams, clock)| {
-                        Some(Serving {
-                            source: streams.upgrade()?,
-                            clock: clock.clone(),
-                            metrics: shared.metrics.clone(),
-                        })
-                    });
-                    let Some(serving) = serving else {
+                    let Some(serving) = shared.serving(peer) else {
                         let _ = send.reset(RESET_BAD_REQUEST.into());
                         return;
                     };
                     let span = tracing::info_span!("subscription", stream = %sub.stream);
                     let served = tracing::Instrument::instrument(
-                        subscription::serve(send, sub, serving),
+                        subscription::serve(send, recv, sub, serving),
                         span,
                     );
                     if let Err(e) = served.await {
                         tracing::debug!(error = %e, "subscription ended");
                     }
+                }
+                Some(request::Kind::Viewers(Viewers { stream })) => {
+                    let Some(serving) = shared.serving(peer) else {
+                        let _ = send.reset(RESET_BAD_REQUEST.into());
+                        return;
+                    };
+                    let by_node = serving.source.stream(&stream).map(|s| {
+                        s.stats
+                            .viewers_by_node(shared.node_id, serving.clock.now_ms())
+                            .into_iter()
+                            .collect()
+                    });
+                    let answer = ViewerCounts {
+                        by_node: by_node.unwrap_or_default(),
+                    };
+                    let _ = framing::write(&mut send, &answer).await;
+                    let _ = send.finish();
                 }
                 None => {
                     let _ = send.reset(RESET_BAD_REQUEST.into());

@@ -12,12 +12,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use castmesh_proto::mesh::v1::{self as pb, delivery};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 use super::{framing, wire};
-use crate::hls::live::LiveStream;
 use crate::hls::window::{Replay, WindowEvent};
 use crate::metrics::Metrics;
 use crate::seams::Clock;
+use crate::stream::directory::StreamHandle;
+use crate::stream::stats::StreamStats;
 
 /// QUIC stream reset code: the subscriber fell behind and was cut off.
 pub const RESET_OVERFLOW: u32 = 1;
@@ -30,7 +32,7 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The streams a node serves to subscribers: its own, as origin or as an edge.
 pub trait StreamSource: Send + Sync + 'static {
-    fn live(&self, stream: &str) -> Option<Arc<LiveStream>>;
+    fn stream(&self, id: &str) -> Option<Arc<StreamHandle>>;
 }
 
 /// What the serving side needs besides the request.
@@ -38,15 +40,18 @@ pub(super) struct Serving {
     pub source: Arc<dyn StreamSource>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The subscribing node.
+    pub peer: u64,
 }
 
 /// Answers one `Subscribe` request on its QUIC stream.
 pub(super) async fn serve(
     mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
     request: pb::Subscribe,
     serving: Serving,
 ) -> anyhow::Result<()> {
-    let Some(live) = serving.source.live(&request.stream) else {
+    let Some(stream) = serving.source.stream(&request.stream) else {
         let refused = delivery::Kind::Refused(pb::Refused {
             reason: "no such stream on this node".into(),
         });
@@ -54,10 +59,18 @@ pub(super) async fn serve(
         send.finish()?;
         return Ok(());
     };
-    let (replay, mut changes) = live.subscribe();
+    let (replay, mut changes) = stream.live.subscribe();
+    if !request.replay_only {
+        tokio::spawn(take_reports(
+            recv,
+            stream.stats.clone(),
+            serving.peer,
+            serving.clock.clone(),
+        ));
+    }
     // The subscription must not keep a removed stream alive: once it is gone, its
     // broadcast closes and the subscription ends.
-    drop(live);
+    drop(stream);
     let label = Metrics::stream(&request.stream);
     let gauge = serving
         .metrics
@@ -118,6 +131,18 @@ pub(super) async fn serve(
     }
 }
 
+/// Records the viewer counts a subscriber reports, until it closes its side.
+async fn take_reports(
+    mut recv: quinn::RecvStream,
+    stats: Arc<StreamStats>,
+    peer: u64,
+    clock: Arc<dyn Clock>,
+) {
+    while let Ok(Some(report)) = framing::read::<pb::SubscriberReport>(&mut recv).await {
+        stats.report_viewers(peer, report.viewers, clock.now_ms());
+    }
+}
+
 async fn write_event(
     send: &mut quinn::SendStream,
     event: &WindowEvent,
@@ -170,8 +195,33 @@ pub enum SubscriptionError {
 /// The subscribing side: live changes after the replay.
 pub struct Subscription {
     recv: quinn::RecvStream,
-    /// Kept open: closing it would end the request.
-    _send: quinn::SendStream,
+    /// Carries the subscriber's viewer reports; closing it would end the request.
+    /// Taken by the [`Reporter`].
+    send_half: Option<quinn::SendStream>,
+}
+
+/// The subscriber's half of a running subscription: viewer reports go up it.
+pub struct Reporter {
+    send: Option<quinn::SendStream>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Reporter {
+    /// Tells the serving node how many viewers this node has.
+    pub async fn report_viewers(&mut self, viewers: u64) -> anyhow::Result<()> {
+        let send = self.send.as_mut().context("subscription already closed")?;
+        let report = pb::SubscriberReport { viewers };
+        tokio::time::timeout(STALLED_SUBSCRIBER, framing::write(send, &report))
+            .await
+            .context("the origin stopped reading reports")??;
+        Ok(())
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// One live change and the serving node's clock when it sent it.
@@ -195,7 +245,10 @@ impl Subscription {
             })),
         };
         framing::write(&mut send, &request).await?;
-        let mut sub = Subscription { recv, _send: send };
+        let mut sub = Subscription {
+            recv,
+            send_half: Some(send),
+        };
         let replay = tokio::time::timeout(REPLAY_TIMEOUT, sub.read_replay())
             .await
             .context("the replay did not arrive in time")??;
@@ -217,8 +270,40 @@ impl Subscription {
         }
     }
 
+    /// Starts reading the changes in a task of its own: waiting on the returned
+    /// channel can be abandoned at any point (a read of a frame cannot). The channel
+    /// closes when the serving node ends the subscription, after an error if it failed.
+    /// Dropping the [`Reporter`] stops the reading.
+    pub fn run(
+        mut self,
+        queue: usize,
+    ) -> (mpsc::Receiver<Result<Change, SubscriptionError>>, Reporter) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let send = self.send_half.take();
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = match self.next().await {
+                    Ok(Some(change)) => Ok(change),
+                    Ok(None) => return,
+                    Err(e) => Err(e),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        (
+            rx,
+            Reporter {
+                send,
+                reader: reader.abort_handle(),
+            },
+        )
+    }
+
     /// The next change; `None` when the serving node ended the subscription.
-    pub async fn next(&mut self) -> Result<Option<Change>, SubscriptionError> {
+    async fn next(&mut self) -> Result<Option<Change>, SubscriptionError> {
         let Some(message) = self.read_delivery().await? else {
             return Ok(None);
         };

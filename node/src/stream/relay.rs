@@ -27,6 +27,11 @@ use crate::metrics::ReasonLabel;
 const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Pause between attempts when the origin cannot be reached or has no stream yet.
 const RETRY: Duration = Duration::from_millis(250);
+/// How often the edge tells the origin its viewer count (well within
+/// `stats::REPORT_TTL_MS`).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Changes read ahead of the window; the QUIC stream holds back the rest.
+const CHANGES_QUEUE: usize = 64;
 
 pub enum RelayMsg {
     /// The relay's task finished: the stream is idle here.
@@ -191,19 +196,23 @@ async fn relay(args: &RelayArgs) -> String {
     reason.to_string()
 }
 
-/// Applies a subscription's changes until it ends, the lease moves or nobody watches.
+/// Applies a subscription's changes until it ends, the lease moves or nobody watches;
+/// reports this node's viewers to the origin meanwhile.
 async fn follow(
     args: &RelayArgs,
     origin: u64,
-    mut subscription: Subscription,
+    subscription: Subscription,
 ) -> Result<Ended, SubscriptionError> {
+    let (mut changes, mut reporter) = subscription.run(CHANGES_QUEUE);
     let mut check = tokio::time::interval(CHECK_INTERVAL);
+    let mut report = tokio::time::interval(REPORT_INTERVAL);
     loop {
         tokio::select! {
-            change = subscription.next() => {
-                let Some(change) = change? else {
+            change = changes.recv() => {
+                let Some(change) = change else {
                     return Ok(Ended::Closed);
                 };
+                let change = change?;
                 let is_part = matches!(change.event, WindowEvent::Part { .. });
                 if let WindowEvent::BeginSegment { msn, discontinuity, .. } = &change.event {
                     tracing::debug!(msn, discontinuity, "segment begins");
@@ -216,6 +225,10 @@ async fn follow(
                     let lag_ms = now.saturating_sub(change.sent_at_ms);
                     args.ctx.metrics.mesh_forward_lag.observe(lag_ms as f64 / 1000.0);
                 }
+            }
+            _ = report.tick() => {
+                let viewers = args.stats.viewers.load(std::sync::atomic::Ordering::Relaxed);
+                reporter.report_viewers(viewers).await?;
             }
             _ = check.tick() => {
                 if idle(args) {

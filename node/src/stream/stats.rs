@@ -1,7 +1,8 @@
 //! Per-stream facts the API reports, written by the stream's actors.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use ractor::ActorRef;
@@ -19,12 +20,17 @@ pub enum Phase {
     Ended,
 }
 
+/// Edges report every second; a report older than this is from an edge that stopped.
+pub const REPORT_TTL_MS: u64 = 3_000;
+
 pub struct StreamStats {
     pub started_at: SystemTime,
     phase: AtomicU8,
     /// Publisher bitrate over the last measurement interval, bits per second.
     pub bitrate_bps: AtomicU64,
     pub viewers: AtomicU64,
+    /// On an origin: viewer counts edges reported, by node: (viewers, reported at ms).
+    reports: Mutex<BTreeMap<u64, (u64, u64)>>,
     /// Wall-clock milliseconds of the latest HTTP request for the stream; an edge
     /// ends its subscription after a while without one.
     last_request_ms: AtomicU64,
@@ -41,6 +47,7 @@ impl StreamStats {
             bitrate_bps: AtomicU64::new(0),
             viewers: AtomicU64::new(0),
             last_request_ms: AtomicU64::new(0),
+            reports: Mutex::new(BTreeMap::new()),
             viewer_counter: RwLock::new(None),
         })
     }
@@ -60,6 +67,24 @@ impl StreamStats {
             Phase::Ended => 2,
         };
         self.phase.store(v, Ordering::Relaxed);
+    }
+
+    /// An edge reported its viewer count.
+    pub fn report_viewers(&self, node: u64, viewers: u64, now_ms: u64) {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, (viewers, now_ms));
+    }
+
+    /// Viewers by node: this node's (`me`) and those reported within `REPORT_TTL_MS`.
+    pub fn viewers_by_node(&self, me: u64, now_ms: u64) -> BTreeMap<u64, u64> {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        // An edge that stopped reporting (idle, gone, unreachable) no longer counts.
+        reports.retain(|_, (_, at)| now_ms.saturating_sub(*at) <= REPORT_TTL_MS);
+        let mut by_node: BTreeMap<u64, u64> = reports.iter().map(|(n, (v, _))| (*n, *v)).collect();
+        by_node.insert(me, self.viewers.load(Ordering::Relaxed));
+        by_node
     }
 
     pub fn requested(&self, now_ms: u64) {
