@@ -18,7 +18,7 @@ use crate::hls::live::LiveStream;
 use crate::hls::replica;
 use crate::hls::window::{Replay, WindowConfig};
 use crate::seams::Network;
-use crate::stream::directory::StreamHandle;
+use crate::stream::directory::{self, StreamHandle};
 use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
 use crate::stream::registry::{PublishDenied, StreamId};
 use crate::stream::stats::StreamStats;
@@ -329,6 +329,10 @@ impl NodeState {
     ) -> Arc<StreamHandle> {
         let handle = Arc::new(StreamHandle {
             id: id.clone(),
+            role: match role {
+                Role::Origin(_) => directory::Role::Origin,
+                Role::Edge(_) => directory::Role::Edge,
+            },
             live,
             stats,
         });

@@ -84,7 +84,7 @@ async fn only_cluster_members_can_subscribe() {
     use castmesh_node::media::Codecs;
     use castmesh_node::mesh::subscription::{StreamSource, SubscriptionError};
     use castmesh_node::seams::SystemClock;
-    use castmesh_node::stream::directory::StreamHandle;
+    use castmesh_node::stream::directory::{Role, StreamHandle};
     use castmesh_node::stream::registry::StreamId;
     use castmesh_node::stream::stats::StreamStats;
 
@@ -109,6 +109,7 @@ async fn only_cluster_members_can_subscribe() {
     });
     let source: Arc<dyn StreamSource> = Arc::new(OneStream(Arc::new(StreamHandle {
         id: StreamId::parse("show").unwrap(),
+        role: Role::Origin,
         live,
         stats: StreamStats::new(std::time::SystemTime::UNIX_EPOCH),
     })));

@@ -76,6 +76,8 @@ fn every_node_serves_a_stream_published_to_one_with_the_same_bytes() {
         );
         assert!(result.seconds >= 19.0, "node {n} read {} s", result.seconds);
     }
+    assert_eq!(c.node(1).json("/api/v1/streams/show")["role"], "origin");
+    assert_eq!(c.node(3).json("/api/v1/streams/show")["role"], "edge");
     // Each edge holds one subscription to the origin.
     assert_eq!(
         c.node(1)

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use crate::stream::directory::StreamHandle;
+use crate::stream::directory::{Role, StreamHandle};
 use crate::stream::registry::{OriginLookup, StreamId, StreamMeta};
 use crate::stream::stats::Phase;
 
@@ -73,6 +73,8 @@ async fn cluster_viewers(state: &AppState, id: &StreamId) -> Option<ClusterViewe
 /// A stream's media on this node.
 #[derive(Serialize)]
 pub struct LocalInfo {
+    /// Whether this node is the stream's origin or relays it as an edge.
+    pub role: Role,
     /// This node's phase: live, grace, ended.
     pub state: Phase,
     pub started_at: String,
@@ -110,6 +112,7 @@ fn local(stream: &StreamHandle) -> LocalInfo {
     let video = codecs.and_then(|c| c.video.as_ref());
     let audio = codecs.and_then(|c| c.audio.as_ref());
     LocalInfo {
+        role: stream.role,
         state: stream.stats.phase(),
         started_at: humantime::format_rfc3339_millis(stream.stats.started_at).to_string(),
         codecs: codecs.map(|c| c.codec_list()),

@@ -9,9 +9,18 @@ use super::registry::StreamId;
 use super::stats::StreamStats;
 use crate::hls::live::LiveStream;
 
+/// Whether this node makes a stream's media or relays it from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Origin,
+    Edge,
+}
+
 /// A stream this node serves, as origin or as an edge: HTTP serves both the same way.
 pub struct StreamHandle {
     pub id: StreamId,
+    pub role: Role,
     pub live: Arc<LiveStream>,
     pub stats: Arc<StreamStats>,
 }
