@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps build lint bench bench-media bench-raft bench-cluster bench-deps fmt clean cluster cluster-stop
+.PHONY: run test deps test-deps build lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -63,7 +63,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
-bench: bench-media bench-raft bench-cluster
+bench: bench-media bench-raft bench-cluster bench-mesh
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -77,6 +77,11 @@ bench-raft: deps build
 ## node joining a cluster holding 100k streams.
 bench-cluster: deps build
 	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-cluster-bench -- $(BENCH_ARGS)
+
+## The media mesh: edge added latency (1 and 50 streams), origin egress with 1 and 3
+## edges of 100 readers, republish on a new origin → first part on an edge.
+bench-mesh: deps build
+	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-mesh-bench -- $(BENCH_ARGS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \

@@ -63,6 +63,20 @@ fn origin(s: &pb::Stream) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// "8 (node 2: 5, node 3: 3)", or "-" when the origin gave no counts.
+fn viewers(s: &pb::Stream) -> String {
+    if s.viewers_by_node.is_empty() {
+        return "-".into();
+    }
+    let mut by_node: Vec<_> = s.viewers_by_node.iter().collect();
+    by_node.sort();
+    let nodes: Vec<String> = by_node
+        .iter()
+        .map(|(n, v)| format!("node {n}: {v}"))
+        .collect();
+    format!("{} ({})", s.viewers_total, nodes.join(", "))
+}
+
 pub fn stream_json(s: &pb::Stream) -> Value {
     json!({
         "id": s.id,
@@ -76,6 +90,8 @@ pub fn stream_json(s: &pb::Stream) -> Value {
         "origin_node": s.origin_node,
         "origin_epoch": s.origin_epoch,
         "play_url": s.play_url,
+        "viewers_total": s.viewers_total,
+        "viewers_by_node": s.viewers_by_node,
     })
 }
 
@@ -110,6 +126,7 @@ pub fn stream_details(s: &pb::Stream) -> String {
         ("Started", time(s.started_at_ms)),
         ("Ended", time(s.ended_at_ms)),
         ("Origin", origin(s)),
+        ("Viewers", viewers(s)),
         ("Play URL", s.play_url.clone()),
     ];
     rows.iter().map(|(k, v)| format!("{k:<10} {v}\n")).collect()

@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use super::{cluster_status, rejection_status};
 use crate::config::Config;
+use crate::mesh::Mesh;
 use crate::seams::Seams;
+use castmesh_cluster::state::NO_NODE;
 
 const MAX_TITLE: usize = 200;
 const MAX_OWNER: usize = 100;
@@ -23,7 +25,12 @@ pub struct StreamService {
     pub member: ClusterMember,
     pub config: Arc<Config>,
     pub seams: Seams,
+    /// Asks a stream's origin for its viewer counts.
+    pub mesh: Arc<Mesh>,
 }
+
+/// How long GetStream waits for the origin's viewer counts.
+const VIEWERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn status_to_pb(s: StreamStatus) -> pb::StreamStatus {
     match s {
@@ -84,7 +91,23 @@ impl StreamService {
                 self.config.http.listen.port(),
                 r.id
             ),
+            ..Default::default()
         }
+    }
+
+    /// The origin's viewer counts for `id`, asked over the mesh (also when the origin
+    /// is this node: one code path).
+    async fn viewers(
+        &self,
+        id: &StreamId,
+        origin: Option<u64>,
+    ) -> Option<std::collections::BTreeMap<u64, u64>> {
+        let origin = origin.filter(|n| *n != NO_NODE)?;
+        let addr = self
+            .member
+            .read_local(|s| s.nodes.get(&origin).and_then(|n| n.quic.parse().ok()))?;
+        let ask = self.mesh.viewers(addr, origin, id.as_str());
+        tokio::time::timeout(VIEWERS_TIMEOUT, ask).await.ok()?.ok()
     }
 
     fn created(&self, r: &StreamRecord, key: &StreamKey) -> pb::CreatedStream {
@@ -209,7 +232,12 @@ impl StreamAdmin for StreamService {
         request: Request<pb::GetStreamRequest>,
     ) -> Result<Response<pb::Stream>, Status> {
         let id = stream_id(&request.into_inner().id)?;
-        Ok(Response::new(self.get(&id).await?))
+        let mut stream = self.get(&id).await?;
+        if let Some(by_node) = self.viewers(&id, stream.origin_node).await {
+            stream.viewers_total = by_node.values().sum();
+            stream.viewers_by_node = by_node.into_iter().collect();
+        }
+        Ok(Response::new(stream))
     }
 
     async fn update_stream(

@@ -29,6 +29,7 @@ pub struct Services {
     pub config: Config,
     pub seams: Seams,
     pub last_seen: LastSeen,
+    pub mesh: Arc<crate::mesh::Mesh>,
 }
 
 pub struct GrpcServer {
@@ -57,6 +58,7 @@ impl GrpcServer {
                 member: s.member,
                 config: Arc::new(s.config),
                 seams: s.seams,
+                mesh: s.mesh,
             },
             token,
         );

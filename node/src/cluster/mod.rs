@@ -96,6 +96,7 @@ impl ClusterNode {
                 config: config.clone(),
                 seams: seams.clone(),
                 last_seen: last_seen.clone(),
+                mesh: mesh.clone(),
             },
         )
         .await?;
