@@ -23,10 +23,14 @@ use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
 use crate::stream::registry::{PublishDenied, StreamId};
 use crate::stream::stats::StreamStats;
 use crate::stream::supervisor::{
-    PublisherBinding, PublisherConn, StreamArgs, StreamMsg, StreamSupervisor,
+    PublisherBinding, PublisherConn, SUPERSEDED, StreamArgs, StreamMsg, StreamSupervisor,
 };
 use crate::supervision::StreamChild;
 use crate::{http, rtmp};
+
+/// How long a publish waits for the stream's edge here to stop before it takes its
+/// window over.
+const EDGE_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub enum NodeMsg {
     /// Attach a publisher to a stream, creating the stream if it is new.
@@ -175,7 +179,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
             NodeMsg::Relay { id, reply } => {
                 let handle = match state.streams.get(&id) {
                     Some(_) => state.ctx.directory.get(id.as_str()),
-                    None => state.start_edge(&myself, id).await,
+                    None => state.start_edge(&myself, id, None).await,
                 };
                 let _ = reply.send(handle);
             }
@@ -193,7 +197,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<NodeMsg>,
+        myself: ActorRef<NodeMsg>,
         event: SupervisionEvent,
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
@@ -206,6 +210,19 @@ impl<N: Network> Actor for NodeSupervisor<N> {
             _ => return Ok(()),
         };
         if let Some(id) = state.by_actor.remove(&cell.get_id()) {
+            let moved = reason.as_deref() == Some(SUPERSEDED);
+            if let Some(here) = state.ctx.directory.get(id.as_str()).filter(|_| moved) {
+                // Another node took the stream over: keep serving its window, now
+                // relayed from that node.
+                let existing = (here.live.clone(), here.stats.clone());
+                if state
+                    .start_edge(&myself, id.clone(), Some(existing))
+                    .await
+                    .is_some()
+                {
+                    return Ok(());
+                }
+            }
             state.streams.remove(&id);
             state.ctx.directory.remove(&id);
             state.ctx.metrics.forget_stream(id.as_str());
@@ -236,7 +253,7 @@ impl NodeState {
                 ),
             });
         }
-        let (live, stats) = match self.stop_edge(&id) {
+        let (live, stats) = match self.stop_edge(&id).await {
             Some(edge) => {
                 tracing::info!(stream = %id, "publisher arrived: the edge becomes the origin");
                 (edge.live.clone(), edge.stats.clone())
@@ -277,19 +294,26 @@ impl NodeState {
         Ok(actor)
     }
 
-    /// Starts relaying a stream whose origin is another node.
+    /// Starts relaying a stream whose origin is another node, into the window and
+    /// stats of `existing` (this node was the stream's origin until now) or new ones.
     async fn start_edge(
         &mut self,
         myself: &ActorRef<NodeMsg>,
         id: StreamId,
+        existing: Option<(Arc<LiveStream>, Arc<StreamStats>)>,
     ) -> Option<Arc<StreamHandle>> {
         let mesh = self.ctx.mesh.clone()?;
-        if self.streams.len() >= self.ctx.config.streams.max_streams {
-            tracing::warn!(stream = %id, "not relaying: this node serves its limit of streams");
-            return None;
-        }
-        let live = self.new_live();
-        let stats = StreamStats::new(self.ctx.seams.clock.wall());
+        let (live, stats) = match existing {
+            Some(existing) => existing,
+            None if self.streams.len() >= self.ctx.config.streams.max_streams => {
+                tracing::warn!(stream = %id, "not relaying: this node serves its limit of streams");
+                return None;
+            }
+            None => (
+                self.new_live(),
+                StreamStats::new(self.ctx.seams.clock.wall()),
+            ),
+        };
         let args = EdgeArgs {
             id: id.clone(),
             live: live.clone(),
@@ -345,14 +369,18 @@ impl NodeState {
         handle
     }
 
-    /// Stops the edge of `id`, if there is one, and returns what it served. Its exit
-    /// is then not taken for the stream's end.
-    fn stop_edge(&mut self, id: &StreamId) -> Option<Arc<StreamHandle>> {
+    /// Stops the edge of `id`, if there is one, and returns what it served once it has
+    /// stopped writing to it. Its exit is then not taken for the stream's end.
+    async fn stop_edge(&mut self, id: &StreamId) -> Option<Arc<StreamHandle>> {
         let Some(Role::Edge(edge)) = self.streams.get(id) else {
             return None;
         };
+        let edge = edge.clone();
         self.by_actor.remove(&edge.get_id());
-        edge.stop(Some("this node became the stream's origin".into()));
+        let reason = Some("this node became the stream's origin".to_string());
+        if let Err(e) = edge.stop_and_wait(reason, Some(EDGE_STOP)).await {
+            tracing::warn!(stream = %id, error = %e, "the edge did not stop in time");
+        }
         self.ctx.directory.get(id.as_str())
     }
 }

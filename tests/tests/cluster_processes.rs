@@ -251,18 +251,35 @@ fn a_paused_origin_loses_its_lease_and_stops_acting_as_origin() {
     let new_epoch = after["origin_epoch"].as_u64().unwrap();
     assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
 
-    // Resumed, the old origin notices at its next renewal: it drops its publisher and
-    // ends the stream locally (ENDLIST), and leaves the status to the new origin.
+    // Resumed, the old origin notices at its next renewal: it drops its publisher,
+    // leaves the status to the new origin, and keeps serving the stream as an edge of
+    // the new origin (its viewers keep playing; no ENDLIST).
     c.signal(origin, "CONT");
     first
         .wait_exit(Duration::from_secs(15))
         .expect("the old origin closes its publisher");
     wait_for(
-        "old origin ends its playlist",
+        "old origin relays the new origin",
         Duration::from_secs(10),
         || {
-            let (_, text) = c.node(origin).get_text("/hls/fenced/media.m3u8");
-            text.contains("#EXT-X-ENDLIST").then_some(())
+            let v = c.node(origin).json("/api/v1/streams/fenced");
+            (v["role"] == "edge").then_some(())
+        },
+    );
+    let edge_parts = |node: u64| {
+        let (_, text) = c.node(node).get_text("/hls/fenced/media.m3u8");
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        castmesh_tests::hls_check::parse(&text).part_uris()
+    };
+    wait_for(
+        "old origin lists the new origin's parts",
+        Duration::from_secs(10),
+        || {
+            let theirs = edge_parts(successor);
+            edge_parts(origin)
+                .iter()
+                .any(|p| theirs.contains(p))
+                .then_some(())
         },
     );
     assert!(

@@ -20,6 +20,9 @@ use crate::mesh::Mesh;
 use crate::metrics::ActorLabel;
 use crate::supervision::{RestartIntensity, StreamChild};
 
+/// How long stopping waits for each child.
+const CHILD_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub enum EdgeMsg {
     /// Fault injection: make a child panic.
     Crash(StreamChild),
@@ -88,9 +91,11 @@ impl Actor for EdgeSupervisor {
         _myself: ActorRef<EdgeMsg>,
         state: &mut EdgeState,
     ) -> Result<(), ActorProcessingErr> {
+        // Waited for: when this node becomes the stream's origin, the relay must have
+        // stopped writing to the window before the segmenter starts.
+        let _ = state.relay.stop_and_wait(None, Some(CHILD_STOP)).await;
+        let _ = state.viewers.stop_and_wait(None, Some(CHILD_STOP)).await;
         state.relay_args.stats.set_viewer_counter(None);
-        state.relay.stop(None);
-        state.viewers.stop(None);
         Ok(())
     }
 

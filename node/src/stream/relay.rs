@@ -156,14 +156,6 @@ async fn relay(args: &RelayArgs) -> String {
         {
             Ok((replay, subscription)) => {
                 let had_media = args.live.snapshot().position.has_media();
-                for e in &replay.events {
-                    if let WindowEvent::BeginSegment {
-                        msn, discontinuity, ..
-                    } = e
-                    {
-                        tracing::debug!(msn, discontinuity, "replayed segment");
-                    }
-                }
                 let merged = args.live.update(|w| replica::merge(w, replay));
                 tracing::info!(origin = node, ?merged, "subscribed");
                 if had_media && merged == Merged::Replaced {

@@ -20,7 +20,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::ingest::{IngestActor, IngestArgs, IngestMsg};
-use super::registry::{OriginLease, PublishDenied, StreamId, StreamRegistry};
+use super::registry::{OriginLease, OriginLookup, PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
@@ -59,6 +59,12 @@ pub enum StreamMsg {
     /// The origin lease of publisher number `publisher` is gone.
     LeaseLost {
         publisher: u64,
+        reason: String,
+    },
+    /// Where the stream went after that: another node's lease (`to`), or nowhere.
+    OriginMoved {
+        publisher: u64,
+        to: Option<u64>,
         reason: String,
     },
     /// Fault injection: make a child panic.
@@ -139,6 +145,39 @@ fn watch_lease(
         }
     });
     stop
+}
+
+/// The reason a stream supervisor stops with when another node took the stream over
+/// (the node supervisor then serves the stream here as an edge).
+pub const SUPERSEDED: &str = "another node is the stream's origin now";
+
+/// How long a node that lost a stream's lease waits for its copy of the metadata to
+/// name the new origin (the refusal may arrive before the new lease is applied here).
+const NEW_ORIGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Finds which node holds the stream's lease now and tells the stream.
+async fn find_new_origin(
+    stream: ActorRef<StreamMsg>,
+    registry: Arc<dyn StreamRegistry>,
+    id: StreamId,
+    publisher: u64,
+    reason: String,
+) {
+    let me = registry.node_id();
+    let deadline = tokio::time::Instant::now() + NEW_ORIGIN_WAIT;
+    let to = loop {
+        match registry.locate_origin(&id) {
+            OriginLookup::Node { node, .. } if node != me => break Some(node),
+            OriginLookup::Vacant { ended: true } => break None,
+            _ if tokio::time::Instant::now() >= deadline => break None,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    let _ = stream.send_message(StreamMsg::OriginMoved {
+        publisher,
+        to,
+        reason,
+    });
 }
 
 impl StreamState {
@@ -329,7 +368,7 @@ impl Actor for StreamSupervisor {
             StreamMsg::LeaseLost { publisher, reason }
                 if publisher == state.publisher && state.args.stats.phase() != Phase::Ended =>
             {
-                tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin: ending it here");
+                tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin");
                 if let Some((ingest, kick)) = state.ingest.take() {
                     state.replaced.insert(ingest.get_id());
                     ingest.stop(None);
@@ -337,7 +376,30 @@ impl Actor for StreamSupervisor {
                         "this node is no longer the stream's origin: {reason}"
                     ));
                 }
-                // No lifecycle event: the stream's status belongs to the new origin.
+                tokio::spawn(find_new_origin(
+                    myself.clone(),
+                    state.args.ctx.registry.clone(),
+                    state.args.id.clone(),
+                    publisher,
+                    reason,
+                ));
+            }
+            StreamMsg::OriginMoved {
+                publisher,
+                to: Some(node),
+                ..
+            } if publisher == state.publisher => {
+                // The node supervisor turns this stream into an edge of the new origin,
+                // keeping its window: viewers here keep playing.
+                tracing::info!(stream = %state.name(), origin = node, "the stream moved to another node; following it as an edge");
+                myself.stop(Some(SUPERSEDED.into()));
+            }
+            StreamMsg::OriginMoved {
+                publisher, reason, ..
+            } if publisher == state.publisher && state.args.stats.phase() != Phase::Ended => {
+                // Ended by an operator, or cut off from the cluster: end it here. No
+                // lifecycle event: the stream's status is not this node's to write.
+                tracing::warn!(stream = %state.name(), %reason, "ending the stream here");
                 let generation = state.enter(Phase::Ended);
                 let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
                 let retention = state.args.ctx.config.streams.retention;
@@ -345,6 +407,7 @@ impl Actor for StreamSupervisor {
                     generation,
                 });
             }
+            StreamMsg::OriginMoved { .. } => {}
             StreamMsg::LeaseLost { .. } => {}
             StreamMsg::Crash(child) => {
                 tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");

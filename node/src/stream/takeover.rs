@@ -16,6 +16,8 @@ use crate::hls::window::{Replay, WindowEvent};
 
 /// Longest a publish waits for the other nodes' copies of the stream.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long the other nodes have to answer once one has.
+const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(250);
 
 /// The most advanced copy of stream `id` held by another node, if any answers.
 pub async fn find_window(ctx: &NodeContext, id: &StreamId) -> Option<Replay> {
@@ -31,10 +33,19 @@ pub async fn find_window(ctx: &NodeContext, id: &StreamId) -> Option<Replay> {
             }
         });
     }
-    let answers = asks.join_all().await;
+    // A node that died (often the old origin) never answers; the first answer comes
+    // from a live edge, and the others that are alive answer about as fast.
+    let mut deadline = tokio::time::Instant::now() + ASK_TIMEOUT;
+    let mut answers = Vec::new();
+    while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, asks.join_next()).await {
+        if let Ok(Some(replay)) = answer {
+            answers.push(replay);
+            deadline = deadline.min(tokio::time::Instant::now() + AFTER_FIRST_ANSWER);
+        }
+    }
+    asks.abort_all();
     let best = answers
         .into_iter()
-        .flatten()
         .filter(|r| !r.events.is_empty())
         .max_by_key(progress)?;
     tracing::info!(stream = %id, run = best.run, next_msn = best.next_msn, "found where the stream was");
