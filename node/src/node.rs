@@ -258,15 +258,17 @@ impl NodeState {
                 tracing::info!(stream = %id, "publisher arrived: the edge becomes the origin");
                 (edge.live.clone(), edge.stats.clone())
             }
-            None => {
-                let live = self.new_live();
-                if let Some(seed) = seed.filter(|s| s.config == live.config()) {
-                    tracing::info!(stream = %id, next_msn = seed.next_msn, "continuing the stream where the previous origin left it");
-                    live.update(|w| replica::merge(w, seed));
-                }
-                (live, StreamStats::new(self.ctx.seams.clock.wall()))
-            }
+            None => (
+                self.new_live(),
+                StreamStats::new(self.ctx.seams.clock.wall()),
+            ),
         };
+        // Only into an empty window: one with media is this node's own copy.
+        let empty = !live.snapshot().position.has_media();
+        if let Some(seed) = seed.filter(|s| empty && s.config == live.config()) {
+            tracing::info!(stream = %id, next_msn = seed.next_msn, "continuing the stream where the previous origin left it");
+            live.update(|w| replica::merge(w, seed));
+        }
         let spawned = Actor::spawn_linked(
             None,
             StreamSupervisor,

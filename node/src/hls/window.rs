@@ -116,6 +116,15 @@ pub struct Replay {
     pub events: Vec<WindowEvent>,
 }
 
+impl Replay {
+    /// Whether the window holds any part.
+    pub fn has_media(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, WindowEvent::Part { .. }))
+    }
+}
+
 impl Window {
     pub fn new(config: WindowConfig, run: u32) -> Self {
         Self {

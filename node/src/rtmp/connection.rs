@@ -377,8 +377,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let id = grant.id;
         tracing::Span::current().record("stream", id.as_str());
         // An earlier origin existed (epoch > 1) and this node has no copy of the
-        // stream: learn where it was from the nodes that served it.
-        let seed = if grant.lease.epoch > 1 && self.ctx.directory.get(id.as_str()).is_none() {
+        // stream's media (perhaps an edge that never reached the dead origin): learn
+        // where it was from the nodes that served it.
+        let has_copy = self
+            .ctx
+            .directory
+            .get(id.as_str())
+            .is_some_and(|s| s.live.snapshot().position.has_media());
+        let seed = if grant.lease.epoch > 1 && !has_copy {
             takeover::find_window(&self.ctx, &id).await
         } else {
             None

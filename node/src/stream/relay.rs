@@ -156,6 +156,13 @@ async fn relay(args: &RelayArgs) -> String {
         {
             Ok((replay, subscription)) => {
                 let had_media = args.live.snapshot().position.has_media();
+                if had_media && !replay.has_media() {
+                    // A node that just took the stream over has no media yet: keep
+                    // what viewers here have until it does.
+                    tracing::debug!(origin = node, "the origin has no media yet");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
                 let merged = args.live.update(|w| replica::merge(w, replay));
                 tracing::info!(origin = node, ?merged, "subscribed");
                 if had_media && merged == Merged::Replaced {
