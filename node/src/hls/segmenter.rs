@@ -423,8 +423,6 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::VideoConfig;
-    use std::sync::Arc;
 
     fn rules() -> CutRules {
         CutRules {
@@ -436,25 +434,7 @@ mod tests {
     }
 
     fn codecs() -> Codecs {
-        Codecs {
-            video: Some(Arc::new(VideoConfig {
-                profile: 100,
-                compatibility: 0,
-                level: 31,
-                nal_length_size: 4,
-                sps: vec![Bytes::from_static(&[0x67, 0x64, 0, 0x1f])],
-                pps: vec![Bytes::from_static(&[0x68, 0xee])],
-                width: 1280,
-                height: 720,
-                frame_rate: Some(30.0),
-            })),
-            audio: Some(Arc::new(AudioConfig {
-                asc: Bytes::from_static(&[0x12, 0x10]),
-                object_type: 2,
-                sample_rate: 44_100,
-                channels: 2,
-            })),
-        }
+        crate::media::codecs::tests::h264_aac()
     }
 
     fn video(ms: u32, keyframe: bool) -> Frame {

@@ -24,7 +24,8 @@ use crate::stream::stats::StreamStats;
 /// QUIC stream reset code: the subscriber fell behind and was cut off.
 pub const RESET_OVERFLOW: u32 = 1;
 
-/// Longest a single message may wait for a subscriber to read before it is cut off.
+/// Longest a single message may wait for a subscriber to read before it is cut off
+/// (the same as falling behind: reset with [`RESET_OVERFLOW`]).
 const STALLED_SUBSCRIBER: Duration = Duration::from_secs(10);
 
 /// Longest the replay may take to arrive.
@@ -113,7 +114,16 @@ pub(super) async fn serve(
                 let now = serving.clock.now_ms();
                 let mut bytes = 0;
                 for event in batch.iter() {
-                    bytes += write_event(&mut send, event, now).await?;
+                    match write_event(&mut send, event, now).await {
+                        Ok(n) => bytes += n,
+                        Err(e) if e.is::<Stalled>() => {
+                            serving.metrics.mesh_subscriber_overflows.inc();
+                            tracing::warn!(stream = %request.stream, "subscriber stopped reading; cutting it off");
+                            let _ = send.reset(RESET_OVERFLOW.into());
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 forwarded.inc_by(bytes as u64);
             }
@@ -163,8 +173,13 @@ async fn write(
     };
     tokio::time::timeout(STALLED_SUBSCRIBER, framing::write(send, &message))
         .await
-        .context("subscriber stopped reading")?
+        .map_err(|_| Stalled)?
 }
+
+/// A write waited `STALLED_SUBSCRIBER` for the subscriber to read.
+#[derive(Debug, thiserror::Error)]
+#[error("the subscriber stopped reading")]
+struct Stalled;
 
 /// Runs `f` when dropped, however the subscription ends.
 fn scopeguard(f: impl FnOnce()) -> impl Drop {

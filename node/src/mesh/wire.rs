@@ -184,25 +184,7 @@ mod tests {
 
     #[test]
     fn events_survive_the_wire() {
-        let codecs = Codecs {
-            video: Some(Arc::new(VideoConfig {
-                profile: 100,
-                compatibility: 0,
-                level: 31,
-                nal_length_size: 4,
-                sps: vec![Bytes::from_static(b"sps")],
-                pps: vec![Bytes::from_static(b"pps")],
-                width: 1280,
-                height: 720,
-                frame_rate: Some(30.0),
-            })),
-            audio: Some(Arc::new(AudioConfig {
-                asc: Bytes::from_static(&[0x12, 0x10]),
-                object_type: 2,
-                sample_rate: 44100,
-                channels: 2,
-            })),
-        };
+        let codecs = crate::media::codecs::tests::h264_aac();
         let pdt = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let events = [
             WindowEvent::Init {
