@@ -285,6 +285,12 @@ impl NodeState {
             Ok((actor, _)) => actor,
             Err(e) => {
                 tracing::error!(stream = %id, error = %e, "cannot start stream");
+                if was_edge {
+                    // Its edge is already stopped: the stream is not served here now.
+                    self.streams.remove(&id);
+                    self.ctx.directory.remove(&id);
+                    self.ctx.metrics.streams_live.dec();
+                }
                 return Err(PublishDenied {
                     code: "NetStream.Publish.Failed",
                     reason: "internal error starting the stream".into(),

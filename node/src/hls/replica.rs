@@ -17,6 +17,8 @@ pub enum Merged {
     Continued,
     /// The edge's window was rebuilt from the replay.
     Replaced,
+    /// The replay cannot be joined and is behind the edge's window: nothing changed.
+    Behind,
 }
 
 /// A live event that does not follow on from the window: the edge must resubscribe.
@@ -37,8 +39,16 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
         && w.run() == replay.run
         && w.config() == &replay.config
         && !leaves_gap(w, &replay)
-        && !replay.events.iter().any(|e| diverges(w, e));
+        && agrees(w, &replay);
     if !joinable {
+        if w.position().has_media()
+            && w.run() == replay.run
+            && newest_msn(&replay) < w.held_segments().last().map(|s| s.msn)
+        {
+            // Replacing would take the media sequence back: keep what viewers have
+            // until the origin's window reaches past it.
+            return Merged::Behind;
+        }
         *w = Window::from_replay(&replay);
         for event in replay.events {
             w.apply(event);
@@ -46,10 +56,76 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
         return Merged::Replaced;
     }
     for event in replay.events {
-        // Cannot be out of step: `leaves_gap` checked the whole replay.
+        // Cannot be out of step: `leaves_gap` and `agrees` checked the whole replay.
         let _ = follow(w, event);
     }
     Merged::Continued
+}
+
+fn newest_msn(replay: &Replay) -> Option<u64> {
+    replay.events.iter().rev().find_map(|e| match e {
+        WindowEvent::BeginSegment { msn, .. } => Some(*msn),
+        _ => None,
+    })
+}
+
+/// One segment as a replay describes it.
+#[derive(Default)]
+struct Described {
+    discontinuity: bool,
+    program_date_time: Option<std::time::SystemTime>,
+    parts: usize,
+    closed: bool,
+}
+
+/// Whether every segment both hold is the same segment: same header, and the parts the
+/// edge lists are a prefix of the origin's. A segment the edge lists parts of must be
+/// in the replay (else it would be closed short under the origin's name).
+fn agrees(w: &Window, replay: &Replay) -> bool {
+    let mut described: std::collections::BTreeMap<u64, Described> = Default::default();
+    for e in &replay.events {
+        match e {
+            WindowEvent::BeginSegment {
+                msn,
+                discontinuity,
+                program_date_time,
+            } => {
+                described.insert(
+                    *msn,
+                    Described {
+                        discontinuity: *discontinuity,
+                        program_date_time: Some(*program_date_time),
+                        ..Default::default()
+                    },
+                );
+            }
+            WindowEvent::Part { msn, .. } => {
+                if let Some(d) = described.get_mut(msn) {
+                    d.parts += 1;
+                }
+            }
+            WindowEvent::EndSegment { msn } => {
+                if let Some(d) = described.get_mut(msn) {
+                    d.closed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let first = described.keys().next().copied();
+    w.held_segments().all(|held| {
+        let complete = !held.data.is_empty();
+        let Some(d) = described.get(&held.msn) else {
+            // Complete and older than the replay: fine. Open with parts listed, or newer:
+            // the origin's copy lacks it.
+            return held.parts.is_empty() || (complete && first.is_some_and(|f| held.msn < f));
+        };
+        held.parts.is_empty()
+            || (d.discontinuity == held.discontinuity
+                && d.program_date_time == Some(held.program_date_time)
+                && d.parts >= held.parts.len()
+                && (!complete || (d.closed && d.parts == held.parts.len())))
+    })
 }
 
 /// Applies one event unless the window already holds it.
@@ -235,6 +311,85 @@ mod tests {
         assert_same(&new, &edge);
         let text = playlist::render(&edge);
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    }
+
+    /// The old origin, alive, follows the new origin, whose copy of its window came
+    /// over the wire (program date times in whole milliseconds).
+    #[test]
+    fn an_old_origin_joins_the_copy_made_of_its_window() {
+        use crate::mesh::wire;
+        let mut old = origin();
+        let pdt = |ms: u64| {
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ms * 1_000_000 + 123_456)
+        };
+        for (i, parts) in [10, 3].into_iter().enumerate() {
+            old.begin_segment(false, pdt(1_700_000_000_000 + i as u64 * 2000));
+            for p in 0..parts {
+                old.push_part(
+                    crate::hls::window::Part {
+                        duration_ms: 200.0,
+                        independent: p == 0,
+                        data: Bytes::from(vec![p as u8; 10]),
+                    },
+                    0,
+                );
+            }
+        }
+        let mut copy = old.replay();
+        copy.events = copy
+            .events
+            .iter()
+            .map(|e| wire::event_from_wire(wire::event_to_wire(e)).unwrap())
+            .collect();
+        let mut new = Window::new(*old.config(), 77);
+        merge(&mut new, copy);
+        fill_segment(&mut new, true, 3, false);
+        assert_eq!(merge(&mut old, new.replay()), Merged::Continued);
+        assert_same(&new, &old);
+    }
+
+    /// A new origin continued a copy one segment behind this edge: its segment 1 is
+    /// not the edge's segment 1, so the edge must not keep its own under that name.
+    #[test]
+    fn a_closed_segment_begun_again_differently_is_not_joined() {
+        let mut old = origin();
+        fill_segment(&mut old, false, 10, true);
+        let stale = old.replay();
+        fill_segment(&mut old, false, 10, true);
+        fill_segment(&mut old, false, 0, false);
+        let mut edge = window(3);
+        merge(&mut edge, old.replay());
+        let mut new = Window::new(*old.config(), 77);
+        merge(&mut new, stale);
+        fill_segment(&mut new, true, 10, true);
+        fill_segment(&mut new, false, 2, false);
+        assert_ne!(merge(&mut edge, new.replay()), Merged::Continued);
+    }
+
+    /// The edge lists 3 parts of segment 1; the replay it resubscribes to starts at
+    /// segment 2 (1 already left the origin's window): joining would close segment 1
+    /// short under the origin's name.
+    #[test]
+    fn a_replay_without_the_edges_open_segment_is_not_joined() {
+        let mut o = origin();
+        fill_segment(&mut o, false, 10, true);
+        fill_segment(&mut o, false, 3, false);
+        let mut edge = window(3);
+        merge(&mut edge, o.replay());
+        fill_segment(&mut o, false, 7, true);
+        fill_segment(&mut o, false, 10, true);
+        // The origin's replay from segment 2 on (and its init).
+        let mut replay = o.replay();
+        replay.events = std::mem::take(&mut replay.events)
+            .into_iter()
+            .filter(|e| match e {
+                WindowEvent::BeginSegment { msn, .. }
+                | WindowEvent::Part { msn, .. }
+                | WindowEvent::EndSegment { msn } => *msn >= 2,
+                _ => true,
+            })
+            .collect();
+        assert_eq!(merge(&mut edge, replay), Merged::Replaced);
     }
 
     #[test]

@@ -167,6 +167,13 @@ impl Window {
         }
         let msn = self.next_msn;
         let discontinuity = (discontinuity || self.discontinuity_pending) && msn > 0;
+        // Whole milliseconds, as the playlist shows it and the mesh carries it, so every
+        // node holds the same value for the same segment.
+        let since_epoch = program_date_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let program_date_time = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(since_epoch.as_millis() as u64);
         self.apply(WindowEvent::BeginSegment {
             msn,
             discontinuity,
@@ -210,7 +217,7 @@ impl Window {
             WindowEvent::Init { id, bytes, codecs } => {
                 self.inits.insert(*id, (bytes.clone(), codecs.clone()));
                 self.current_init = Some(*id);
-                self.next_init_id = self.next_init_id.max(id + 1);
+                self.next_init_id = self.next_init_id.max(id.saturating_add(1));
             }
             WindowEvent::BeginSegment {
                 msn,
@@ -221,7 +228,7 @@ impl Window {
                 let Some(init_id) = self.current_init else {
                     return false;
                 };
-                self.next_msn = msn + 1;
+                self.next_msn = msn.saturating_add(1);
                 self.discontinuity_pending = false;
                 self.open = Some(Segment {
                     msn: *msn,
@@ -430,6 +437,11 @@ impl Window {
     /// Complete segments in the playlist, oldest first.
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.segments.iter()
+    }
+
+    /// Every segment still served (retired, listed, open), oldest first.
+    pub fn held_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.retired.iter().chain(&self.segments).chain(&self.open)
     }
 
     pub fn open_segment(&self) -> Option<&Segment> {

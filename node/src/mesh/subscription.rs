@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use castmesh_proto::mesh::v1::{self as pb, delivery};
+use prost::Message as _;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
@@ -27,6 +28,9 @@ pub const RESET_OVERFLOW: u32 = 1;
 /// Longest a single message may wait for a subscriber to read before it is cut off
 /// (the same as falling behind: reset with [`RESET_OVERFLOW`]).
 const STALLED_SUBSCRIBER: Duration = Duration::from_secs(10);
+
+/// Largest replay accepted: a window of 100 segments of 2 s at 20 Mbit/s, twice.
+const MAX_REPLAY_BYTES: usize = 1 << 30;
 
 /// Longest the replay may take to arrive.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -276,9 +280,18 @@ impl Subscription {
             delivery::Kind::Refused(r) => return Err(SubscriptionError::Refused(r.reason)),
             _ => return Err(anyhow::anyhow!("subscription answer out of order").into()),
         };
+        let mut bytes = 0usize;
         loop {
             match self.read().await?.context("the replay ended early")? {
-                delivery::Kind::Event(e) => replay.events.push(wire::event_from_wire(e)?),
+                delivery::Kind::Event(e) => {
+                    bytes += e.encoded_len();
+                    if bytes > MAX_REPLAY_BYTES {
+                        return Err(
+                            anyhow::anyhow!("replay larger than {MAX_REPLAY_BYTES} bytes").into(),
+                        );
+                    }
+                    replay.events.push(wire::event_from_wire(e)?)
+                }
                 delivery::Kind::ReplayDone(_) => return Ok(replay),
                 _ => return Err(anyhow::anyhow!("unexpected message in a replay").into()),
             }

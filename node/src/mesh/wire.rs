@@ -10,6 +10,11 @@ use pb::window_event::Kind;
 use crate::hls::window::{Part, Replay, WindowConfig, WindowEvent};
 use crate::media::{AudioConfig, Codecs, VideoConfig};
 
+/// Bounds on a peer's window config (far above any sensible setting).
+const MAX_TARGET_DURATION_S: u32 = 60;
+const MAX_PART_TARGET_MS: u32 = 10_000;
+const MAX_WINDOW_SEGMENTS: u32 = 100;
+
 pub fn event_to_wire(event: &WindowEvent) -> pb::WindowEvent {
     let kind = match event {
         WindowEvent::Init { id, bytes, codecs } => Kind::Init(pb::Init {
@@ -103,9 +108,13 @@ pub fn replay_from_wire(s: pb::Subscribed) -> anyhow::Result<Replay> {
     let c = s
         .config
         .context("subscription answer without a window config")?;
+    // A peer's config sizes this node's memory: only what a node could be configured
+    // with is accepted.
     anyhow::ensure!(
-        c.target_duration_s > 0 && c.part_target_ms > 0 && c.segments > 0,
-        "subscription answer with an empty window config"
+        (1..=MAX_TARGET_DURATION_S).contains(&c.target_duration_s)
+            && (1..=MAX_PART_TARGET_MS).contains(&c.part_target_ms)
+            && (1..=MAX_WINDOW_SEGMENTS).contains(&c.segments),
+        "subscription answer with an implausible window config {c:?}"
     );
     Ok(Replay {
         run: s.run,

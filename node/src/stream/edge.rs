@@ -21,7 +21,7 @@ use crate::metrics::ActorLabel;
 use crate::supervision::{RestartIntensity, StreamChild};
 
 /// How long stopping waits for each child.
-const CHILD_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+const CHILD_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub enum EdgeMsg {
     /// Fault injection: make a child panic.

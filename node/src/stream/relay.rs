@@ -36,6 +36,8 @@ const CHANGES_QUEUE: usize = 64;
 pub enum RelayMsg {
     /// The relay's task finished: the stream is idle here.
     Finished(String),
+    /// The relay's task panicked.
+    Failed(String),
     /// Fault injection: panic.
     Crash,
 }
@@ -52,8 +54,21 @@ pub struct RelayArgs {
 }
 
 pub struct RelayState {
-    task: JoinHandle<()>,
+    /// The relay loop; aborted when the actor stops, panics or is killed (dropped
+    /// state), so it never outlives the actor.
+    relay: tokio::task::AbortHandle,
+    /// Waits for the loop and tells the actor how it ended (a panic included).
+    watcher: Option<JoinHandle<()>>,
 }
+
+impl Drop for RelayState {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+/// How a relay loop that ended on its own says so.
+pub const RELAY_FAILED: &str = "relay task failed";
 
 impl Actor for RelayActor {
     type Msg = RelayMsg;
@@ -66,14 +81,24 @@ impl Actor for RelayActor {
         args: RelayArgs,
     ) -> Result<RelayState, ActorProcessingErr> {
         let span = tracing::info_span!("relay", stream = %args.id);
-        let task = tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let reason = relay(&args).await;
-                let _ = myself.send_message(RelayMsg::Finished(reason));
-            },
+        let relay_loop = tokio::spawn(tracing::Instrument::instrument(
+            async move { relay(&args).await },
             span,
         ));
-        Ok(RelayState { task })
+        let relay = relay_loop.abort_handle();
+        let watcher = tokio::spawn(async move {
+            let message = match relay_loop.await {
+                Ok(reason) => RelayMsg::Finished(reason),
+                Err(e) if e.is_panic() => RelayMsg::Failed(format!("{RELAY_FAILED}: {e}")),
+                // Aborted: the actor is stopping anyway.
+                Err(_) => return,
+            };
+            let _ = myself.send_message(message);
+        });
+        Ok(RelayState {
+            relay,
+            watcher: Some(watcher),
+        })
     }
 
     async fn post_stop(
@@ -81,7 +106,12 @@ impl Actor for RelayActor {
         _myself: ActorRef<RelayMsg>,
         state: &mut RelayState,
     ) -> Result<(), ActorProcessingErr> {
-        state.task.abort();
+        // Waited for, so the loop has stopped writing to the window when the actor
+        // has stopped (a publish may take the window over next).
+        state.relay.abort();
+        if let Some(watcher) = state.watcher.take() {
+            let _ = watcher.await;
+        }
         Ok(())
     }
 
@@ -93,6 +123,8 @@ impl Actor for RelayActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RelayMsg::Finished(reason) => myself.stop(Some(reason)),
+            // Reported to the edge supervisor as a failure: it restarts the relay.
+            RelayMsg::Failed(reason) => return Err(reason.into()),
             RelayMsg::Crash => panic!("fault injection: relay crash requested"),
         }
         Ok(())
@@ -113,6 +145,14 @@ enum Ended {
 async fn relay(args: &RelayArgs) -> String {
     let metrics = &args.ctx.metrics;
     metrics.mesh_upstream_subscriptions.inc();
+    // Decremented however the loop ends (returned, aborted, panicked).
+    struct Upstream(prometheus_client::metrics::gauge::Gauge);
+    impl Drop for Upstream {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    let _upstream = Upstream(metrics.mesh_upstream_subscriptions.clone());
     let resubscribed = |reason: &'static str| {
         metrics
             .mesh_resubscribes
@@ -165,6 +205,13 @@ async fn relay(args: &RelayArgs) -> String {
                 }
                 let merged = args.live.update(|w| replica::merge(w, replay));
                 tracing::info!(origin = node, ?merged, "subscribed");
+                if merged == Merged::Behind {
+                    // The origin's window is behind this one (a new origin continued a
+                    // stale copy): wait until it reaches past what viewers here have.
+                    resubscribed("origin_behind");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
                 if had_media && merged == Merged::Replaced {
                     // The edge's window could not be continued: what it listed is gone.
                     resubscribed("window_replaced");
@@ -191,7 +238,6 @@ async fn relay(args: &RelayArgs) -> String {
             }
         }
     };
-    metrics.mesh_upstream_subscriptions.dec();
     reason.to_string()
 }
 
