@@ -198,6 +198,26 @@ async fn a_stalled_subscriber_is_cut_off_without_holding_up_the_others() {
         }
     }
     producer.await.unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(str::to_string))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let subscriptions = "castmesh_mesh_subscriptions{stream=\"show\"} ";
+    assert_eq!(gauge(subscriptions), 2.0);
+    // The fast subscriber leaves while the stream is quiet: its subscription ends
+    // without waiting for another change.
+    drop((changes, _reporter));
+    for _ in 0..100 {
+        if gauge(subscriptions) == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(gauge(subscriptions), 1.0, "the departed subscriber is gone");
     let overflows = || {
         metrics
             .encode()

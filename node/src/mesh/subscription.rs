@@ -113,7 +113,13 @@ pub(super) async fn serve(
         return Ok(());
     }
     loop {
-        match changes.recv().await {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            // The subscriber went away (its edge idled out, restarted, moved on): end
+            // now rather than at the stream's next change, which may be far off.
+            _ = send.stopped() => return Ok(()),
+        };
+        match change {
             Ok(batch) => {
                 let now = serving.clock.now_ms();
                 let mut bytes = 0;
