@@ -21,7 +21,7 @@ use crate::seams::Network;
 use crate::stream::directory::{self, StreamHandle};
 use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
 use crate::stream::registry::{PublishDenied, StreamId};
-use crate::stream::stats::StreamStats;
+use crate::stream::stats::{Phase, StreamStats};
 use crate::stream::supervisor::{
     PublisherBinding, PublisherConn, SUPERSEDED, StreamArgs, StreamMsg, StreamSupervisor,
 };
@@ -177,8 +177,21 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                 let _ = stream.send_message(StreamMsg::Attach { conn, reply });
             }
             NodeMsg::Relay { id, reply } => {
+                let here = state.ctx.directory.get(id.as_str());
                 let handle = match state.streams.get(&id) {
-                    Some(_) => state.ctx.directory.get(id.as_str()),
+                    Some(Role::Origin(origin)) => {
+                        // It ended here and lives on another node now: the stream becomes
+                        // an edge of that node with the same window (see
+                        // `handle_supervisor_evt`); this request is served as it is.
+                        if here
+                            .as_ref()
+                            .is_some_and(|h| h.stats.phase() == Phase::Ended)
+                        {
+                            origin.stop(Some(SUPERSEDED.into()));
+                        }
+                        here
+                    }
+                    Some(Role::Edge(_)) => here,
                     None => state.start_edge(&myself, id, None).await,
                 };
                 let _ = reply.send(handle);

@@ -327,3 +327,33 @@ fn viewers_of_an_edge_keep_playing_when_the_origin_dies_and_the_publisher_moves(
         assert_eq!(edge[k], origin[k]);
     }
 }
+
+/// A stream ended on node 1 (publisher gone past its grace period) and then published
+/// on node 2: node 1 follows it as an edge instead of serving its ended playlist.
+#[test]
+fn a_node_where_a_stream_ended_follows_it_when_it_is_published_elsewhere() {
+    let c = ProcessCluster::start("mesh-republished", 3, &["--streams-grace-period", "1s"]);
+    c.wait_leader(Duration::from_secs(15));
+    let key = create(&c, "again");
+    let mut first = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("again", 1);
+    first.kill();
+    wait_for("ENDLIST on node 1", Duration::from_secs(15), || {
+        let (_, text) = c.node(1).get_text("/hls/again/media.m3u8");
+        text.contains("#EXT-X-ENDLIST").then_some(())
+    });
+    let _second = Publisher::start(&c.node(2).rtmp_url(&key));
+    c.node(2).wait_for_stream("again", 1);
+    wait_for("node 1 relays node 2", Duration::from_secs(15), || {
+        let (_, text) = c.node(1).get_text("/hls/again/media.m3u8");
+        let v = c.node(1).json("/api/v1/streams/again");
+        (v["role"] == "edge" && !text.contains("#EXT-X-ENDLIST")).then_some(())
+    });
+    // The same names on both: node 2 continued node 1's run.
+    let on_1 = listed_parts(&c, 1, "again");
+    let on_2 = listed_parts(&c, 2, "again");
+    assert!(
+        on_1.iter().any(|(k, v)| on_2.get(k) == Some(v)),
+        "{on_1:?} / {on_2:?}"
+    );
+}

@@ -22,8 +22,9 @@ use crate::hls::live::Snapshot;
 use crate::hls::names::{self, MediaName};
 use crate::hls::window::Position;
 use crate::node::NodeMsg;
-use crate::stream::directory::StreamHandle;
+use crate::stream::directory::{Role, StreamHandle};
 use crate::stream::registry::{OriginLookup, StreamId};
+use crate::stream::stats::Phase;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -42,23 +43,28 @@ const RELAY_START_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The stream as this node serves it. A stream whose origin is another node is
 /// relayed from it, starting with this request (one relay per stream, however many
-/// requests arrive at once).
+/// requests arrive at once) — also a stream that ended here and has been published on
+/// another node since.
 async fn find(state: &AppState, id: &str) -> Option<Arc<StreamHandle>> {
-    let stream = match state.ctx.directory.get(id) {
-        Some(stream) => stream,
-        None => {
-            let id = StreamId::parse(id).ok()?;
+    let here = state.ctx.directory.get(id);
+    let ended_here = here
+        .as_ref()
+        .is_some_and(|s| s.role == Role::Origin && s.stats.phase() == Phase::Ended);
+    let stream = match here {
+        Some(stream) if !ended_here => stream,
+        here => {
+            let sid = StreamId::parse(id).ok()?;
             let elsewhere = matches!(
-                state.ctx.registry.locate_origin(&id),
+                state.ctx.registry.locate_origin(&sid),
                 OriginLookup::Node { node, .. } if node != state.ctx.registry.node_id()
             );
             if !elsewhere || state.ctx.mesh.is_none() {
-                return None;
+                return here.inspect(|s| s.stats.requested(state.ctx.seams.clock.now_ms()));
             }
             let asked = state
                 .node
                 .call(
-                    |reply| NodeMsg::Relay { id, reply },
+                    |reply| NodeMsg::Relay { id: sid, reply },
                     Some(RELAY_START_TIMEOUT),
                 )
                 .await;
