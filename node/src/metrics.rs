@@ -297,6 +297,23 @@ impl Metrics {
     }
 }
 
+/// Holds a gauge one higher while it lives: raised when made, lowered when dropped,
+/// however its holder ends (returned, aborted, panicked).
+pub struct GaugeHold(Gauge);
+
+impl GaugeHold {
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeHold {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Handles to one stream's series (clones share the registered values).
 #[derive(Clone)]
 pub struct StreamMetrics {

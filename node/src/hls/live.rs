@@ -62,10 +62,10 @@ impl LiveStream {
             let mut w = self.window.write().unwrap_or_else(|e| e.into_inner());
             let result = change(&mut w);
             let events = w.take_events();
-            if !events.is_empty() {
-                // Sent under the write lock, so `subscribe` sees each change either in
-                // its replay or in its channel, never both or neither. Without
-                // subscribers the batch is simply dropped.
+            // Sent under the write lock, so `subscribe` sees each change either in its
+            // replay or in its channel, never both or neither. Without subscribers (most
+            // streams on an edge, any stream no edge watches) nothing is built.
+            if !events.is_empty() && self.events.receiver_count() > 0 {
                 let _ = self.events.send(events.into());
             }
             (result, render(&w))

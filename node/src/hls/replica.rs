@@ -43,7 +43,7 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
     if !joinable {
         if w.position().has_media()
             && w.run() == replay.run
-            && newest_msn(&replay) < w.held_segments().last().map(|s| s.msn)
+            && replay.progress().map(|(msn, _)| msn) < w.held_segments().last().map(|s| s.msn)
         {
             // Replacing would take the media sequence back: keep what viewers have
             // until the origin's window reaches past it.
@@ -60,13 +60,6 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
         let _ = follow(w, event);
     }
     Merged::Continued
-}
-
-fn newest_msn(replay: &Replay) -> Option<u64> {
-    replay.events.iter().rev().find_map(|e| match e {
-        WindowEvent::BeginSegment { msn, .. } => Some(*msn),
-        _ => None,
-    })
 }
 
 /// One segment as a replay describes it.

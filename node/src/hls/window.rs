@@ -117,6 +117,15 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// How far the window got: its newest segment and how many of its parts it holds.
+    pub fn progress(&self) -> Option<(u64, u32)> {
+        self.events.iter().rev().find_map(|e| match e {
+            WindowEvent::Part { msn, index, .. } => Some((*msn, index + 1)),
+            WindowEvent::BeginSegment { msn, .. } => Some((*msn, 0)),
+            _ => None,
+        })
+    }
+
     /// Whether the window holds any part.
     pub fn has_media(&self) -> bool {
         self.events

@@ -125,24 +125,45 @@ impl Mesh {
         peer: u64,
         stream: &str,
     ) -> anyhow::Result<std::collections::BTreeMap<u64, u64>> {
+        let request = request::Kind::Viewers(Viewers {
+            stream: stream.to_string(),
+        });
+        let counts: ViewerCounts = self.call(addr, peer, request).await?;
+        Ok(counts.by_node.into_iter().collect())
+    }
+
+    /// Asks node `peer` at `addr` who it is; returns the id it answers with.
+    pub async fn ping(&self, addr: SocketAddr, peer: u64) -> anyhow::Result<u64> {
+        let pong: Pong = self.call(addr, peer, request::Kind::Ping(Ping {})).await?;
+        Ok(pong.node_id)
+    }
+
+    /// One request, one answer, within `REQUEST_TIMEOUT`.
+    async fn call<A: prost::Message + Default>(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        kind: request::Kind,
+    ) -> anyhow::Result<A> {
         let call = async {
             let connection = self.connect(addr, peer).await?;
             let (mut send, mut recv) = connection.open_bi().await?;
-            let request = Request {
-                kind: Some(request::Kind::Viewers(Viewers {
-                    stream: stream.to_string(),
-                })),
-            };
-            framing::write(&mut send, &request).await?;
+            framing::write(&mut send, &Request { kind: Some(kind) }).await?;
             send.finish()?;
-            let counts: ViewerCounts = framing::read(&mut recv)
+            framing::read(&mut recv)
                 .await?
-                .context("the origin closed the stream without answering")?;
-            Ok(counts.by_node.into_iter().collect())
+                .context("the peer closed the stream without answering")
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, call)
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, call)
             .await
-            .context("viewer count request timed out")?
+            .context("mesh request timed out")
+            .and_then(|r| r);
+        if answer.is_err() {
+            // The peer may have restarted: the next request makes a new connection
+            // rather than waiting out the old one's idle timeout.
+            self.forget(peer);
+        }
+        answer
     }
 
     fn forget(&self, peer: u64) {
@@ -178,40 +199,6 @@ impl Mesh {
             .unwrap_or_else(|e| e.into_inner())
             .insert(peer, connection.clone());
         Ok(connection)
-    }
-
-    /// Asks node `peer` at `addr` who it is; returns the id it answers with.
-    pub async fn ping(&self, addr: SocketAddr, peer: u64) -> anyhow::Result<u64> {
-        let call = async {
-            let connection = self.connect(addr, peer).await?;
-            let (mut send, mut recv) = connection.open_bi().await?;
-            framing::write(
-                &mut send,
-                &Request {
-                    kind: Some(request::Kind::Ping(Ping {})),
-                },
-            )
-            .await?;
-            send.finish()?;
-            let pong: Pong = framing::read(&mut recv)
-                .await?
-                .context("the peer closed the stream without answering")?;
-            Ok(pong.node_id)
-        };
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, call)
-            .await
-            .context("mesh ping timed out")
-            .and_then(|r| r);
-        if answer.is_err() {
-            // The peer may have restarted: the next request makes a new connection
-            // rather than waiting out the old one's idle timeout.
-            self.forget(peer);
-        }
-        answer
-    }
-
-    pub fn node_id(&self) -> u64 {
-        self.shared.node_id
     }
 
     pub async fn shutdown(self) {

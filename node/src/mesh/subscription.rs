@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{framing, wire};
 use crate::hls::window::{Replay, WindowEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeHold, Metrics};
 use crate::seams::Clock;
 use crate::stream::directory::StreamHandle;
 use crate::stream::stats::StreamStats;
@@ -77,15 +77,7 @@ pub(super) async fn serve(
     // broadcast closes and the subscription ends.
     drop(stream);
     let label = Metrics::stream(&request.stream);
-    let gauge = serving
-        .metrics
-        .mesh_subscriptions
-        .get_or_create(&label)
-        .clone();
-    gauge.inc();
-    let _served = scopeguard(move || {
-        gauge.dec();
-    });
+    let _served = GaugeHold::new(&serving.metrics.mesh_subscriptions.get_or_create(&label));
     let forwarded = serving
         .metrics
         .mesh_forwarded_bytes
@@ -190,19 +182,6 @@ async fn write(
 #[derive(Debug, thiserror::Error)]
 #[error("the subscriber stopped reading")]
 struct Stalled;
-
-/// Runs `f` when dropped, however the subscription ends.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
 
 /// Why a subscription could not start or ended.
 #[derive(Debug, thiserror::Error)]

@@ -5,18 +5,11 @@
 //! node; stops when its relay finds the stream idle here. A failed child is
 //! restarted alone, within the restart intensity.
 
-use std::sync::Arc;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::registry::StreamId;
 use super::relay::{RelayActor, RelayArgs, RelayMsg};
-use super::stats::StreamStats;
 use super::supervisor::spawn_viewer_counter;
 use super::viewer_counter::ViewerMsg;
-use crate::context::NodeContext;
-use crate::hls::live::LiveStream;
-use crate::mesh::Mesh;
 use crate::metrics::ActorLabel;
 use crate::supervision::{RestartIntensity, StreamChild};
 
@@ -30,13 +23,9 @@ pub enum EdgeMsg {
 
 pub struct EdgeSupervisor;
 
-pub struct EdgeArgs {
-    pub id: StreamId,
-    pub live: Arc<LiveStream>,
-    pub stats: Arc<StreamStats>,
-    pub ctx: Arc<NodeContext>,
-    pub mesh: Arc<Mesh>,
-}
+/// What an edge is started with: what its relay needs (the edge keeps it to restart
+/// the relay).
+pub type EdgeArgs = RelayArgs;
 
 pub struct EdgeState {
     relay_args: RelayArgs,
@@ -67,19 +56,12 @@ impl Actor for EdgeSupervisor {
         let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
         // The request that started the edge counts: the idle clock starts now.
         args.stats.requested(args.ctx.seams.clock.now_ms());
-        let relay_args = RelayArgs {
-            id: args.id.clone(),
-            live: args.live,
-            stats: args.stats.clone(),
-            ctx: args.ctx.clone(),
-            mesh: args.mesh,
-        };
-        let relay = spawn_relay(&myself, &relay_args).await?;
+        let relay = spawn_relay(&myself, &args).await?;
         let viewers =
             spawn_viewer_counter(myself.get_cell(), &args.id, &args.stats, &args.ctx).await?;
         tracing::info!(stream = %args.id, "relaying the stream from its origin");
         Ok(EdgeState {
-            relay_args,
+            relay_args: args,
             relay,
             viewers,
             intensity,

@@ -20,7 +20,7 @@ use crate::hls::replica::{self, Merged};
 use crate::hls::window::WindowEvent;
 use crate::mesh::Mesh;
 use crate::mesh::subscription::{Subscription, SubscriptionError};
-use crate::metrics::ReasonLabel;
+use crate::metrics::{GaugeHold, ReasonLabel};
 
 /// How often the relay checks that the lease still names the node it follows and
 /// that someone still watches.
@@ -67,9 +67,6 @@ impl Drop for RelayState {
     }
 }
 
-/// How a relay loop that ended on its own says so.
-pub const RELAY_FAILED: &str = "relay task failed";
-
 impl Actor for RelayActor {
     type Msg = RelayMsg;
     type State = RelayState;
@@ -89,7 +86,7 @@ impl Actor for RelayActor {
         let watcher = tokio::spawn(async move {
             let message = match relay_loop.await {
                 Ok(reason) => RelayMsg::Finished(reason),
-                Err(e) if e.is_panic() => RelayMsg::Failed(format!("{RELAY_FAILED}: {e}")),
+                Err(e) if e.is_panic() => RelayMsg::Failed(format!("relay task failed: {e}")),
                 // Aborted: the actor is stopping anyway.
                 Err(_) => return,
             };
@@ -144,15 +141,7 @@ enum Ended {
 /// Follows the stream's origin until the stream is idle here; returns why it stopped.
 async fn relay(args: &RelayArgs) -> String {
     let metrics = &args.ctx.metrics;
-    metrics.mesh_upstream_subscriptions.inc();
-    // Decremented however the loop ends (returned, aborted, panicked).
-    struct Upstream(prometheus_client::metrics::gauge::Gauge);
-    impl Drop for Upstream {
-        fn drop(&mut self) {
-            self.0.dec();
-        }
-    }
-    let _upstream = Upstream(metrics.mesh_upstream_subscriptions.clone());
+    let _upstream = GaugeHold::new(&metrics.mesh_upstream_subscriptions);
     let resubscribed = |reason: &'static str| {
         metrics
             .mesh_resubscribes
@@ -173,8 +162,8 @@ async fn relay(args: &RelayArgs) -> String {
             } if node != me => (node, addr),
             OriginLookup::Vacant { ended: true } => {
                 // Over everywhere: what viewers hold stays, marked as ended.
-                if !args.live.snapshot().position.ended && args.live.snapshot().position.has_media()
-                {
+                let position = args.live.snapshot().position;
+                if !position.ended && position.has_media() {
                     tracing::info!("the stream ended");
                     args.live.update(|w| w.end_stream());
                 }

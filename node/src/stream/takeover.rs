@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use super::registry::StreamId;
 use crate::context::NodeContext;
-use crate::hls::window::{Replay, WindowEvent};
+use crate::hls::window::Replay;
 
 /// Longest a publish waits for the other nodes' copies of the stream.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -47,21 +47,7 @@ pub async fn find_window(ctx: &NodeContext, id: &StreamId) -> Option<Replay> {
     let best = answers
         .into_iter()
         .filter(|r| !r.events.is_empty())
-        .max_by_key(progress)?;
+        .max_by_key(Replay::progress)?;
     tracing::info!(stream = %id, run = best.run, next_msn = best.next_msn, "found where the stream was");
     Some(best)
-}
-
-/// How far a copy got: its newest segment and how many of its parts it holds.
-fn progress(replay: &Replay) -> (u64, u32) {
-    replay
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            WindowEvent::Part { msn, index, .. } => Some((*msn, index + 1)),
-            WindowEvent::BeginSegment { msn, .. } => Some((*msn, 0)),
-            _ => None,
-        })
-        .unwrap_or((0, 0))
 }
