@@ -230,6 +230,35 @@ impl ProcessCluster {
         self.start_node(id);
     }
 
+    /// Like `start_joiner`, but node `id`'s mesh certificate comes from another CA (it
+    /// still trusts the cluster's): a node that may join Raft but not the media mesh.
+    pub fn start_joiner_with_foreign_certificate(&mut self, id: u64) {
+        let spec = Spec::new(&self._dir, self.subnet, id, true);
+        let foreign = self._dir.path().join("foreign-ca");
+        for args in [
+            vec!["cert", "init", "--dir"],
+            vec!["cert", "issue", "--node-id", &id.to_string(), "--dir"],
+        ] {
+            let out = Command::new(crate::node::binary())
+                .args(&args)
+                .arg(&foreign)
+                .output()
+                .expect("castmesh cert");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let certs = self._dir.path().join("certs");
+        for name in [format!("node-{id}.pem"), format!("node-{id}-key.pem")] {
+            std::fs::copy(foreign.join(&name), certs.join(&name)).expect("replace certificate");
+        }
+        let _ = std::fs::remove_file(Self::log_path(&self.name, id));
+        self.specs.insert(id, spec);
+        self.start_node(id);
+    }
+
     /// `kill -9`: no shutdown, no flush beyond what was fsynced.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut node) = self.nodes.remove(&id) {

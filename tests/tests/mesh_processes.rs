@@ -357,3 +357,38 @@ fn a_node_where_a_stream_ended_follows_it_when_it_is_published_elsewhere() {
         "{on_1:?} / {on_2:?}"
     );
 }
+
+/// A member of the cluster whose mesh certificate does not come from the cluster CA
+/// (it trusts the CA, so only its own certificate is wrong) cannot subscribe: it cannot
+/// serve a stream published elsewhere, while a properly certified node can.
+#[test]
+fn a_node_without_a_cluster_certificate_cannot_subscribe() {
+    let mut c = ProcessCluster::start("mesh-stranger", 3, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    c.start_joiner_with_foreign_certificate(4);
+    let grpc = c.grpc(4).to_string();
+    c.castctl(1, &["cluster", "add-node", "--id", "4", "--grpc", &grpc])
+        .ok();
+    let key = create(&c, "guarded");
+    let _publisher = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("guarded", 1);
+    // Node 4 knows the stream and its origin (Raft), but the origin refuses its
+    // certificate: it has no media to serve.
+    let v = c.node(4).json("/api/v1/streams/guarded");
+    assert_eq!(v["origin_node"], 1, "{v}");
+    let (status, _) = c.node(4).get_text("/hls/guarded/media.m3u8");
+    assert_eq!(status, 503, "node 4 served the stream");
+    assert!(
+        c.node(1).metric("castmesh_mesh_handshakes_refused_total") >= Some(1.0),
+        "the origin refused the handshake"
+    );
+    assert!(
+        c.node(1)
+            .metric("castmesh_mesh_subscriptions{stream=\"guarded\"}")
+            .unwrap_or(0.0)
+            == 0.0
+    );
+    // A node with a certificate from the cluster CA is served.
+    let (status, _) = c.node(3).get_text("/hls/guarded/media.m3u8");
+    assert_eq!(status, 200);
+}
