@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps test-deps build lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
+.PHONY: run test sim deps test-deps build lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -23,9 +23,18 @@ cluster: deps
 cluster-stop:
 	configs/cluster-3/cluster.sh stop
 
-## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real clients.
+## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real
+## clients, the simulation's determinism and bug-finding tests, and a seed sweep.
 test: test-deps lint build
 	$(CARGO) test $(PROFILE) --workspace
+	$(MAKE) sim
+
+## The cluster simulation (docs/simulation.md): seeds 0..SEEDS, with a progress line
+## and a summary; a failing seed prints its faults and the command that replays it.
+## `make sim SEEDS=100000` for a long run.
+SEEDS ?= 200
+sim: build
+	$(CARGO) run $(PROFILE) -p simulations --bin castmesh-sim -- --seeds 0..$(SEEDS) $(SIM_ARGS)
 
 ## What building and the README's quick start need: libclang (rocksdb's bindings are
 ## generated at build time by bindgen) and ffmpeg (to publish a test stream).

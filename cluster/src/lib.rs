@@ -13,7 +13,9 @@ pub mod member;
 pub mod membership;
 pub mod model;
 pub mod raft;
+pub mod sabotage;
 pub mod state;
+pub mod transport;
 
 pub use openraft;
 

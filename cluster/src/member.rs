@@ -9,7 +9,6 @@
 //!   applied up to it, then reads the local state.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use castmesh_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Config};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::auth::BearerToken;
@@ -34,8 +33,11 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::{SharedState, StateMachineStore};
-use crate::raft::{Raft, codec, db};
+use crate::raft::store::Store;
+use crate::raft::{Raft, codec};
+use crate::sabotage::{self, Bug};
 use crate::state::ClusterState;
+use crate::transport::Channels;
 
 /// How long `write` and `read` keep trying (elections, a leader that just died).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,7 +51,8 @@ const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct MemberConfig {
     pub id: u64,
-    pub data_dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub channels: Channels,
     pub secret: BearerToken,
     pub raft: Config,
 }
@@ -78,6 +81,7 @@ struct Inner {
     raft: Raft,
     state: SharedState,
     secret: BearerToken,
+    channels: Channels,
     peers: Mutex<HashMap<String, ClusterInternalClient<Channel>>>,
 }
 
@@ -131,16 +135,14 @@ impl ClusterMember {
         }
         .validate()
         .map_err(|e| ClusterError::Config(e.to_string()))?;
-        let db = db::open(&config.data_dir)
-            .map_err(|e| ClusterError::Storage(format!("{}: {e}", config.data_dir.display())))?;
-        let sm = StateMachineStore::open(db.clone())
+        let sm = StateMachineStore::open(config.store.clone())
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let state = sm.shared();
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(config.secret.clone()),
-            LogStore::new(db),
+            Network::new(config.secret.clone(), config.channels.clone()),
+            LogStore::new(config.store),
             sm,
         )
         .await
@@ -151,6 +153,7 @@ impl ClusterMember {
                 raft,
                 state,
                 secret: config.secret,
+                channels: config.channels,
                 peers: Mutex::new(HashMap::new()),
             }),
         })
@@ -190,6 +193,9 @@ impl ClusterMember {
 
     /// Reads the state after every write acknowledged before this call started.
     pub async fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, ClusterError> {
+        if sabotage::active(Bug::StaleReads) {
+            return Ok(self.read_local(f));
+        }
         let deadline = Instant::now() + OPERATION_TIMEOUT;
         let index = self.retrying(|| self.read_index_once()).await?;
         if let Some(index) = index {
@@ -234,10 +240,11 @@ impl ClusterMember {
         if let Some(c) = peers.get(&node.addr) {
             return Some(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{}", node.addr))
-            .ok()?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
+        let channel = self
+            .inner
+            .channels
+            .to(&node.addr, Duration::from_secs(1))
+            .ok()?;
         let client = ClusterInternalClient::new(channel);
         peers.insert(node.addr.clone(), client.clone());
         Some(client)

@@ -27,10 +27,12 @@ pub mod supervision;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
 use cluster::ClusterNode;
+use cluster::storage::Storage;
 use config::Config;
 use context::NodeContext;
 use metrics::Metrics;
@@ -62,20 +64,60 @@ pub async fn start<N: Network>(
     Ok((node, handle))
 }
 
+/// Starts the node's mesh endpoint and its cluster member (Raft, gRPC).
+pub async fn start_cluster<N: Network>(
+    config: &Config,
+    seams: &Seams,
+    network: &N,
+    metrics: &Arc<Metrics>,
+    storage: Storage,
+    ca_cert: &str,
+    node_cert: &mesh::certs::Pem,
+) -> anyhow::Result<(Arc<mesh::Mesh>, ClusterNode)> {
+    let listen = config.mesh.listen;
+    let socket = network
+        .bind_udp(listen)
+        .await
+        .with_context(|| format!("cannot listen for the QUIC mesh on {listen}/udp"))?;
+    let mut rng_seed = [0; 32];
+    seams.entropy.fill(&mut rng_seed);
+    let mesh = Arc::new(mesh::Mesh::start(
+        socket,
+        config.cluster.node_id,
+        ca_cert,
+        node_cert,
+        metrics.clone(),
+        rng_seed,
+    )?);
+    let cluster = ClusterNode::start(
+        config,
+        seams,
+        network,
+        metrics.clone(),
+        mesh.clone(),
+        storage,
+    )
+    .await?;
+    Ok((mesh, cluster))
+}
+
 /// Runs a node on the OS network until SIGINT/SIGTERM: joins (or, in `--dev`,
 /// forms) the cluster, then serves media.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let seams = Seams::production();
     let metrics = Arc::new(Metrics::new());
     let (ca_cert, node_cert) = mesh::load_certs(&config)?;
-    let mesh = Arc::new(mesh::Mesh::start(
-        config.mesh.listen,
-        config.cluster.node_id,
+    let storage = Storage::on_disk(&config, &seams)?;
+    let (mesh, cluster) = start_cluster(
+        &config,
+        &seams,
+        &TokioNetwork,
+        &metrics,
+        storage,
         &ca_cert,
         &node_cert,
-        metrics.clone(),
-    )?);
-    let cluster = ClusterNode::start(&config, &seams, metrics.clone(), mesh.clone()).await?;
+    )
+    .await?;
     let registry = Arc::new(cluster.registry(&config, &seams));
     let (node, handle) = start(
         config,

@@ -18,14 +18,9 @@ use castmesh_node::stream::stats::StreamStats;
 
 fn start(ca: &Pem, node: &Pem, id: u64) -> (Mesh, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let mesh = Mesh::start(
-        "127.0.0.1:0".parse().unwrap(),
-        id,
-        &ca.cert,
-        node,
-        metrics.clone(),
-    )
-    .unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).unwrap();
+    let mesh = Mesh::start(socket, id, &ca.cert, node, metrics.clone(), [id as u8; 32]).unwrap();
     (mesh, metrics)
 }
 

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use castmesh_cluster::auth::BearerToken;
 use castmesh_cluster::member::{ClusterMember, MemberConfig};
+use castmesh_cluster::raft::rocks::RocksStore;
+use castmesh_cluster::transport::Channels;
 use openraft::{BasicNode, Config};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -34,7 +37,8 @@ impl LoopbackNode {
         let addr = listener.local_addr().unwrap();
         let member = ClusterMember::open(MemberConfig {
             id,
-            data_dir: dir.path().to_path_buf(),
+            store: Arc::new(RocksStore::open(dir.path()).expect("open rocksdb")),
+            channels: Channels::tcp(),
             secret: BearerToken::new(SECRET),
             raft: Config {
                 heartbeat_interval: 100,

@@ -1,4 +1,4 @@
-//! The Raft log on RocksDB. An append is acknowledged only once fsynced.
+//! The Raft log on a [`Store`]. An append is acknowledged only once fsynced.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -6,39 +6,33 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogState, RaftLogReader, StorageIOError, Vote};
-use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::db::{self, LOGS, META};
+use super::store::{Batch, Durability, Family, Store};
 use super::{LogId, StorageError, TypeConfig, codec};
+use crate::sabotage::{self, Bug};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
-/// Cheap to clone: clones share the database (openraft reads through clones while
-/// the core appends).
+/// Cheap to clone: clones share the store (openraft reads through clones while the
+/// core appends).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<DB>,
+    db: Arc<dyn Store>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
+    pub fn new(db: Arc<dyn Store>) -> Self {
         Self { db }
-    }
-
-    fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("the database is opened with every family")
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let bytes = self
             .db
-            .get_cf(self.cf(META), key)
+            .get(Family::Meta, key.as_bytes())
             .map_err(|e| StorageIOError::read(&e))?;
         bytes
             .map(|b| codec::decode(&b).map_err(|e| StorageIOError::read(&e).into()))
@@ -49,30 +43,22 @@ impl LogStore {
         &self,
         key: &str,
         value: &T,
-        sync: bool,
+        durability: Durability,
     ) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(META), key, codec::encode(value));
-        let opts = if sync {
-            db::durable()
-        } else {
-            Default::default()
-        };
+        let mut batch = Batch::default();
+        batch.put(Family::Meta, key.as_bytes(), codec::encode(value));
         self.db
-            .write_opt(batch, &opts)
+            .write(batch, durability)
             .map_err(|e| StorageIOError::write(&e).into())
     }
 
     fn last_entry(&self) -> Result<Option<Entry<TypeConfig>>, StorageError> {
-        match self.db.iterator_cf(self.cf(LOGS), IteratorMode::End).next() {
-            None => Ok(None),
-            Some(item) => {
-                let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-                Ok(Some(
-                    codec::decode(&value).map_err(|e| StorageIOError::read_logs(&e))?,
-                ))
-            }
-        }
+        let last = self
+            .db
+            .last(Family::Logs)
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        last.map(|value| codec::decode(&value).map_err(|e| StorageIOError::read_logs(&e).into()))
+            .transpose()
     }
 }
 
@@ -91,18 +77,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let mode = IteratorMode::From(&index_key(start), Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(LOGS), mode) {
-            let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                StorageIOError::read_logs(openraft::AnyError::error("log key is not 8 bytes"))
-            })?);
-            if !range.contains(&index) {
-                break;
-            }
-            entries.push(codec::decode(&value).map_err(|e| StorageIOError::read_logs(&e))?);
+        let mut failure = None;
+        self.db
+            .scan(Family::Logs, &index_key(start), &mut |key, value| {
+                let Ok(key) = <[u8; 8]>::try_from(key) else {
+                    failure = Some(openraft::AnyError::error("log key is not 8 bytes"));
+                    return false;
+                };
+                if !range.contains(&u64::from_be_bytes(key)) {
+                    return false;
+                }
+                match codec::decode(value) {
+                    Ok(entry) => entries.push(entry),
+                    Err(e) => failure = Some(openraft::AnyError::new(&e)),
+                }
+                failure.is_none()
+            })
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        match failure {
+            Some(e) => Err(StorageIOError::read_logs(&e).into()),
+            None => Ok(entries),
         }
-        Ok(entries)
     }
 }
 
@@ -123,7 +118,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        self.write_meta(VOTE, vote, true)
+        if sabotage::active(Bug::ForgetVote) {
+            return Ok(());
+        }
+        self.write_meta(VOTE, vote, Durability::Synced)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -134,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// last value is lost, the node re-applies a little less and learns the rest from
     /// the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed, false)
+        self.write_meta(COMMITTED, &committed, Durability::Buffered)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -150,16 +148,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = WriteBatch::default();
+        let mut batch = Batch::default();
         for entry in entries {
-            batch.put_cf(
-                self.cf(LOGS),
+            batch.put(
+                Family::Logs,
                 index_key(entry.log_id.index),
                 codec::encode(&entry),
             );
         }
+        let durability = if sabotage::active(Bug::AckBeforeDurable) {
+            Durability::Buffered
+        } else {
+            Durability::Synced
+        };
         self.db
-            .write_opt(batch, &db::durable())
+            .write(batch, durability)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // The batch is fsynced: only now may Raft count these entries as stored.
         callback.log_io_completed(Ok(()));
@@ -167,21 +170,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(LOGS), index_key(log_id.index), index_key(u64::MAX));
+        let mut batch = Batch::default();
+        batch.delete_range(Family::Logs, index_key(log_id.index), index_key(u64::MAX));
         self.db
-            .write_opt(batch, &db::durable())
+            .write(batch, Durability::Synced)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // The purge point is recorded in the same batch: with no entries left,
         // get_log_state must still know where the log ends.
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(META), LAST_PURGED, codec::encode(&Some(log_id)));
-        batch.delete_range_cf(self.cf(LOGS), index_key(0), index_key(log_id.index + 1));
+        let mut batch = Batch::default();
+        batch.put(
+            Family::Meta,
+            LAST_PURGED.as_bytes(),
+            codec::encode(&Some(log_id)),
+        );
+        batch.delete_range(Family::Logs, index_key(0), index_key(log_id.index + 1));
         self.db
-            .write_opt(batch, &db::durable())
+            .write(batch, Durability::Synced)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

@@ -1,17 +1,20 @@
-//! Raft plumbing for the cluster state: openraft type configuration, and the RocksDB
-//! log and state machine stores behind openraft's storage traits (so a simulator can
-//! substitute in-memory ones).
+//! Raft plumbing for the cluster state: openraft type configuration, and the log and
+//! state machine stores behind openraft's storage traits, on a [`store::Store`]
+//! (RocksDB in production, an in-memory disk model under simulation).
 
 // openraft's storage traits fix the error type (`StorageError`, ~224 bytes); helpers
 // here return the same type rather than boxing and unboxing at every trait boundary.
 #![allow(clippy::result_large_err)]
 
 pub mod codec;
-pub mod db;
 pub mod log_store;
+pub mod memory;
 pub mod network;
+pub mod rocks;
+pub mod runtime;
 pub mod service;
 pub mod state_machine;
+pub mod store;
 
 use crate::command::{Command, Response};
 
@@ -24,7 +27,7 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = std::io::Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = runtime::Runtime,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
 );
 

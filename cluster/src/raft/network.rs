@@ -1,4 +1,5 @@
 //! Raft RPCs to peers over gRPC (tonic), authenticated with the cluster secret.
+//! Every RPC carries openraft's deadline (`RPCOption::hard_ttl`).
 
 use std::time::Duration;
 
@@ -15,10 +16,11 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{TypeConfig, codec};
 use crate::auth::BearerToken;
+use crate::transport::Channels;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -26,11 +28,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Network {
     secret: BearerToken,
+    channels: Channels,
 }
 
 impl Network {
-    pub fn new(secret: BearerToken) -> Self {
-        Self { secret }
+    pub fn new(secret: BearerToken, channels: Channels) -> Self {
+        Self { secret, channels }
     }
 }
 
@@ -38,9 +41,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let channel = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|e| e.connect_timeout(CONNECT_TIMEOUT).connect_lazy())
-            .map_err(|e| e.to_string());
+        let channel = self.channels.to(&node.addr, CONNECT_TIMEOUT);
         PeerClient {
             target,
             client: channel.map(|c| {

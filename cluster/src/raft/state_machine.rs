@@ -1,4 +1,4 @@
-//! The state machine store: [`ClusterState`] in memory, snapshots in RocksDB.
+//! The state machine store: [`ClusterState`] in memory, snapshots in the [`Store`].
 //!
 //! The state is not written on every apply. It is rebuilt at startup from the last
 //! snapshot plus the committed log entries after it (openraft re-applies them,
@@ -12,10 +12,9 @@ use openraft::{
     BasicNode, Entry, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
-use super::db::{self, SNAPSHOT};
+use super::store::{Batch, Durability, Family, Store};
 use super::{LogId, StorageError, TypeConfig, codec};
 use crate::command::Response;
 use crate::state::ClusterState;
@@ -40,14 +39,13 @@ struct StoredSnapshot {
 }
 
 pub struct StateMachineStore {
-    db: Arc<DB>,
+    db: Arc<dyn Store>,
     applied: SharedState,
 }
 
-fn load_snapshot(db: &DB) -> Result<Option<StoredSnapshot>, StorageError> {
-    let cf = db.cf_handle(SNAPSHOT).expect("opened with every family");
+fn load_snapshot(db: &dyn Store) -> Result<Option<StoredSnapshot>, StorageError> {
     let Some(bytes) = db
-        .get_cf(cf, CURRENT)
+        .get(Family::Snapshot, CURRENT.as_bytes())
         .map_err(|e| StorageIOError::read_snapshot(None, &e))?
     else {
         return Ok(None);
@@ -57,11 +55,14 @@ fn load_snapshot(db: &DB) -> Result<Option<StoredSnapshot>, StorageError> {
     ))
 }
 
-fn save_snapshot(db: &DB, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
-    let cf = db.cf_handle(SNAPSHOT).expect("opened with every family");
-    let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(cf, CURRENT, codec::encode(snapshot));
-    db.write_opt(batch, &db::durable())
+fn save_snapshot(db: &dyn Store, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
+    let mut batch = Batch::default();
+    batch.put(
+        Family::Snapshot,
+        CURRENT.as_bytes(),
+        codec::encode(snapshot),
+    );
+    db.write(batch, Durability::Synced)
         .map_err(|e| StorageIOError::write_snapshot(Some(snapshot.meta.signature()), &e).into())
 }
 
@@ -77,8 +78,8 @@ fn applied_from(snapshot: &StoredSnapshot) -> Result<Applied, StorageError> {
 
 impl StateMachineStore {
     /// Opens the store, starting from the last snapshot if there is one.
-    pub fn open(db: Arc<DB>) -> Result<Self, StorageError> {
-        let applied = match load_snapshot(&db)? {
+    pub fn open(db: Arc<dyn Store>) -> Result<Self, StorageError> {
+        let applied = match load_snapshot(db.as_ref())? {
             Some(s) => applied_from(&s)?,
             None => Applied::default(),
         };
@@ -151,14 +152,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data: snapshot.into_inner(),
         };
         let applied = applied_from(&stored)?;
-        save_snapshot(&self.db, &stored)?;
+        save_snapshot(self.db.as_ref(), &stored)?;
         *self.applied.write().unwrap_or_else(|e| e.into_inner()) = applied;
         tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(load_snapshot(&self.db)?.map(|s| Snapshot {
+        Ok(load_snapshot(self.db.as_ref())?.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
@@ -166,7 +167,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 }
 
 pub struct SnapshotBuilder {
-    db: Arc<DB>,
+    db: Arc<dyn Store>,
     applied: Applied,
 }
 
@@ -185,7 +186,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         // Persisted before it is handed out: openraft re-reads it to send to followers.
         let stored = StoredSnapshot { meta, data };
-        save_snapshot(&self.db, &stored)?;
+        save_snapshot(self.db.as_ref(), &stored)?;
         Ok(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),

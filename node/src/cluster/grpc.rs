@@ -4,17 +4,20 @@
 //! they reveal only the schema and liveness).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use anyhow::Context as _;
+use axum::serve::Listener;
 use castmesh_cluster::auth::BearerToken;
 use castmesh_cluster::member::ClusterMember;
 use castmesh_proto::admin::v1::cluster_admin_server::ClusterAdminServer;
 use castmesh_proto::admin::v1::stream_admin_server::StreamAdminServer;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
+use tonic::transport::server::Connected;
 
 use super::probe::LastSeen;
 use crate::admin::RequireToken;
@@ -39,10 +42,11 @@ pub struct GrpcServer {
 }
 
 impl GrpcServer {
-    pub async fn start(listen: SocketAddr, s: Services) -> anyhow::Result<GrpcServer> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen for gRPC on {listen}"))?;
+    /// Serves on `listener` (from the node's network seam).
+    pub async fn start<L>(listener: L, s: Services) -> anyhow::Result<GrpcServer>
+    where
+        L: Listener<Addr = SocketAddr>,
+    {
         let addr = listener.local_addr()?;
         let (raft, internal) = s.member.services();
         let token = RequireToken(s.admin_token);
@@ -78,10 +82,7 @@ impl GrpcServer {
         let reflection_v1 = reflection().build_v1().context("gRPC reflection")?;
         let reflection_v1alpha = reflection().build_v1alpha().context("gRPC reflection")?;
         let (stop, stopped) = oneshot::channel::<()>();
-        // Raft RPCs are small request/response pairs: without TCP_NODELAY, Nagle's
-        // algorithm and delayed ACKs add tens of milliseconds to every commit.
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
-            .map(|s| s.and_then(|s| s.set_nodelay(true).map(|()| s)));
+        let incoming = incoming(listener);
         let task = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .add_service(raft)
@@ -109,5 +110,77 @@ impl GrpcServer {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// The listener's connections as the stream tonic serves; accepting stops when the
+/// server does.
+fn incoming<L: Listener>(
+    mut listener: L,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Connection<L::Io>>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                (io, _) = listener.accept() => {
+                    if tx.send(Ok(Connection(io))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A connection from any listener. tonic asks each connection for its peer's details
+/// (`Connected`), which it implements only for its own socket types; castmesh's
+/// services never look at them.
+struct Connection<T>(T);
+
+impl<T> Connected for Connection<T> {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
     }
 }

@@ -7,10 +7,10 @@ pub mod grpc;
 pub mod leases;
 pub mod probe;
 pub mod registry;
+pub mod storage;
 pub mod sweeper;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +25,11 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
-use crate::seams::Seams;
+use crate::seams::{Network, Seams};
 use leases::Leases;
 use probe::LastSeen;
 use registry::ClusterRegistry;
+use storage::Storage;
 
 /// A running cluster member and the tasks serving it.
 pub struct ClusterNode {
@@ -36,30 +37,30 @@ pub struct ClusterNode {
     pub leases: Leases,
     tasks: Vec<JoinHandle<()>>,
     grpc: grpc::GrpcServer,
-    /// Keeps a `--dev` node's temporary data directory until shutdown.
-    _scratch: Option<tempfile::TempDir>,
+    /// Kept until shutdown (a `--dev` node's data directory is removed with it).
+    _storage: Storage,
 }
 
 impl ClusterNode {
     /// Opens the member, starts serving gRPC and bootstraps when asked to.
-    pub async fn start(
+    pub async fn start<N: Network>(
         config: &Config,
         seams: &Seams,
+        network: &N,
         metrics: Arc<Metrics>,
         mesh: Arc<Mesh>,
+        storage: Storage,
     ) -> anyhow::Result<ClusterNode> {
         let c = &config.cluster;
-        let (data_dir, scratch) = data_dir(&c.data_dir)?;
         let secret = if c.secret.0.is_empty() {
             // Validation allows this only for a node alone: nobody else needs it.
             tracing::warn!(
                 "cluster.secret is not set: other nodes cannot join this one; set it before adding nodes"
             );
-            random_token(seams)
+            storage::random_token(seams)
         } else {
             c.secret.0.clone()
         };
-        let admin_token = admin_token(config, &data_dir, seams)?;
         if c.open_publishing && c.initial_members.len() > 1 {
             tracing::warn!(
                 "cluster.open_publishing is on in a multi-node cluster: any stream key publishes and stream ids are keys; set it to false in production"
@@ -67,7 +68,8 @@ impl ClusterNode {
         }
         let member = ClusterMember::open(MemberConfig {
             id: c.node_id,
-            data_dir: data_dir.join("raft"),
+            store: storage.raft.clone(),
+            channels: network.channels(),
             secret: BearerToken::new(secret),
             raft: openraft::Config {
                 cluster_name: "castmesh".into(),
@@ -88,11 +90,15 @@ impl ClusterNode {
             seams.clock.clone(),
             metrics.clone(),
         );
+        let listener = network
+            .bind(c.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {}", c.grpc_listen))?;
         let grpc = grpc::GrpcServer::start(
-            c.grpc_listen,
+            listener,
             grpc::Services {
                 member: member.clone(),
-                admin_token: BearerToken::new(admin_token),
+                admin_token: BearerToken::new(storage.admin_token.clone()),
                 config: config.clone(),
                 seams: seams.clone(),
                 last_seen: last_seen.clone(),
@@ -111,7 +117,13 @@ impl ClusterNode {
             member.raft().initialize(voters).await?;
         }
         let tasks = vec![
-            tokio::spawn(probe::run(member.clone(), last_seen, metrics, mesh)),
+            tokio::spawn(probe::run(
+                member.clone(),
+                last_seen,
+                metrics,
+                mesh,
+                network.channels(),
+            )),
             tokio::spawn(register(member.clone(), node_record(config))),
             tokio::spawn(sweeper::run(
                 member.clone(),
@@ -119,13 +131,13 @@ impl ClusterNode {
                 config.streams.grace_period,
             )),
         ];
-        tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), data_dir = %data_dir.display(), "cluster member started");
+        tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), storage = %storage, "cluster member started");
         Ok(ClusterNode {
             member,
             leases,
             tasks,
             grpc,
-            _scratch: scratch,
+            _storage: storage,
         })
     }
 
@@ -148,52 +160,6 @@ impl ClusterNode {
         }
         self.grpc.stop().await;
     }
-}
-
-/// The configured data directory, or a scratch one for a throwaway dev node.
-fn data_dir(configured: &Path) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
-    if configured.as_os_str().is_empty() {
-        let scratch = tempfile::Builder::new()
-            .prefix("castmesh-dev-")
-            .tempdir()
-            .context("cannot create a temporary data directory")?;
-        return Ok((scratch.path().to_path_buf(), Some(scratch)));
-    }
-    std::fs::create_dir_all(configured)
-        .with_context(|| format!("cannot create data directory {}", configured.display()))?;
-    Ok((configured.to_path_buf(), None))
-}
-
-fn random_token(seams: &Seams) -> String {
-    (0..4)
-        .map(|_| format!("{:016x}", seams.entropy.next_u64()))
-        .collect()
-}
-
-/// The configured admin token, or the one generated into DATA_DIR/admin-token (kept
-/// across restarts so scripts keep working).
-fn admin_token(config: &Config, data_dir: &Path, seams: &Seams) -> anyhow::Result<String> {
-    if !config.cluster.admin_token.0.is_empty() {
-        return Ok(config.cluster.admin_token.0.clone());
-    }
-    let path = data_dir.join("admin-token");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        // An empty file (a crash between create and write) is not a token.
-        if !existing.trim().is_empty() {
-            return Ok(existing.trim().to_string());
-        }
-    }
-    let token = random_token(seams);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
-    tracing::info!(path = %path.display(), "generated the admin token (castctl --token-file)");
-    Ok(token)
 }
 
 fn node_record(config: &Config) -> NodeRecord {

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::transport::Channels;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -46,6 +47,7 @@ pub async fn run(
     last_seen: LastSeen,
     metrics: Arc<Metrics>,
     mesh: Arc<Mesh>,
+    channels: Channels,
 ) {
     let mut ticker = tokio::time::interval(INTERVAL);
     let mut health: HashMap<String, HealthClient<Channel>> = HashMap::new();
@@ -71,7 +73,7 @@ pub async fn run(
         // the call (and tonic reconnects), so reuse costs no accuracy.
         health.retain(|addr, _| peers.iter().any(|(_, a)| a == addr));
         for (id, addr) in peers {
-            let Some(client) = health_client(&mut health, &addr) else {
+            let Some(client) = health_client(&mut health, &channels, &addr) else {
                 continue;
             };
             let last_seen = last_seen.clone();
@@ -106,15 +108,13 @@ pub async fn run(
 
 fn health_client(
     cache: &mut HashMap<String, HealthClient<Channel>>,
+    channels: &Channels,
     addr: &str,
 ) -> Option<HealthClient<Channel>> {
     if let Some(c) = cache.get(addr) {
         return Some(c.clone());
     }
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(TIMEOUT)
-        .connect_lazy();
+    let channel = channels.to(addr, TIMEOUT).ok()?;
     let client = HealthClient::new(channel);
     cache.insert(addr.to_string(), client.clone());
     Some(client)

@@ -32,9 +32,15 @@ pub struct Pem {
     pub key: String,
 }
 
+/// Ed25519: small, fast, and with fixed-size signatures, so handshakes are the same
+/// size every time (a simulated run replays byte for byte).
+fn new_key() -> Result<KeyPair, rcgen::Error> {
+    KeyPair::generate_for(&rcgen::PKCS_ED25519)
+}
+
 /// A new self-signed cluster CA.
 pub fn new_ca() -> anyhow::Result<Pem> {
-    let key = KeyPair::generate()?;
+    let key = new_key()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -52,7 +58,7 @@ pub fn new_ca() -> anyhow::Result<Pem> {
 pub fn new_node(ca: &Pem, id: u64, hosts: &[String]) -> anyhow::Result<Pem> {
     let ca_key = KeyPair::from_pem(&ca.key).context("CA key")?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key).context("CA certificate")?;
-    let key = KeyPair::generate()?;
+    let key = new_key()?;
     let mut names = vec![node_name(id)];
     names.extend(hosts.iter().cloned());
     let mut params = CertificateParams::new(names)?;

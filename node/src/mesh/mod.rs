@@ -70,17 +70,27 @@ pub fn load_certs(config: &Config) -> anyhow::Result<(String, Pem)> {
 }
 
 impl Mesh {
-    /// Binds the endpoint on `listen` and starts accepting peers.
+    /// Runs the endpoint on `socket` (from the network seam) and starts accepting
+    /// peers. `rng_seed` drives quinn's connection ids and the like: random in
+    /// production, the run's seed under simulation.
     pub fn start(
-        listen: SocketAddr,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
         node_id: u64,
         ca_cert: &str,
         node: &Pem,
         metrics: Arc<Metrics>,
+        rng_seed: [u8; 32],
     ) -> anyhow::Result<Mesh> {
         let tls = MeshTls::new(ca_cert, node)?;
-        let mut endpoint = quinn::Endpoint::server(tls.server, listen)
-            .with_context(|| format!("cannot listen for the QUIC mesh on {listen}/udp"))?;
+        let mut config = quinn::EndpointConfig::default();
+        config.rng_seed(Some(rng_seed));
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            config,
+            Some(tls.server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .context("cannot start the QUIC mesh endpoint")?;
         endpoint.set_default_client_config(tls.client);
         let shared = Arc::new(Shared {
             node_id,

@@ -1,0 +1,45 @@
+//! Deliberate bugs, off unless a test turns them on. The simulator proves that its
+//! invariants catch real mistakes by switching one of these on and requiring a seed
+//! sweep to fail (`simulations/tests/finds_bugs.rs`). A switch is per thread: the
+//! simulator runs a whole cluster on one thread, so tests running side by side do
+//! not see each other's bugs. Production never turns one on.
+
+use std::cell::Cell;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// The log store acknowledges an append before it is fsynced.
+    AckBeforeDurable,
+    /// The vote is never written: a node that restarts may vote twice in one term.
+    ForgetVote,
+    /// `read` answers from the local state without asking the leader.
+    StaleReads,
+    /// Acquiring a stream's lease ignores the epoch the proposer expected.
+    SkipEpochCheck,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [
+        Bug::AckBeforeDurable,
+        Bug::ForgetVote,
+        Bug::StaleReads,
+        Bug::SkipEpochCheck,
+    ];
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+thread_local! {
+    static ACTIVE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Turns `bug` on for this thread (`None` turns every bug off).
+pub fn set(bug: Option<Bug>) {
+    ACTIVE.with(|a| a.set(bug.map_or(0, Bug::bit)));
+}
+
+pub fn active(bug: Bug) -> bool {
+    ACTIVE.with(|a| a.get() & bug.bit() != 0)
+}

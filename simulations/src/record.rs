@@ -1,0 +1,89 @@
+//! What a run records, from every host and from the driver: the trace (hashed, to
+//! compare runs), Raft leadership seen per term, and the clients' operation history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::history::{Call, Op, Outcome};
+
+/// Shared by every host of one run (they all run on the simulation's thread).
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Record>>);
+
+#[derive(Default)]
+pub struct Record {
+    /// SipHash with fixed keys: the same events give the same hash in any process.
+    hasher: DefaultHasher,
+    pub events: u64,
+    /// Kept for a failure report (the last few hundred).
+    pub tail: std::collections::VecDeque<String>,
+    pub leaders: BTreeMap<u64, BTreeSet<u64>>,
+    pub ops: Vec<Op>,
+}
+
+const TAIL: usize = 300;
+
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+impl Recorder {
+    fn with<T>(&self, f: impl FnOnce(&mut Record) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One line of the trace, stamped with simulated time.
+    pub fn event(&self, line: String) {
+        self.event_at(now(), line);
+    }
+
+    pub fn event_at(&self, at: Duration, line: String) {
+        self.with(|r| {
+            at.as_micros().hash(&mut r.hasher);
+            line.hash(&mut r.hasher);
+            r.events += 1;
+            if r.tail.len() == TAIL {
+                r.tail.pop_front();
+            }
+            r.tail
+                .push_back(format!("{:>10.3}s {line}", at.as_secs_f64()));
+        });
+    }
+
+    pub fn leader(&self, term: u64, node: u64) {
+        let new = self.with(|r| r.leaders.entry(term).or_default().insert(node));
+        if new {
+            self.event(format!("node{node} leads term {term}"));
+        }
+    }
+
+    /// Starts an operation; returns its index for [`Recorder::complete`].
+    pub fn invoke(&self, client: u32, node: u32, call: Call) -> usize {
+        self.event(format!("client{client} -> node{node}: {call:?}"));
+        self.with(|r| {
+            r.ops.push(Op {
+                client,
+                node,
+                call,
+                invoked: now(),
+                done: None,
+            });
+            r.ops.len() - 1
+        })
+    }
+
+    pub fn complete(&self, op: usize, outcome: Outcome) {
+        self.event(format!("op {op} -> {outcome:?}"));
+        self.with(|r| r.ops[op].done = Some((now(), outcome)));
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.with(|r| r.hasher.finish())
+    }
+
+    pub fn take(&self) -> Record {
+        self.with(std::mem::take)
+    }
+}
