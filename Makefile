@@ -32,7 +32,7 @@ test: test-deps lint build
 ## The cluster simulation (docs/simulation.md): seeds 0..SEEDS, with a progress line
 ## and a summary; a failing seed prints its faults and the command that replays it.
 ## `make sim SEEDS=100000` for a long run.
-SEEDS ?= 200
+SEEDS ?= 400
 sim: build
 	$(CARGO) run $(PROFILE) -p simulations --bin castmesh-sim -- --seeds 0..$(SEEDS) $(SIM_ARGS)
 

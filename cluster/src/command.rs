@@ -9,6 +9,12 @@ use crate::model::{Lease, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// `command`, taking effect once however often it is proposed: a write retried
+    /// after its answer was lost (see `ClusterMember::write`) must not apply twice.
+    Once {
+        id: u64,
+        command: Box<Command>,
+    },
     UpsertNode(NodeRecord),
     RemoveNode {
         id: NodeId,

@@ -186,8 +186,15 @@ impl ClusterMember {
         )
     }
 
-    /// Proposes `command` and returns what applying it answered.
+    /// Proposes `command` and returns what applying it answered. Attempts are
+    /// retried when an answer is lost, so the command goes as one `Command::Once`:
+    /// a retry of an attempt that did commit has no second effect (found by the
+    /// simulation: a title set twice around another client's write).
     pub async fn write(&self, command: Command) -> Result<Response, ClusterError> {
+        let command = Command::Once {
+            id: rand08::RngCore::next_u64(&mut crate::raft::runtime::ThreadRng),
+            command: Box::new(command),
+        };
         self.retrying(|| self.write_once(command.clone())).await
     }
 

@@ -1,6 +1,6 @@
 //! The cluster state and the one function that changes it: [`ClusterState::apply`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -8,11 +8,14 @@ use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
 use crate::model::{Lease, NodeId, NodeRecord, StreamRecord, StreamStatus};
-use crate::sabotage::{self, Bug};
 
 /// Node ids start at 1: a lease held by node 0 is held by nobody (an operator ended
 /// the stream and fenced its origin).
 pub const NO_NODE: NodeId = 0;
+
+/// How many `Command::Once` answers are remembered. A retry comes within seconds of
+/// the first attempt, when at most a few hundred writes can have happened.
+pub const ONCE_WINDOW: usize = 4096;
 
 /// Everything replicated. Ordered maps so snapshots and iteration are identical on
 /// every replica.
@@ -24,6 +27,9 @@ pub struct ClusterState {
     pub keys: BTreeMap<KeyHash, StreamId>,
     /// Origin lease per stream; kept after release or expiry so epochs only grow.
     pub leases: BTreeMap<StreamId, Lease>,
+    /// The answers to the last `ONCE_WINDOW` `Command::Once` ids, oldest first.
+    #[serde(default)]
+    pub once: VecDeque<(u64, Response)>,
 }
 
 impl ClusterState {
@@ -45,6 +51,19 @@ impl ClusterState {
             Ok(r) => r,
             Err(rejection) => Response::Rejected(rejection),
         }
+    }
+
+    /// Applies `command` unless `id` was applied already; then answers as the first time.
+    fn apply_once(&mut self, id: u64, command: Command) -> Response {
+        if let Some((_, answer)) = self.once.iter().find(|(seen, _)| *seen == id) {
+            return answer.clone();
+        }
+        let answer = self.apply(command);
+        if self.once.len() == ONCE_WINDOW {
+            self.once.pop_front();
+        }
+        self.once.push_back((id, answer.clone()));
+        answer
     }
 
     /// The stream's lease, if `node` holds it at `epoch`.
@@ -84,6 +103,7 @@ impl ClusterState {
 
     fn try_apply(&mut self, command: Command) -> Result<Response, Rejection> {
         match command {
+            Command::Once { id, command } => Ok(self.apply_once(id, *command)),
             Command::UpsertNode(node) => {
                 self.nodes.insert(node.id, node);
                 Ok(Response::Done)
@@ -234,11 +254,7 @@ impl ClusterState {
                 if !self.streams.contains_key(&stream) {
                     return Err(Rejection::NoSuchStream(stream));
                 }
-                let mut current = self.leases.get(&stream).map_or(0, |l| l.epoch);
-                if sabotage::active(Bug::SkipEpochCheck) {
-                    // The bug: trust the proposer's view of the epoch.
-                    current = expected_epoch;
-                }
+                let current = self.leases.get(&stream).map_or(0, |l| l.epoch);
                 if current != expected_epoch {
                     return Err(Rejection::StaleEpoch {
                         expected: expected_epoch,
@@ -319,6 +335,31 @@ mod tests {
             now,
             ttl_ms: 5000,
         })
+    }
+
+    #[test]
+    fn a_command_sent_once_applies_once_however_often_it_is_proposed() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        let retitle = |title: &str, once: u64| Command::Once {
+            id: once,
+            command: Box::new(Command::UpdateStream {
+                id: id("show"),
+                title: Some(title.into()),
+                scheduled_at: None,
+            }),
+        };
+        s.apply(retitle("first", 1));
+        s.apply(retitle("second", 2));
+        // The first write's retry, after its answer was lost: no effect, same answer.
+        let again = s.apply(retitle("first", 1));
+        assert_eq!(s.streams[&id("show")].title, "second");
+        assert!(matches!(again, Response::Stream(ref r) if r.title == "first"));
+        // Memory stays bounded.
+        for i in 0..(ONCE_WINDOW as u64 + 10) {
+            s.apply(retitle("x", 100 + i));
+        }
+        assert_eq!(s.once.len(), ONCE_WINDOW);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn linearizable_titles(ops: &[Op]) -> Vec<String> {
     let mut violations = Vec::new();
     for register in REGISTERS {
         let mut timed = Vec::new();
+        let mut lines = Vec::new();
         for op in ops {
             let (stream, entry) = match (&op.call, &op.done) {
                 (Call::SetTitle { stream, title }, Some((at, Outcome::Ok(_)))) => {
@@ -37,6 +38,7 @@ pub fn linearizable_titles(ops: &[Op]) -> Vec<String> {
                 _ => continue,
             };
             if stream == register {
+                lines.push(describe(op));
                 timed.push(Timed {
                     op: entry.0,
                     invoked: op.invoked,
@@ -45,7 +47,10 @@ pub fn linearizable_titles(ops: &[Op]) -> Vec<String> {
             }
         }
         if let Err(why) = linearizable::check("", &timed) {
-            violations.push(format!("titles of {register}: {why}"));
+            violations.push(format!(
+                "titles of {register}: {why}; its history:\n      {}",
+                lines.join("\n      ")
+            ));
         }
     }
     violations
@@ -85,4 +90,18 @@ pub fn no_acknowledged_write_lost(ops: &[Op], healed_at: Duration) -> Option<Vec
         }
     }
     Some(violations)
+}
+
+fn describe(op: &Op) -> String {
+    let done = match &op.done {
+        Some((at, outcome)) => format!("{:>8.3}s {outcome:?}", at.as_secs_f64()),
+        None => "no answer".into(),
+    };
+    format!(
+        "{:>8.3}s client{} node{} {:?} -> {done}",
+        op.invoked.as_secs_f64(),
+        op.client,
+        op.node,
+        op.call
+    )
 }

@@ -35,8 +35,7 @@ struct Cli {
     /// Print only each seed's trace hash.
     #[arg(long)]
     hash: bool,
-    /// Run with a deliberate bug: ack-before-durable, forget-vote, stale-reads,
-    /// skip-epoch-check.
+    /// Run with a deliberate bug: ack-before-durable, forget-vote, stale-reads.
     #[arg(long, value_parser = parse_bug)]
     sabotage: Option<Bug>,
 }
@@ -64,7 +63,6 @@ fn bug_name(bug: Bug) -> &'static str {
         Bug::AckBeforeDurable => "ack-before-durable",
         Bug::ForgetVote => "forget-vote",
         Bug::StaleReads => "stale-reads",
-        Bug::SkipEpochCheck => "skip-epoch-check",
     }
 }
 
@@ -157,8 +155,10 @@ fn print_failure(cli: &Cli, report: &Report) {
     for f in &report.faults {
         println!("    {f}");
     }
+    // With --trace, every recorded event (up to the recorder's tail); else the last 40.
+    let shown = if cli.trace { report.tail.len() } else { 40 };
     println!("  last events:");
-    for line in report.tail.iter().rev().take(40).rev() {
+    for line in report.tail.iter().rev().take(shown).rev() {
         println!("    {line}");
     }
     println!("  replay: {}", replay_command(cli, report.seed));

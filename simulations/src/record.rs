@@ -23,7 +23,7 @@ pub struct Record {
     pub ops: Vec<Op>,
 }
 
-const TAIL: usize = 300;
+const TAIL: usize = 5000;
 
 fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()

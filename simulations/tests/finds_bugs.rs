@@ -5,8 +5,8 @@
 use castmesh_cluster::sabotage::Bug;
 use simulations::{Options, run};
 
-/// Seeds tried before giving up: the same budget `make sim` sweeps.
-const BUDGET: u64 = 200;
+/// Seeds tried before giving up: the budget `make sim` sweeps.
+const BUDGET: u64 = 400;
 
 fn first_failure(bug: Bug, invariant: &str) {
     for seed in 0..BUDGET {

@@ -128,11 +128,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(VOTE)
     }
 
-    /// Lets a restarted node re-apply committed entries at once. Not fsynced: if the
-    /// last value is lost, the node re-applies a little less and learns the rest from
-    /// the leader.
+    /// Lets a restarted node re-apply committed entries at once. Fsynced: a leader
+    /// that restarts resumes its term and answers read-index requests from this value,
+    /// so a stale one would serve reads that miss acknowledged writes (the simulation
+    /// found exactly that; openraft documents the trap under `save_committed`).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed, Durability::Buffered)
+        self.write_meta(COMMITTED, &committed, Durability::Synced)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
