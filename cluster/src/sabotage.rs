@@ -8,7 +8,8 @@ use std::cell::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bug {
-    /// The log store acknowledges an append before it is fsynced.
+    /// The log store acknowledges appends (and the committed index) before they are
+    /// fsynced.
     AckBeforeDurable,
     /// The vote is never written: a node that restarts may vote twice in one term.
     ForgetVote,

@@ -62,6 +62,16 @@ impl LogStore {
     }
 }
 
+/// Appends and the committed index are fsynced, unless a test switched on the bug
+/// of acknowledging them before they are durable.
+fn log_durability() -> Durability {
+    if sabotage::active(Bug::AckBeforeDurable) {
+        Durability::Buffered
+    } else {
+        Durability::Synced
+    }
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -133,7 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// so a stale one would serve reads that miss acknowledged writes (the simulation
     /// found exactly that; openraft documents the trap under `save_committed`).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED, &committed, Durability::Synced)
+        self.write_meta(COMMITTED, &committed, log_durability())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -157,13 +167,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::encode(&entry),
             );
         }
-        let durability = if sabotage::active(Bug::AckBeforeDurable) {
-            Durability::Buffered
-        } else {
-            Durability::Synced
-        };
         self.db
-            .write(batch, durability)
+            .write(batch, log_durability())
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // The batch is fsynced: only now may Raft count these entries as stored.
         callback.log_io_completed(Ok(()));
