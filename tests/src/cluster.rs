@@ -3,14 +3,14 @@
 //! with its own data directory, administered with the real `castctl`.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::node::Node;
+use crate::node::{Node, free_tcp_addrs, free_udp_addr};
 use crate::{artifacts_dir, profile_dir, wait_for};
 
 pub const SECRET: &str = "process-cluster-secret-0123456789";
@@ -21,12 +21,6 @@ pub fn castctl_binary() -> PathBuf {
     let bin = profile_dir().join("castctl");
     assert!(bin.exists(), "{} not found: build it first", bin.display());
     bin
-}
-
-fn free_addr(ip: &str) -> SocketAddr {
-    TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
 }
 
 /// The subnet of `start_standard`: 127.0.0.N, default ports.
@@ -47,13 +41,6 @@ impl Spec {
     /// data under `dir`.
     fn new(dir: &TempDir, subnet: u8, id: u64, joiner: bool) -> Spec {
         let ip = format!("127.{subnet}.0.{id}");
-        let port = |default: u16, free: fn(&str) -> SocketAddr| {
-            if subnet == STANDARD_SUBNET {
-                format!("{ip}:{default}").parse().unwrap()
-            } else {
-                free(&ip)
-            }
-        };
         let certs = dir.path().join("certs");
         let issued = Command::new(crate::node::binary())
             .args(["cert", "issue", "--dir"])
@@ -66,12 +53,18 @@ impl Spec {
             "{}",
             String::from_utf8_lossy(&issued.stderr)
         );
+        let (mesh, [rtmp, http, grpc]) = if subnet == STANDARD_SUBNET {
+            let at = |port: u16| format!("{ip}:{port}").parse().unwrap();
+            (at(4433), [at(1935), at(8080), at(50051)])
+        } else {
+            (free_udp_addr(&ip), free_tcp_addrs(&ip, &[]))
+        };
         Spec {
             joiner,
-            mesh: port(4433, crate::node::free_udp_addr),
-            rtmp: port(1935, free_addr),
-            http: port(8080, free_addr),
-            grpc: port(50051, free_addr),
+            mesh,
+            rtmp,
+            http,
+            grpc,
             data: dir.path().join(format!("node{id}")),
         }
     }

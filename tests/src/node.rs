@@ -18,12 +18,21 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// `N` free TCP addresses on `ip`, none of them in `avoid`. All are held bound until
+/// every one is chosen: ports bound and released one at a time can come back twice,
+/// and a node given the same port for two listeners never starts.
+pub fn free_tcp_addrs<const N: usize>(ip: &str, avoid: &[SocketAddr]) -> [SocketAddr; N] {
+    let mut held = Vec::new();
+    let mut chosen = Vec::new();
+    while chosen.len() < N {
+        let listener = TcpListener::bind(format!("{ip}:0")).expect("free port");
+        let addr = listener.local_addr().expect("bound address");
+        if !avoid.contains(&addr) {
+            chosen.push(addr);
+        }
+        held.push(listener);
+    }
+    chosen.try_into().expect("N addresses")
 }
 
 /// A free UDP port on `ip` (bound then released).
@@ -48,15 +57,17 @@ pub struct Node {
 impl Node {
     /// Starts a node on free ports with extra flags, and waits for `/healthz`.
     pub fn start(name: &str, extra: &[&str]) -> Node {
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [rtmp, http] = free_tcp_addrs("127.0.0.1", &[]);
         Self::start_on(name, rtmp, http, extra)
     }
 
     /// A `--dev` node (one-node cluster, open publishing) on these media ports and a
     /// free gRPC port.
     pub fn start_on(name: &str, rtmp: SocketAddr, http: SocketAddr, extra: &[&str]) -> Node {
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc = {
+            let [grpc] = free_tcp_addrs("127.0.0.1", &[rtmp, http]);
+            grpc
+        };
         let _ = std::fs::remove_file(artifacts_dir().join(format!("{name}.node.log")));
         let data = tempfile::Builder::new()
             .prefix("castmesh-test-node-")
@@ -103,7 +114,7 @@ impl Node {
             .stdin(Stdio::null())
             .spawn()
             .expect("start castmesh");
-        let node = Node {
+        let mut node = Node {
             child,
             rtmp,
             http,
@@ -115,10 +126,39 @@ impl Node {
                 .build()
                 .unwrap(),
         };
-        wait_for("node /healthz", Duration::from_secs(20), || {
-            node.get("/healthz").ok().filter(|r| r.0 == 200)
-        });
+        node.wait_healthy(Duration::from_secs(20));
         node
+    }
+
+    /// Waits for `/healthz` to answer 200. A node that exits or stays unhealthy fails the
+    /// test with its exit status and the end of its log: a bare timeout in CI, where the
+    /// log is gone with the machine, cannot be diagnosed.
+    fn wait_healthy(&mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.get("/healthz").is_ok_and(|r| r.0 == 200) {
+                return;
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "node {} (rtmp {}, http {}, grpc {}) not healthy: {}\nlast log lines:\n{}",
+                    self.log.display(),
+                    self.rtmp,
+                    self.http,
+                    self.grpc,
+                    match exited {
+                        Some(status) => format!("exited with {status}"),
+                        None => format!("no 200 from /healthz within {timeout:?}"),
+                    },
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use castmesh_tests::bench_arg;
 use castmesh_tests::ffmpeg::sample_flv;
 use castmesh_tests::hls_check::parse;
-use castmesh_tests::node::{binary, free_port};
+use castmesh_tests::node::{binary, free_tcp_addrs};
 use castmesh_tests::{artifacts_dir, wait_for};
 
 const PROBED_STREAMS: usize = 4;
@@ -64,8 +64,7 @@ struct Server {
 
 impl Server {
     fn start(kind: Kind) -> Server {
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [rtmp, http] = free_tcp_addrs("127.0.0.1", &[]);
         let child = match kind {
             Kind::Castmesh => Command::new(binary())
                 .args(["--dev", "--log", "warn"])
