@@ -15,10 +15,18 @@ pub enum Bug {
     ForgetVote,
     /// `read` answers from the local state without asking the leader.
     StaleReads,
+    /// `AcquireLease` skips the epoch check and grants the epoch after the one the
+    /// requester last saw: two racing publishers get the same epoch.
+    SkipEpochCheck,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [Bug::AckBeforeDurable, Bug::ForgetVote, Bug::StaleReads];
+    pub const ALL: [Bug; 4] = [
+        Bug::AckBeforeDurable,
+        Bug::ForgetVote,
+        Bug::StaleReads,
+        Bug::SkipEpochCheck,
+    ];
 
     fn bit(self) -> u32 {
         1 << self as u32

@@ -31,7 +31,11 @@ pub struct RtmpConfig {
     /// After the handshake, a client must start publishing within this time.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
-    /// A connection that sends nothing for this long is closed.
+    /// A connection that sends nothing for this long is closed. A publisher sends
+    /// frames many times a second, so silence means a dead link: closing it ends the
+    /// publish here and lets the encoder's reconnect (to any node) take the stream
+    /// over. Viewers see a frozen stream for this long, hence no more than 10 s
+    /// (MediaMTX's read timeout; SRS waits 5 s).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     pub max_connections: usize,
@@ -382,7 +386,7 @@ impl Default for RtmpConfig {
             app: "live".into(),
             handshake_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10),
             max_connections: 1000,
             max_pending_bytes: 32 * 1024 * 1024,
             max_bitrate_kbps: 50_000,

@@ -34,8 +34,18 @@ pub enum Fault {
     Lossy {
         rate: f64,
     },
-    /// Repairs every link and restores normal latency and loss (crashed nodes stay
-    /// down until their restart).
+    /// The main encoder reconnects to node `to`; with `duplicate`, a second encoder
+    /// with the same key starts on that node at the same instant, for a few seconds.
+    PublisherMoves {
+        to: u32,
+        duplicate: Option<u32>,
+    },
+    /// Viewers wait this long before each request.
+    SlowViewers {
+        delay_ms: u64,
+    },
+    /// Repairs every link and restores normal latency and loss, and viewers' speed
+    /// (crashed nodes stay down until their restart).
     Heal,
 }
 
@@ -121,6 +131,14 @@ pub fn schedule(seed: u64, mode: Mode, nodes: u32, until: Duration) -> Vec<Sched
             }),
             72..80 => Some(Fault::Lossy {
                 rate: rng.random_range(0.001..0.05),
+            }),
+            80..88 => {
+                let to = rng.random_range(1..=nodes);
+                let duplicate = rng.random_bool(0.5).then(|| (to % nodes) + 1);
+                Some(Fault::PublisherMoves { to, duplicate })
+            }
+            88..92 => Some(Fault::SlowViewers {
+                delay_ms: rng.random_range(500..4000),
             }),
             _ => Some(Fault::Heal),
         };

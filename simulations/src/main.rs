@@ -32,10 +32,14 @@ struct Cli {
     /// Print the nodes' logs (RUST_LOG filters; default info).
     #[arg(long)]
     trace: bool,
+    /// Add the media workload: encoders over RTMP, LL-HLS viewers, media invariants.
+    #[arg(long)]
+    media: bool,
     /// Print only each seed's trace hash.
     #[arg(long)]
     hash: bool,
-    /// Run with a deliberate bug: ack-before-durable, forget-vote, stale-reads.
+    /// Run with a deliberate bug: ack-before-durable, forget-vote, stale-reads,
+    /// skip-epoch-check.
     #[arg(long, value_parser = parse_bug)]
     sabotage: Option<Bug>,
 }
@@ -63,6 +67,7 @@ fn bug_name(bug: Bug) -> &'static str {
         Bug::AckBeforeDurable => "ack-before-durable",
         Bug::ForgetVote => "forget-vote",
         Bug::StaleReads => "stale-reads",
+        Bug::SkipEpochCheck => "skip-epoch-check",
     }
 }
 
@@ -74,20 +79,14 @@ fn replay_command(cli: &Cli, seed: u64) -> String {
     if let Some(bug) = cli.sabotage {
         c += &format!(" --sabotage {}", bug_name(bug));
     }
+    if cli.media {
+        c += " --media";
+    }
     c
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.trace {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "info".into()),
-            )
-            .with_writer(std::io::stderr)
-            .init();
-    }
     let seeds = match cli.seed {
         Some(s) => s..s + 1,
         None => cli.seeds.clone(),
@@ -109,6 +108,8 @@ fn main() -> ExitCode {
                         seed,
                         nodes: cli.nodes,
                         sabotage: cli.sabotage,
+                        log: cli.trace,
+                        media: cli.media,
                     });
                     let mut reports = reports.lock().unwrap_or_else(|e| e.into_inner());
                     if cli.hash {
@@ -116,8 +117,8 @@ fn main() -> ExitCode {
                     } else if single || !report.passed() {
                         eprint!("\r\x1b[K");
                         print!("{report}");
-                        if !report.passed() {
-                            print_failure(&cli, &report);
+                        if !report.passed() || cli.trace {
+                            print_details(&cli, &report);
                         }
                     }
                     reports.push(report);
@@ -141,7 +142,7 @@ fn main() -> ExitCode {
         .map(|r| r.seed)
         .collect();
     if !cli.hash {
-        summary(&reports, &failed, started.elapsed());
+        summary(&reports, &failed, started.elapsed(), cli.nodes);
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
@@ -150,7 +151,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_failure(cli: &Cli, report: &Report) {
+fn print_details(cli: &Cli, report: &Report) {
     println!("  fault schedule:");
     for f in &report.faults {
         println!("    {f}");
@@ -164,10 +165,10 @@ fn print_failure(cli: &Cli, report: &Report) {
     println!("  replay: {}", replay_command(cli, report.seed));
 }
 
-fn summary(reports: &[Report], failed: &[u64], wall: Duration) {
+fn summary(reports: &[Report], failed: &[u64], wall: Duration, nodes: u32) {
     let simulated: f64 = reports.iter().map(|r| r.simulated.as_secs_f64()).sum();
     let busy: f64 = reports.iter().map(|r| r.real.as_secs_f64()).sum();
-    let nodes_seconds = simulated * 3.0;
+    let nodes_seconds = simulated * f64::from(nodes);
     let converge: Vec<f64> = reports
         .iter()
         .filter_map(|r| r.converged_after.map(|d| d.as_secs_f64()))

@@ -1,5 +1,6 @@
 //! What a run records, from every host and from the driver: the trace (hashed, to
-//! compare runs), Raft leadership seen per term, and the clients' operation history.
+//! compare runs), Raft leadership seen per term, the clients' operation history, the
+//! origin leases nodes held, and what the viewers saw.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::history::{Call, Op, Outcome};
+use crate::media::playlist::{PartName, Playlist};
 
 /// Shared by every host of one run (they all run on the simulation's thread).
 #[derive(Clone, Default)]
@@ -21,6 +23,36 @@ pub struct Record {
     pub tail: std::collections::VecDeque<String>,
     pub leaders: BTreeMap<u64, BTreeSet<u64>>,
     pub ops: Vec<Op>,
+    pub origins: Vec<OriginHeld>,
+    pub playlists: Vec<PlaylistSeen>,
+    pub parts: Vec<PartSeen>,
+    /// Playlists a viewer could not read.
+    pub malformed: Vec<String>,
+}
+
+/// A node reported holding a stream's origin lease at an epoch.
+pub struct OriginHeld {
+    pub at: Duration,
+    pub node: u64,
+    pub stream: String,
+    pub epoch: u64,
+}
+
+pub struct PlaylistSeen {
+    pub at: Duration,
+    pub viewer: u32,
+    pub node: u32,
+    pub boot: u64,
+    pub playlist: Playlist,
+}
+
+pub struct PartSeen {
+    pub at: Duration,
+    pub node: u32,
+    pub name: PartName,
+    pub hash: u64,
+    /// Publish sessions whose markers the part carries.
+    pub sessions: Vec<u32>,
 }
 
 const TAIL: usize = 5000;
@@ -77,6 +109,65 @@ impl Recorder {
     pub fn complete(&self, op: usize, outcome: Outcome) {
         self.event(format!("op {op} -> {outcome:?}"));
         self.with(|r| r.ops[op].done = Some((now(), outcome)));
+    }
+
+    pub fn origin(&self, node: u64, stream: String, epoch: u64) {
+        self.event(format!(
+            "node{node} holds the origin lease of {stream} at epoch {epoch}"
+        ));
+        self.with(|r| {
+            r.origins.push(OriginHeld {
+                at: now(),
+                node,
+                stream,
+                epoch,
+            })
+        });
+    }
+
+    pub fn playlist(&self, viewer: u32, node: u32, boot: u64, playlist: &Playlist) {
+        self.event(format!(
+            "viewer{viewer} <- node{node}: sequence {} discontinuity {} segments {:?} next {:?}{}",
+            playlist.media_sequence,
+            playlist.discontinuity_sequence,
+            playlist
+                .segments
+                .iter()
+                .map(|s| (s.msn, s.discontinuity, s.parts.len()))
+                .collect::<Vec<_>>(),
+            playlist.next.map(|p| p.uri()),
+            if playlist.ended { " ENDLIST" } else { "" }
+        ));
+        self.with(|r| {
+            r.playlists.push(PlaylistSeen {
+                at: now(),
+                viewer,
+                node,
+                boot,
+                playlist: playlist.clone(),
+            })
+        });
+    }
+
+    pub fn part(&self, node: u32, name: PartName, hash: u64, sessions: Vec<u32>) {
+        self.event(format!(
+            "node{node} served {} {hash:016x} sessions {sessions:?}",
+            name.uri()
+        ));
+        self.with(|r| {
+            r.parts.push(PartSeen {
+                at: now(),
+                node,
+                name,
+                hash,
+                sessions,
+            })
+        });
+    }
+
+    pub fn malformed(&self, node: u32, what: String) {
+        self.event(format!("node{node} served a playlist a viewer cannot read"));
+        self.with(|r| r.malformed.push(format!("node{node}: {what}")));
     }
 
     pub fn hash(&self) -> u64 {

@@ -14,6 +14,8 @@ fn first_failure(bug: Bug, invariant: &str) {
             seed,
             nodes: 3,
             sabotage: Some(bug),
+            log: false,
+            media: bug == Bug::SkipEpochCheck,
         });
         if report.violations.iter().any(|v| v.contains(invariant)) {
             println!("{bug:?} caught by seed {seed}:\n{report}");
@@ -36,4 +38,9 @@ fn reading_without_asking_the_leader_is_not_linearizable() {
 #[test]
 fn forgetting_the_vote_elects_two_leaders_in_a_term() {
     first_failure(Bug::ForgetVote, "leaders");
+}
+
+#[test]
+fn skipping_the_lease_epoch_check_makes_two_origins_in_an_epoch() {
+    first_failure(Bug::SkipEpochCheck, "origin: stream");
 }

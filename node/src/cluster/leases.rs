@@ -85,6 +85,15 @@ impl Leases {
                 lost: receiver,
             };
         }
+        // The simulation's one-origin-per-epoch check reads this event (target and
+        // fields are its interface); operators can follow origin moves with it too.
+        tracing::info!(
+            target: "castmesh::origin",
+            node = self.inner.node,
+            stream = %stream,
+            epoch = lease.epoch,
+            "holding the origin lease"
+        );
         let renewal = tokio::spawn(self.clone().renew(stream.clone(), lease.epoch, acquired_at));
         held.insert(
             stream,
