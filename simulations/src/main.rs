@@ -3,6 +3,7 @@
 //!   castmesh-sim --seeds 0..300          a sweep, with progress and a summary
 //!   castmesh-sim --seed 17 --trace       one seed again, with the nodes' logs
 //!   castmesh-sim --seed 17 --hash        one seed's trace hash (determinism check)
+//!   castmesh-sim --seeds 0..200 --media  with RTMP encoders and LL-HLS viewers
 
 use std::io::Write as _;
 use std::ops::Range;
