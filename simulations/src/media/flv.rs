@@ -38,8 +38,14 @@ impl Tag {
     }
 }
 
-/// The fixture's audio and video tags in file order (script data is skipped).
-pub fn fixture() -> Vec<Tag> {
+/// The fixture's audio and video tags in file order (script data is skipped),
+/// parsed once per process: every publish session of every run sends them.
+pub fn fixture() -> &'static [Tag] {
+    static TAGS: std::sync::OnceLock<Vec<Tag>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(parse)
+}
+
+fn parse() -> Vec<Tag> {
     let data = Bytes::from_static(FIXTURE);
     assert_eq!(&data[..3], b"FLV", "fixture is not an FLV file");
     let header = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize;
