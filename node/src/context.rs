@@ -2,13 +2,18 @@
 //! registry, the directory of live streams and the mesh.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
 
 use crate::config::Config;
 use crate::mesh::Mesh;
+use crate::mesh::subscription::{HandOver, StreamSource};
 use crate::metrics::Metrics;
 use crate::seams::Seams;
-use crate::stream::directory::StreamDirectory;
-use crate::stream::registry::StreamRegistry;
+use crate::stream::directory::{StreamDirectory, StreamHandle};
+use crate::stream::registry::{StreamId, StreamRegistry};
+use crate::stream::supervisor::StreamMsg;
 
 pub struct NodeContext {
     pub config: Config,
@@ -39,9 +44,42 @@ impl NodeContext {
     }
 }
 
+/// Longest a stream's supervisor may take to stop producing when handing it over.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The mesh serves the streams in the directory, origin's and edge's alike.
-impl crate::mesh::subscription::StreamSource for NodeContext {
-    fn stream(&self, id: &str) -> Option<Arc<crate::stream::directory::StreamHandle>> {
+#[async_trait::async_trait]
+impl StreamSource for NodeContext {
+    fn stream(&self, id: &str) -> Option<Arc<StreamHandle>> {
         self.directory.get(id)
+    }
+
+    async fn hand_over(&self, id: &str, epoch: u64) -> HandOver {
+        let Ok(id) = StreamId::parse(id) else {
+            return HandOver::NotProducing;
+        };
+        // First the lease: from here on no publish under an older epoch attaches.
+        if let Err(held) = self.registry.fence(&id, epoch) {
+            return HandOver::Refused { held };
+        }
+        let Some(origin) = self
+            .directory
+            .get(id.as_str())
+            .and_then(|h| h.origin.clone())
+        else {
+            return HandOver::NotProducing;
+        };
+        let asked = origin
+            .call(
+                |reply| StreamMsg::HandOver { epoch, reply },
+                Some(HAND_OVER_TIMEOUT),
+            )
+            .await;
+        match asked {
+            Ok(CallResult::Success(answer)) => answer,
+            // It stopped meanwhile (not producing), or it is stuck: either way its
+            // window is not known to be final, which only costs the asker continuity.
+            _ => HandOver::NotProducing,
+        }
     }
 }

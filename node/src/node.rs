@@ -15,8 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::NodeContext;
 use crate::hls::live::LiveStream;
-use crate::hls::replica;
-use crate::hls::window::{Replay, WindowConfig};
+use crate::hls::window::WindowConfig;
 use crate::seams::Network;
 use crate::stream::directory::{self, StreamHandle};
 use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
@@ -37,9 +36,6 @@ pub enum NodeMsg {
     Publish {
         id: StreamId,
         conn: PublisherConn,
-        /// Where the stream was on the node that was its origin before, if this node
-        /// learned it (see `stream::takeover`).
-        seed: Option<Replay>,
         reply: RpcReplyPort<Result<PublisherBinding, PublishDenied>>,
     },
     /// Serve a stream whose origin is another node (an HTTP request asked for it).
@@ -157,15 +153,10 @@ impl<N: Network> Actor for NodeSupervisor<N> {
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            NodeMsg::Publish {
-                id,
-                conn,
-                seed,
-                reply,
-            } => {
+            NodeMsg::Publish { id, conn, reply } => {
                 let stream = match state.streams.get(&id) {
                     Some(Role::Origin(s)) => s.clone(),
-                    _ => match state.start_origin(&myself, id, seed).await {
+                    _ => match state.start_origin(&myself, id).await {
                         Ok(s) => s,
                         Err(denied) => {
                             let _ = reply.send(Err(denied));
@@ -248,12 +239,12 @@ impl<N: Network> Actor for NodeSupervisor<N> {
 
 impl NodeState {
     /// Starts the origin side of a stream. Its window is the edge's, when this node
-    /// was serving the stream as an edge, or else rebuilt from `seed`.
+    /// was serving the stream as an edge, or a new one; the first publisher's attach
+    /// makes it continue the stream (see `stream::takeover`).
     async fn start_origin(
         &mut self,
         myself: &ActorRef<NodeMsg>,
         id: StreamId,
-        seed: Option<Replay>,
     ) -> Result<ActorRef<StreamMsg>, PublishDenied> {
         let config = &self.ctx.config;
         let was_edge = matches!(self.streams.get(&id), Some(Role::Edge(_)));
@@ -276,12 +267,6 @@ impl NodeState {
                 StreamStats::new(self.ctx.seams.clock.wall()),
             ),
         };
-        // Only into an empty window: one with media is this node's own copy.
-        let empty = !live.snapshot().position.has_media();
-        if let Some(seed) = seed.filter(|s| empty && s.config == live.config()) {
-            tracing::info!(stream = %id, next_msn = seed.next_msn, "continuing the stream where the previous origin left it");
-            live.update(|w| replica::merge(w, seed));
-        }
         let spawned = Actor::spawn_linked(
             None,
             StreamSupervisor,
@@ -380,6 +365,10 @@ impl NodeState {
             },
             live,
             stats,
+            origin: match &role {
+                Role::Origin(actor) => Some(actor.clone()),
+                Role::Edge(_) => None,
+            },
         });
         self.ctx.directory.insert(handle.clone());
         if !self.streams.contains_key(&id) {

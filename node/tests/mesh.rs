@@ -9,7 +9,7 @@ use castmesh_node::hls::window::{Part, WindowConfig, WindowEvent};
 use castmesh_node::media::Codecs;
 use castmesh_node::mesh::Mesh;
 use castmesh_node::mesh::certs::{self, Pem};
-use castmesh_node::mesh::subscription::{StreamSource, SubscriptionError};
+use castmesh_node::mesh::subscription::{HandOver, StreamSource, SubscriptionError};
 use castmesh_node::metrics::Metrics;
 use castmesh_node::seams::SystemClock;
 use castmesh_node::stream::directory::{Role, StreamHandle};
@@ -27,9 +27,15 @@ fn start(ca: &Pem, node: &Pem, id: u64) -> (Mesh, Arc<Metrics>) {
 /// Serves one stream, "show".
 struct OneStream(Arc<StreamHandle>);
 
+#[async_trait::async_trait]
 impl StreamSource for OneStream {
     fn stream(&self, id: &str) -> Option<Arc<StreamHandle>> {
         (id == self.0.id.as_str()).then(|| self.0.clone())
+    }
+
+    /// No publisher produces it here: it is only ever served.
+    async fn hand_over(&self, _id: &str, _epoch: u64) -> HandOver {
+        HandOver::NotProducing
     }
 }
 
@@ -48,6 +54,7 @@ fn one_stream(live: Arc<LiveStream>) -> Arc<dyn StreamSource> {
         role: Role::Origin,
         live,
         stats: StreamStats::new(std::time::SystemTime::UNIX_EPOCH),
+        origin: None,
     })))
 }
 

@@ -44,7 +44,15 @@ struct Inner {
     ttl: Duration,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    held: Mutex<BTreeMap<StreamId, Held>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    held: BTreeMap<StreamId, Held>,
+    /// Per stream, the newest epoch another node said it took the stream over with
+    /// (see [`Leases::fence`]): no older lease may start producing here.
+    fences: BTreeMap<StreamId, u64>,
 }
 
 impl Leases {
@@ -62,7 +70,7 @@ impl Leases {
                 ttl,
                 clock,
                 metrics,
-                held: Mutex::new(BTreeMap::new()),
+                table: Mutex::default(),
             }),
         }
     }
@@ -75,8 +83,19 @@ impl Leases {
     /// it. The lease is kept while its `lost` receiver lives: when every receiver is
     /// dropped (the publish never attached, the stream stopped), it is released.
     pub fn hold(&self, stream: StreamId, lease: Lease, acquired_at: Instant) -> OriginLease {
+        let mut table = self.table();
+        if let Some(fence) = table.fences.get(&stream).filter(|f| **f > lease.epoch) {
+            // Another node took the stream over while this publish was acquiring:
+            // this lease is lost before it is used.
+            let reason = format!("another node took the stream over (epoch {fence})");
+            return OriginLease {
+                epoch: lease.epoch,
+                lost: watch::channel(Some(reason)).1,
+            };
+        }
+        table.fences.remove(&stream);
         let (lost, receiver) = watch::channel(None);
-        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = &mut table.held;
         if held.get(&stream).is_some_and(|h| h.epoch > lease.epoch) {
             // A concurrent publish here already holds a newer epoch; this one is stale
             // (its attach is refused) and nothing renews it.
@@ -103,7 +122,7 @@ impl Leases {
                 renewal,
             },
         );
-        self.count(&held);
+        self.count(held);
         OriginLease {
             epoch: lease.epoch,
             lost: receiver,
@@ -114,22 +133,49 @@ impl Leases {
         self.inner.metrics.origin_leases.set(held.len() as i64);
     }
 
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Another node holds stream's lease of `epoch`: a lease held here of an older
+    /// epoch is lost now, and one acquired later of an older epoch is lost at once.
+    /// `Err(held)` when this node holds the lease of `epoch` or a newer one.
+    pub fn fence(&self, stream: &StreamId, epoch: u64) -> Result<(), u64> {
+        let mut table = self.table();
+        if let Some(held) = table.held.get(stream).map(|h| h.epoch) {
+            if held >= epoch {
+                return Err(held);
+            }
+            drop(table);
+            self.revoke(
+                stream,
+                held,
+                format!("another node took the stream over (epoch {epoch})"),
+            );
+            table = self.table();
+        }
+        let fence = table.fences.entry(stream.clone()).or_default();
+        *fence = (*fence).max(epoch);
+        Ok(())
+    }
+
     /// Whether the lease of `epoch` is still held and someone still uses it.
     fn in_use(&self, stream: &StreamId, epoch: u64) -> Option<bool> {
-        let held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.get(stream)
+        self.table()
+            .held
+            .get(stream)
             .filter(|h| h.epoch == epoch)
             .map(|h| !h.lost.is_closed())
     }
 
     /// Forgets the lease of `epoch` if it is still the one held; true if it was.
     pub fn forget(&self, stream: &StreamId, epoch: u64) -> bool {
-        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
-        let current = held.get(stream).is_some_and(|h| h.epoch == epoch);
+        let mut table = self.table();
+        let current = table.held.get(stream).is_some_and(|h| h.epoch == epoch);
         if current {
-            held.remove(stream);
+            table.held.remove(stream);
         }
-        self.count(&held);
+        self.count(&table.held);
         current
     }
 
@@ -154,7 +200,8 @@ impl Leases {
     }
 
     fn revoke(&self, stream: &StreamId, epoch: u64, reason: String) {
-        let mut held = self.inner.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table();
+        let held = &mut table.held;
         if held.get(stream).is_some_and(|h| h.epoch == epoch) {
             tracing::warn!(%stream, epoch, %reason, "origin lease lost: this node stops acting as origin");
             self.inner.metrics.origin_leases_lost.inc();
@@ -162,7 +209,7 @@ impl Leases {
                 let _ = h.lost.send(Some(reason));
             }
         }
-        self.count(&held);
+        self.count(held);
     }
 
     async fn renew(self, stream: StreamId, epoch: u64, acquired_at: Instant) {

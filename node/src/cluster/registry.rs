@@ -221,6 +221,10 @@ impl StreamRegistry for ClusterRegistry {
             .map_err(|e| e.to_string())
     }
 
+    fn fence(&self, id: &StreamId, epoch: u64) -> Result<(), u64> {
+        self.leases.fence(id, epoch)
+    }
+
     fn locate_origin(&self, id: &StreamId) -> OriginLookup {
         let now = self.clock.now_ms();
         self.member.read_local(|s| {

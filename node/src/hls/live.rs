@@ -52,8 +52,9 @@ impl LiveStream {
         *self.read().config()
     }
 
+    /// The run whose media is listed and served.
     pub fn run(&self) -> u32 {
-        self.read().run()
+        self.read().listed().run()
     }
 
     /// Applies a change, broadcasts its events and publishes the re-rendered playlist.
@@ -111,6 +112,7 @@ impl LiveStream {
 }
 
 fn render(w: &Window) -> Snapshot {
+    let w = w.listed();
     Snapshot {
         playlist: Bytes::from(playlist::render(w)),
         multivariant: playlist::render_multivariant(w).map(Bytes::from),

@@ -42,17 +42,14 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
         && agrees(w, &replay);
     if !joinable {
         if w.position().has_media()
-            && w.run() == replay.run
+            && !w.is_ended()
             && replay.progress().map(|(msn, _)| msn) < w.held_segments().last().map(|s| s.msn)
         {
             // Replacing would take the media sequence back: keep what viewers have
             // until the origin's window reaches past it.
             return Merged::Behind;
         }
-        *w = Window::from_replay(&replay);
-        for event in replay.events {
-            w.apply(event);
-        }
+        replace(w, replay);
         return Merged::Replaced;
     }
     for event in replay.events {
@@ -60,6 +57,14 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
         let _ = follow(w, event);
     }
     Merged::Continued
+}
+
+/// Rebuilds the window from the replay, whatever it held.
+pub fn replace(w: &mut Window, replay: Replay) {
+    *w = Window::from_replay(&replay);
+    for event in replay.events {
+        w.apply(event);
+    }
 }
 
 /// One segment as a replay describes it.
@@ -276,11 +281,23 @@ mod tests {
         }
         assert_eq!(merge(&mut edge, o.replay()), Merged::Replaced);
         assert_same(&o, &edge);
-        // Another run of the stream.
-        let mut other = Window::new(*o.config(), 99);
-        other.add_init(Bytes::from_static(b"init"), Codecs::default());
-        fill_segment(&mut other, false, 10, true);
-        assert_eq!(merge(&mut edge, other.replay()), Merged::Replaced);
+        // Another run of the stream, numbered behind this window: kept until it is
+        // past, so the media sequence does not go back.
+        let mut behind = Window::new(*o.config(), 99);
+        behind.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut behind, false, 10, true);
+        assert_eq!(merge(&mut edge, behind.replay()), Merged::Behind);
+        assert_eq!(edge.run(), o.run());
+        // One numbered past it (a new origin that skipped ahead) replaces it.
+        let mut ahead = Window::new(*o.config(), 98);
+        ahead.start_run(98, edge.next_msn() + 3, edge.discontinuity_sequence() + 3);
+        ahead.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut ahead, false, 10, true);
+        assert_eq!(merge(&mut edge, ahead.replay()), Merged::Replaced);
+        assert_eq!(edge.run(), 98);
+        // An ended window takes any run: its viewers' playback is over.
+        edge.end_stream();
+        assert_eq!(merge(&mut edge, behind.replay()), Merged::Replaced);
         assert_eq!(edge.run(), 99);
     }
 

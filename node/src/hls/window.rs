@@ -77,6 +77,9 @@ pub struct Window {
     timeline_end_ms: Option<i64>,
     /// Applied events not yet taken (see [`Window::take_events`]).
     events: Vec<WindowEvent>,
+    /// The window of the previous run this one replaced (see [`Window::start_run`]),
+    /// still listed and served until this one has its first part.
+    superseded: Option<Box<Window>>,
 }
 
 /// One change to a window. See [`Window::apply`].
@@ -151,6 +154,7 @@ impl Window {
             ended: false,
             timeline_end_ms: None,
             events: Vec::new(),
+            superseded: None,
         }
     }
 
@@ -266,6 +270,7 @@ impl Window {
                 open.duration_ms += part.duration_ms;
                 open.parts.push(part.clone());
                 self.timeline_end_ms = Some(*timeline_end_ms);
+                self.superseded = None;
             }
             WindowEvent::EndSegment { msn } => {
                 if self.open.as_ref().is_none_or(|o| o.msn != *msn) {
@@ -335,6 +340,32 @@ impl Window {
             // count their discontinuities as they leave it.
             discontinuity_sequence: self.discontinuity_sequence - retired_discontinuities,
             events,
+        }
+    }
+
+    /// Replaces this window with an empty one of a new run that starts at `next_msn`
+    /// and `discontinuity_sequence`, its first segment after a discontinuity. Until
+    /// the new run has a part, the old window stays listed and served (see
+    /// [`Window::listed`]): a playlist that had media never goes empty.
+    pub fn start_run(&mut self, run: u32, next_msn: u64, discontinuity_sequence: u64) {
+        let mut next = Self::new(self.config, run);
+        next.next_msn = next_msn;
+        next.discontinuity_sequence = discontinuity_sequence;
+        next.discontinuity_pending = true;
+        let previous = std::mem::replace(self, next);
+        self.superseded = if previous.position().has_media() {
+            Some(Box::new(previous))
+        } else {
+            previous.superseded
+        };
+    }
+
+    /// The window viewers see: this one, or the one it is replacing while it has no
+    /// media yet.
+    pub fn listed(&self) -> &Window {
+        match &self.superseded {
+            Some(previous) => previous,
+            None => self,
         }
     }
 

@@ -203,6 +203,7 @@ fn coming_soon(name: MediaName, pos: &Position, limit: u32) -> bool {
 
 fn lookup(stream: &StreamHandle, name: MediaName) -> Option<Bytes> {
     let w = stream.live.read();
+    let w = w.listed();
     match name {
         MediaName::Init(id) => w.init(id),
         MediaName::Segment(msn) => w.segment(msn),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use castmesh_proto::mesh::v1::{Ping, Pong, Request, ViewerCounts, Viewers, request};
+use castmesh_proto::mesh::v1::{Ping, Pong, Request, Subscribe, ViewerCounts, Viewers, request};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -24,7 +24,7 @@ use crate::hls::window::Replay;
 use crate::metrics::Metrics;
 use crate::seams::Clock;
 use certs::Pem;
-use subscription::{Serving, StreamSource, Subscription, SubscriptionError};
+use subscription::{Replayed, Serving, StreamSource, Subscription, SubscriptionError};
 use tls::{MeshTls, peer_node};
 
 /// How long a mesh request may take before the peer counts as unreachable.
@@ -120,8 +120,41 @@ impl Mesh {
         stream: &str,
         replay_only: bool,
     ) -> Result<(Replay, Subscription), SubscriptionError> {
+        let request = Subscribe {
+            stream: stream.to_string(),
+            replay_only,
+            take_over_epoch: 0,
+        };
+        let (replayed, subscription) = self.start_subscription(addr, peer, request).await?;
+        Ok((replayed.replay, subscription))
+    }
+
+    /// Tells node `peer` that this node holds `stream`'s origin lease of `epoch`: it
+    /// stops producing the stream under an older epoch, and answers with its window
+    /// (final, if it was producing). `Err(Superseded)`: it holds a lease not older.
+    pub async fn take_over(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        stream: &str,
+        epoch: u64,
+    ) -> Result<Replayed, SubscriptionError> {
+        let request = Subscribe {
+            stream: stream.to_string(),
+            replay_only: true,
+            take_over_epoch: epoch,
+        };
+        Ok(self.start_subscription(addr, peer, request).await?.0)
+    }
+
+    async fn start_subscription(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        request: Subscribe,
+    ) -> Result<(Replayed, Subscription), SubscriptionError> {
         let connection = self.connect(addr, peer).await?;
-        let started = Subscription::start(&connection, stream, replay_only).await;
+        let started = Subscription::start(&connection, request).await;
         if matches!(started, Err(SubscriptionError::Failed(_))) {
             self.forget(peer);
         }

@@ -36,8 +36,23 @@ const MAX_REPLAY_BYTES: usize = 1 << 30;
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The streams a node serves to subscribers: its own, as origin or as an edge.
+#[async_trait::async_trait]
 pub trait StreamSource: Send + Sync + 'static {
     fn stream(&self, id: &str) -> Option<Arc<StreamHandle>>;
+    /// Another node holds stream `id`'s origin lease of `epoch`: stop producing the
+    /// stream under any older epoch, now and later (see `Subscribe.take_over_epoch`).
+    async fn hand_over(&self, id: &str, epoch: u64) -> HandOver;
+}
+
+/// What a node did when another took a stream over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOver {
+    /// It holds the lease of that epoch or a newer one: the asker's lease is stale.
+    Refused { held: u64 },
+    /// It was the origin under lease `epoch` and has stopped: its window is final.
+    Stopped { epoch: u64 },
+    /// It was not producing the stream.
+    NotProducing,
 }
 
 /// What the serving side needs besides the request.
@@ -56,9 +71,27 @@ pub(super) async fn serve(
     request: pb::Subscribe,
     serving: Serving,
 ) -> anyhow::Result<()> {
+    let mut handed_over_epoch = 0;
+    if request.take_over_epoch > 0 {
+        let epoch = request.take_over_epoch;
+        match serving.source.hand_over(&request.stream, epoch).await {
+            HandOver::Refused { held } => {
+                let refused = delivery::Kind::Refused(pb::Refused {
+                    reason: format!("this node holds the stream's lease of epoch {held}"),
+                    held_epoch: held,
+                });
+                write(&mut send, refused, 0).await?;
+                send.finish()?;
+                return Ok(());
+            }
+            HandOver::Stopped { epoch } => handed_over_epoch = epoch,
+            HandOver::NotProducing => {}
+        }
+    }
     let Some(stream) = serving.source.stream(&request.stream) else {
         let refused = delivery::Kind::Refused(pb::Refused {
             reason: "no such stream on this node".into(),
+            held_epoch: 0,
         });
         write(&mut send, refused, 0).await?;
         send.finish()?;
@@ -86,7 +119,7 @@ pub(super) async fn serve(
     let now = serving.clock.now_ms();
     let mut bytes = write(
         &mut send,
-        delivery::Kind::Subscribed(wire::subscribed(&replay)),
+        delivery::Kind::Subscribed(wire::subscribed(&replay, handed_over_epoch)),
         now,
     )
     .await?;
@@ -189,6 +222,10 @@ pub enum SubscriptionError {
     /// The node does not have the stream.
     #[error("refused: {0}")]
     Refused(String),
+    /// A take-over was refused: the node holds the stream's lease of this epoch, not
+    /// older than the asker's.
+    #[error("the node holds the stream's lease of epoch {0}")]
+    Superseded(u64),
     /// The subscriber fell behind and was cut off; subscribing again catches up.
     #[error("fell behind the origin and was cut off")]
     Overflow,
@@ -234,34 +271,44 @@ pub struct Change {
     pub sent_at_ms: u64,
 }
 
+/// The replay a subscription starts with.
+pub struct Replayed {
+    pub replay: Replay,
+    /// Set when the serving node was the stream's origin under this epoch and stopped
+    /// producing when asked to (a take-over): the replay is that epoch's final window.
+    pub handed_over: Option<u64>,
+}
+
 impl Subscription {
     /// Sends the request and reads the replay.
     pub(super) async fn start(
         connection: &quinn::Connection,
-        stream: &str,
-        replay_only: bool,
-    ) -> Result<(Replay, Subscription), SubscriptionError> {
+        request: pb::Subscribe,
+    ) -> Result<(Replayed, Subscription), SubscriptionError> {
         let (mut send, recv) = connection.open_bi().await.map_err(anyhow::Error::from)?;
         let request = pb::Request {
-            kind: Some(pb::request::Kind::Subscribe(pb::Subscribe {
-                stream: stream.to_string(),
-                replay_only,
-            })),
+            kind: Some(pb::request::Kind::Subscribe(request)),
         };
         framing::write(&mut send, &request).await?;
         let mut sub = Subscription {
             recv,
             send_half: Some(send),
         };
-        let replay = tokio::time::timeout(REPLAY_TIMEOUT, sub.read_replay())
+        let replayed = tokio::time::timeout(REPLAY_TIMEOUT, sub.read_replay())
             .await
             .context("the replay did not arrive in time")??;
-        Ok((replay, sub))
+        Ok((replayed, sub))
     }
 
-    async fn read_replay(&mut self) -> Result<Replay, SubscriptionError> {
-        let mut replay = match self.read().await?.context("no answer")? {
-            delivery::Kind::Subscribed(s) => wire::replay_from_wire(s)?,
+    async fn read_replay(&mut self) -> Result<Replayed, SubscriptionError> {
+        let (mut replay, handed_over) = match self.read().await?.context("no answer")? {
+            delivery::Kind::Subscribed(s) => {
+                let handed_over = Some(s.handed_over_epoch).filter(|e| *e > 0);
+                (wire::replay_from_wire(s)?, handed_over)
+            }
+            delivery::Kind::Refused(r) if r.held_epoch > 0 => {
+                return Err(SubscriptionError::Superseded(r.held_epoch));
+            }
             delivery::Kind::Refused(r) => return Err(SubscriptionError::Refused(r.reason)),
             _ => return Err(anyhow::anyhow!("subscription answer out of order").into()),
         };
@@ -277,7 +324,12 @@ impl Subscription {
                     }
                     replay.events.push(wire::event_from_wire(e)?)
                 }
-                delivery::Kind::ReplayDone(_) => return Ok(replay),
+                delivery::Kind::ReplayDone(_) => {
+                    return Ok(Replayed {
+                        replay,
+                        handed_over,
+                    });
+                }
                 _ => return Err(anyhow::anyhow!("unexpected message in a replay").into()),
             }
         }

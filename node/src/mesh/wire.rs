@@ -89,8 +89,9 @@ pub fn event_from_wire(event: pb::WindowEvent) -> anyhow::Result<WindowEvent> {
     })
 }
 
-/// The start of a replay: everything but its events.
-pub fn subscribed(replay: &Replay) -> pb::Subscribed {
+/// The start of a replay: everything but its events (`handed_over_epoch`: see
+/// `Subscribed` in mesh.proto).
+pub fn subscribed(replay: &Replay, handed_over_epoch: u64) -> pb::Subscribed {
     pb::Subscribed {
         run: replay.run,
         config: Some(pb::WindowConfig {
@@ -100,6 +101,7 @@ pub fn subscribed(replay: &Replay) -> pb::Subscribed {
         }),
         next_msn: replay.next_msn,
         discontinuity_sequence: replay.discontinuity_sequence,
+        handed_over_epoch,
     }
 }
 

@@ -376,34 +376,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         };
         let id = grant.id;
         tracing::Span::current().record("stream", id.as_str());
-        // An earlier origin existed (epoch > 1) and this node has no copy of the
-        // stream's media (perhaps an edge that never reached the dead origin): learn
-        // where it was from the nodes that served it.
-        let has_copy = self
-            .ctx
-            .directory
-            .get(id.as_str())
-            .is_some_and(|s| s.live.snapshot().position.has_media());
-        let seed = if grant.lease.epoch > 1 && !has_copy {
-            takeover::find_window(&self.ctx, &id).await
-        } else {
-            None
+        let predecessor = match takeover::take_over(&self.ctx, &id, grant.lease.epoch).await {
+            Ok(predecessor) => predecessor,
+            Err(denied) => return self.reject(request_id, denied.code, &denied.reason).await,
         };
         let (kick, kicked) = oneshot::channel();
         let conn = PublisherConn {
             peer: self.peer,
             kick,
             lease: grant.lease,
+            predecessor,
         };
         let answer = self
             .node
             .call(
-                |reply| NodeMsg::Publish {
-                    id,
-                    conn,
-                    seed,
-                    reply,
-                },
+                |reply| NodeMsg::Publish { id, conn, reply },
                 Some(ATTACH_TIMEOUT),
             )
             .await;

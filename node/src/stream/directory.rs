@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use ractor::ActorRef;
+
 use super::registry::StreamId;
 use super::stats::StreamStats;
+use super::supervisor::StreamMsg;
 use crate::hls::live::LiveStream;
 
 /// Whether this node makes a stream's media or relays it from another node.
@@ -23,6 +26,8 @@ pub struct StreamHandle {
     pub role: Role,
     pub live: Arc<LiveStream>,
     pub stats: Arc<StreamStats>,
+    /// The stream's supervisor when this node is its origin (it hands the stream over).
+    pub origin: Option<ActorRef<StreamMsg>>,
 }
 
 #[derive(Default)]

@@ -75,6 +75,10 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.
     fn locate_origin(&self, id: &StreamId) -> OriginLookup;
+    /// Another node holds the stream's origin lease of `epoch`: a lease of an older
+    /// epoch held or acquired here is lost. `Err(held)`: this node holds a lease of
+    /// epoch `held`, not older than `epoch`.
+    fn fence(&self, id: &StreamId, epoch: u64) -> Result<(), u64>;
     /// The other nodes' mesh addresses.
     fn peers(&self) -> Vec<(u64, SocketAddr)>;
     /// This node's id.

@@ -128,6 +128,14 @@ impl Actor for RelayActor {
     }
 }
 
+/// Longest an edge keeps a window ahead of its origin's: the time the origin needs to
+/// fill a window. Past it, the stream is taken to have started over (every copy of it
+/// was lost) and the edge's media sequence goes back.
+fn behind_limit(args: &RelayArgs) -> Duration {
+    let config = &args.ctx.config;
+    Duration::from_secs(u64::from(config.target_duration_s())) * config.hls.window_segments as u32
+}
+
 /// Why one subscription ended.
 enum Ended {
     /// Nobody asked for the stream for the idle timeout.
@@ -149,6 +157,8 @@ async fn relay(args: &RelayArgs) -> String {
             .inc();
     };
     let me = args.ctx.registry.node_id();
+    // Since when the origin's window has been behind this one (see `Merged::Behind`).
+    let mut behind_since = None;
     let reason = loop {
         if idle(args) {
             break "idle";
@@ -192,15 +202,28 @@ async fn relay(args: &RelayArgs) -> String {
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
-                let merged = args.live.update(|w| replica::merge(w, replay));
+                let waited_enough = behind_since.is_some_and(|since: tokio::time::Instant| {
+                    since.elapsed() >= behind_limit(args)
+                });
+                let merged = args.live.update(|w| {
+                    if waited_enough {
+                        replica::replace(w, replay);
+                        Merged::Replaced
+                    } else {
+                        replica::merge(w, replay)
+                    }
+                });
                 tracing::info!(origin = node, ?merged, "subscribed");
                 if merged == Merged::Behind {
-                    // The origin's window is behind this one (a new origin continued a
-                    // stale copy): wait until it reaches past what viewers here have.
+                    // The origin's window is behind this one (its origin could not
+                    // know how far this copy got): wait until it reaches past what
+                    // viewers here have, for as long as a window lasts.
+                    behind_since.get_or_insert_with(tokio::time::Instant::now);
                     resubscribed("origin_behind");
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
+                behind_since = None;
                 if had_media && merged == Merged::Replaced {
                     // The edge's window could not be continued: what it listed is gone.
                     resubscribed("window_replaced");

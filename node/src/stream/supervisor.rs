@@ -23,9 +23,11 @@ use super::ingest::{IngestActor, IngestArgs, IngestMsg};
 use super::registry::{OriginLease, OriginLookup, PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
+use super::takeover::{self, Predecessor};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
 use crate::context::NodeContext;
 use crate::hls::live::LiveStream;
+use crate::mesh::subscription::HandOver;
 use crate::metrics::ActorLabel;
 use crate::supervision::{RestartIntensity, StreamChild};
 
@@ -36,6 +38,8 @@ pub struct PublisherConn {
     pub kick: oneshot::Sender<String>,
     /// The origin lease the publish was granted under.
     pub lease: OriginLease,
+    /// How the stream was produced before that lease's epoch.
+    pub predecessor: Predecessor,
 }
 
 /// What a connection feeds once attached.
@@ -66,6 +70,12 @@ pub enum StreamMsg {
         publisher: u64,
         to: Option<u64>,
         reason: String,
+    },
+    /// Another node holds the stream's lease of `epoch`: stop producing (see
+    /// `takeover`).
+    HandOver {
+        epoch: u64,
+        reply: RpcReplyPort<HandOver>,
     },
     /// Fault injection: make a child panic.
     Crash(StreamChild),
@@ -147,6 +157,9 @@ fn watch_lease(
     stop
 }
 
+/// Longest a segmenter may take to stop (it finishes the frame at hand).
+const SEGMENTER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The reason a stream supervisor stops with when another node took the stream over
 /// (the node supervisor then serves the stream here as an edge).
 pub const SUPERSEDED: &str = "another node is the stream's origin now";
@@ -183,6 +196,30 @@ async fn find_new_origin(
 impl StreamState {
     fn name(&self) -> &str {
         self.args.id.as_str()
+    }
+
+    /// Makes the window continue where the stream was before this node's new lease
+    /// (see `takeover`); a changed window gets a new segmenter.
+    async fn continue_from(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        before: Predecessor,
+    ) -> Result<(), ActorProcessingErr> {
+        if matches!(before, Predecessor::None) {
+            return Ok(());
+        }
+        let ctx = &self.args.ctx;
+        let run = ctx.seams.entropy.next_u64() as u32;
+        let skip = takeover::skipped_segments(&ctx.config);
+        // The old segmenter stops writing first: the window changes under nobody.
+        let old = self.segmenter.clone();
+        self.replaced.insert(old.get_id());
+        let _ = old.stop_and_wait(None, Some(SEGMENTER_STOP)).await;
+        self.args
+            .live
+            .update(|w| takeover::continue_window(w, before, run, skip));
+        self.segmenter = spawn_segmenter(myself, &self.args, self.publisher).await?;
+        Ok(())
     }
 
     fn enter(&mut self, phase: Phase) -> u64 {
@@ -302,11 +339,14 @@ impl Actor for StreamSupervisor {
                     // The connection gave up waiting (or went away) before we got here.
                     return Ok(());
                 }
-                if conn.lease.epoch < state.epoch {
-                    // Two publishes raced on this node and the newer one attached first.
+                let taken_over = conn.lease.lost.borrow().clone();
+                if conn.lease.epoch < state.epoch || taken_over.is_some() {
+                    // Two publishes raced on this node and the newer one attached first,
+                    // or another node took the stream over meanwhile.
                     let _ = reply.send(Err(PublishDenied {
                         code: "NetStream.Publish.BadName",
-                        reason: "a newer publisher took this stream over".into(),
+                        reason: taken_over
+                            .unwrap_or_else(|| "a newer publisher took this stream over".into()),
                     }));
                     return Ok(());
                 }
@@ -317,6 +357,10 @@ impl Actor for StreamSupervisor {
                     // of them reach the segmenter after NewPublisher below.
                     old.stop(None);
                     let _ = kick.send("another publisher took over this stream".into());
+                }
+                if state.epoch == 0 || state.epoch + 1 != conn.lease.epoch {
+                    // Another node (or nobody) produced the epoch before this one.
+                    state.continue_from(&myself, conn.predecessor).await?;
                 }
                 state.publisher += 1;
                 let _ = state
@@ -409,6 +453,37 @@ impl Actor for StreamSupervisor {
             }
             StreamMsg::OriginMoved { .. } => {}
             StreamMsg::LeaseLost { .. } => {}
+            StreamMsg::HandOver { epoch, reply } => {
+                if state.epoch >= epoch {
+                    let _ = reply.send(HandOver::Refused { held: state.epoch });
+                    return Ok(());
+                }
+                if state.epoch == 0 {
+                    // Never had a publisher: its window is a copy of another origin's.
+                    let _ = reply.send(HandOver::NotProducing);
+                    return Ok(());
+                }
+                tracing::info!(stream = %state.name(), epoch, "another node took the stream over; handing it over");
+                if let Some((ingest, kick)) = state.ingest.take() {
+                    state.replaced.insert(ingest.get_id());
+                    ingest.stop(None);
+                    let _ = kick.send("another node took this stream over".into());
+                }
+                // Once the segmenter has stopped, nothing more is produced here: the
+                // window is final for the asker to continue.
+                state.replaced.insert(state.segmenter.get_id());
+                let stopped = state
+                    .segmenter
+                    .stop_and_wait(None, Some(SEGMENTER_STOP))
+                    .await
+                    .is_ok();
+                let _ = reply.send(if stopped {
+                    HandOver::Stopped { epoch: state.epoch }
+                } else {
+                    HandOver::NotProducing
+                });
+                myself.stop(Some(SUPERSEDED.into()));
+            }
             StreamMsg::Crash(child) => {
                 tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");
                 let _ = match child {

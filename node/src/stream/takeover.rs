@@ -1,53 +1,243 @@
-//! A node that becomes a stream's origin continues the stream where it was.
+//! A node that becomes a stream's origin continues the stream where it was, without
+//! ever giving a media name (run id, sequence number, part index) to bytes other than
+//! those another node already served under it.
 //!
-//! When the previous origin died (or its publisher moved here), the nodes that
-//! served the stream as edges still hold its window. The new origin asks every
-//! other node for its copy (a replay-only subscription), keeps the most advanced
-//! one, and continues its run id and media sequence after a discontinuity, so on
-//! every edge the sequence never goes back and nothing listed is renamed.
+//! The new origin holds the lease of epoch E. It tells every other node so (a
+//! take-over request, `Subscribe.take_over_epoch`): each stops producing the stream
+//! under an older epoch, now and later, and answers with its window. The origin of
+//! epoch E-1, when it answers, has stopped: its window is final and the new origin
+//! continues exactly that (same run id, next sequence number, after one
+//! discontinuity), so every edge keeps what it lists and appends the rest.
+//!
+//! When that origin does not answer (dead, cut off, or it never produced), it may
+//! still be producing until its lease runs out locally, and nobody knows how far it
+//! got. The new origin then starts a new run: new names, sequence numbers a lease's
+//! worth of segments beyond every copy it saw, and a discontinuity, so on every node
+//! the media sequence moves forward and no name is reused.
 
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::registry::StreamId;
+use super::registry::{PublishDenied, StreamId};
+use crate::config::Config;
 use crate::context::NodeContext;
-use crate::hls::window::Replay;
+use crate::hls::replica::{self, Merged};
+use crate::hls::window::{Replay, Window, WindowEvent};
+use crate::mesh::subscription::SubscriptionError;
 
-/// Longest a publish waits for the other nodes' copies of the stream.
+/// Longest a publish waits for the other nodes' answers.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long the other nodes have to answer once one has.
-const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(250);
 
-/// The most advanced copy of stream `id` held by another node, if any answers.
-pub async fn find_window(ctx: &NodeContext, id: &StreamId) -> Option<Replay> {
+/// How the stream was produced before the new origin's epoch.
+#[derive(Debug)]
+pub enum Predecessor {
+    /// Epoch 1: nobody produced it.
+    None,
+    /// The origin of the previous epoch stopped and handed over its final window.
+    HandedOver(Replay),
+    /// The previous origin did not answer; these are the copies the others hold.
+    Unknown(Vec<Replay>),
+}
+
+/// Takes stream `id` over from every other node for the lease of `epoch` and learns
+/// how it was produced before. Denied when another node holds a lease not older.
+pub async fn take_over(
+    ctx: &NodeContext,
+    id: &StreamId,
+    epoch: u64,
+) -> Result<Predecessor, PublishDenied> {
+    if epoch <= 1 {
+        return Ok(Predecessor::None);
+    }
+    let Some(mesh) = ctx.mesh.clone() else {
+        return Ok(Predecessor::Unknown(Vec::new()));
+    };
     let mut asks = JoinSet::new();
     for (node, addr) in ctx.registry.peers() {
-        let mesh = ctx.mesh.clone()?;
+        let mesh = mesh.clone();
         let id = id.clone();
         asks.spawn(async move {
-            let ask = mesh.subscribe(addr, node, id.as_str(), true);
-            match tokio::time::timeout(ASK_TIMEOUT, ask).await {
-                Ok(Ok((replay, _))) => Some(replay),
-                _ => None,
-            }
+            let ask = mesh.take_over(addr, node, id.as_str(), epoch);
+            tokio::time::timeout(ASK_TIMEOUT, ask).await
         });
     }
-    // A node that died (often the old origin) never answers; the first answer comes
-    // from a live edge, and the others that are alive answer about as fast.
-    let mut deadline = tokio::time::Instant::now() + ASK_TIMEOUT;
-    let mut answers = Vec::new();
+    // A dead node never answers; the others answer within a round trip. The previous
+    // origin's answer ends the wait: nothing is more advanced than its final window.
+    let deadline = tokio::time::Instant::now() + ASK_TIMEOUT;
+    let mut copies = Vec::new();
     while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, asks.join_next()).await {
-        if let Ok(Some(replay)) = answer {
-            answers.push(replay);
-            deadline = deadline.min(tokio::time::Instant::now() + AFTER_FIRST_ANSWER);
+        match answer {
+            Ok(Ok(Ok(replayed))) if replayed.handed_over == Some(epoch - 1) => {
+                asks.abort_all();
+                let last = replayed.replay;
+                tracing::info!(stream = %id, run = last.run, next_msn = last.next_msn, "the previous origin handed the stream over");
+                return Ok(Predecessor::HandedOver(last));
+            }
+            Ok(Ok(Ok(replayed))) if replayed.replay.has_media() => copies.push(replayed.replay),
+            Ok(Ok(Err(SubscriptionError::Superseded(held)))) => {
+                asks.abort_all();
+                return Err(PublishDenied {
+                    code: "NetStream.Publish.BadName",
+                    reason: format!("a newer publisher took this stream over (epoch {held})"),
+                });
+            }
+            _ => {}
         }
     }
     asks.abort_all();
-    let best = answers
-        .into_iter()
-        .filter(|r| !r.events.is_empty())
-        .max_by_key(Replay::progress)?;
-    tracing::info!(stream = %id, run = best.run, next_msn = best.next_msn, "found where the stream was");
-    Some(best)
+    tracing::info!(stream = %id, copies = copies.len(), "the previous origin did not hand the stream over");
+    Ok(Predecessor::Unknown(copies))
+}
+
+/// Sequence numbers a new run skips beyond every copy seen: the segments an origin
+/// that did not answer may still cut before its lease runs out (segments are at
+/// least about the segment target long), and one it may have begun.
+pub fn skipped_segments(config: &Config) -> u64 {
+    let ttl = config.cluster.lease_ttl.as_millis();
+    let segment = config.hls.segment_target.as_millis().max(1);
+    (ttl.div_ceil(segment) + 1) as u64
+}
+
+/// Makes `w` (this node's own window of the stream, perhaps empty) the one the new
+/// origin continues. True if it changed: the segmenter must start over on it.
+pub fn continue_window(w: &mut Window, before: Predecessor, new_run: u32, skip: u64) -> bool {
+    let copies = match before {
+        Predecessor::None => return false,
+        Predecessor::HandedOver(last) if continues(w, &last) => {
+            if replica::merge(w, last.clone()) != Merged::Behind {
+                return true;
+            }
+            vec![last]
+        }
+        Predecessor::HandedOver(last) => vec![last],
+        Predecessor::Unknown(copies) => copies,
+    };
+    let own = [w.replay(), w.listed().replay()];
+    let (next_msn, discontinuities) = copies
+        .iter()
+        .chain(&own)
+        .map(reach)
+        .fold((0, 0), |(m, d), (m2, d2)| (m.max(m2), d.max(d2)));
+    // Every discontinuity a skipped segment may have had is counted too, so the
+    // discontinuity sequence does not go back either on a node that held them.
+    w.start_run(new_run, next_msn + skip, discontinuities + skip);
+    true
+}
+
+/// Whether the final window `last` can be continued here: same window config, and
+/// taking it in does not move this node's media sequence back.
+fn continues(w: &Window, last: &Replay) -> bool {
+    last.config == *w.config()
+        && (!w.position().has_media() || w.run() == last.run || w.next_msn() <= last.next_msn)
+}
+
+/// The sequence number after a window's newest segment, and the discontinuities it
+/// counted up to there.
+fn reach(r: &Replay) -> (u64, u64) {
+    let listed = r
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                WindowEvent::BeginSegment {
+                    discontinuity: true,
+                    ..
+                }
+            )
+        })
+        .count() as u64;
+    (r.next_msn, r.discontinuity_sequence + listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hls::playlist;
+    use crate::hls::window::tests::{fill_segment, window};
+    use crate::media::Codecs;
+
+    /// An origin's window: segments 0 and 1 complete, 2 open with 4 parts.
+    fn produced(run: u32) -> Window {
+        let mut w = Window::new(*window(3).config(), run);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut w, false, 10, true);
+        fill_segment(&mut w, true, 10, true);
+        fill_segment(&mut w, false, 4, false);
+        w
+    }
+
+    #[test]
+    fn a_handed_over_window_is_continued_exactly() {
+        let old = produced(7);
+        let mut new = window(3);
+        assert!(continue_window(
+            &mut new,
+            Predecessor::HandedOver(old.replay()),
+            8,
+            4
+        ));
+        assert_eq!(new.run(), 7);
+        assert_eq!(playlist::render(&new), playlist::render(&old));
+        // The new origin's first segment (its segmenter starts with a discontinuity)
+        // follows the old origin's last one.
+        new.add_init(Bytes::from_static(b"init2"), Codecs::default());
+        fill_segment(&mut new, true, 2, false);
+        assert_eq!(new.open_segment().map(|s| s.msn), Some(3));
+        assert_eq!(new.part(2, 3), old.part(2, 3));
+    }
+
+    #[test]
+    fn without_a_hand_over_a_new_run_starts_past_every_copy() {
+        let old = produced(7);
+        let mut edge = window(3);
+        replica::merge(&mut edge, old.replay());
+        let copy = old.replay();
+        assert!(continue_window(
+            &mut edge,
+            Predecessor::Unknown(vec![copy]),
+            8,
+            4
+        ));
+        assert_eq!(edge.run(), 8);
+        // Until the new run has media, the old window stays listed and served.
+        assert_eq!(edge.listed().run(), 7);
+        assert_eq!(playlist::render(edge.listed()), playlist::render(&old));
+        assert_eq!(edge.listed().part(2, 3), old.part(2, 3));
+        edge.add_init(Bytes::from_static(b"init2"), Codecs::default());
+        fill_segment(&mut edge, false, 1, false);
+        assert_eq!(edge.listed().run(), 8);
+        // Segments 0..=2 existed; 4 more may have been cut by the silent origin.
+        let first = edge.open_segment().unwrap();
+        assert_eq!((first.msn, first.discontinuity), (3 + 4, true));
+        // One discontinuity was counted in the copy; the skipped ones may have had one each.
+        assert_eq!(edge.discontinuity_sequence(), 1 + 4);
+    }
+
+    #[test]
+    fn a_hand_over_that_would_move_this_node_back_starts_a_new_run() {
+        let mut mine = produced(5);
+        fill_segment(&mut mine, false, 10, true);
+        fill_segment(&mut mine, false, 10, true);
+        let old = produced(7);
+        assert!(continue_window(
+            &mut mine,
+            Predecessor::HandedOver(old.replay()),
+            8,
+            4
+        ));
+        assert_eq!(mine.run(), 8);
+        assert_eq!(mine.next_msn(), 5 + 4);
+    }
+
+    #[test]
+    fn the_first_epoch_changes_nothing() {
+        let mut w = produced(7);
+        let before = playlist::render(&w);
+        assert!(!continue_window(&mut w, Predecessor::None, 8, 4));
+        assert_eq!(playlist::render(&w), before);
+    }
 }

@@ -33,13 +33,18 @@ pub fn one_origin_per_epoch(held: &[OriginHeld]) -> Vec<String> {
 }
 
 /// On every node (per boot: a restarted node starts empty), the media sequence and
-/// the newest segment never go back.
+/// the newest segment never go back while the stream is live there. A playlist with
+/// EXT-X-ENDLIST ends it: players stop reloading, and the next playback is a new one.
 pub fn media_sequence_never_decreases(seen: &[PlaylistSeen]) -> Vec<String> {
     let mut out = Vec::new();
     let mut last: BTreeMap<(u32, u64), (u64, u64, std::time::Duration)> = BTreeMap::new();
     for s in seen {
         let newest = s.playlist.segments.last().map_or(0, |seg| seg.msn);
         let now = (s.playlist.media_sequence, newest, s.at);
+        if s.playlist.ended {
+            last.remove(&(s.node, s.boot));
+            continue;
+        }
         if let Some((sequence, top, at)) = last.insert((s.node, s.boot), now)
             && (now.0 < sequence || now.1 < top)
         {
