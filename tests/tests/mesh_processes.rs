@@ -315,8 +315,9 @@ fn viewers_of_an_edge_keep_playing_when_the_origin_dies_and_the_publisher_moves(
         1,
         "discontinuities added by the failover: {added:?}"
     );
-    // The new origin continued the media sequence: node 2 serves the segment after the
-    // discontinuity under the same name as node 3.
+    // Node 2 could not hear from the dead origin how far it got: it started a new run
+    // numbered past node 3's copy, which node 3 took in whole (its viewers jumped
+    // forward once). Both serve the new run under the same names.
     let v = c.node(3).json("/api/v1/streams/relay");
     assert_eq!(v["origin_node"], 2, "{v}");
     let edge = listed_parts(&c, 3, "relay");
