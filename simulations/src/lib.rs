@@ -131,6 +131,7 @@ pub fn run(options: &Options) -> Report {
     let logs = options.log.then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_timer(observe::SimTime)
             .with_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| "info".into()),

@@ -48,3 +48,14 @@ impl<S: Subscriber> Layer<S> for OriginLayer {
         }
     }
 }
+
+/// Stamps log lines with simulated time, as the trail of events is: wall-clock time
+/// says nothing about a simulated run.
+pub struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let at = turmoil::sim_elapsed().unwrap_or_default();
+        write!(w, "{:>9.3}s", at.as_secs_f64())
+    }
+}

@@ -231,7 +231,15 @@ impl StreamRegistry for ClusterRegistry {
             let Some(record) = s.streams.get(id) else {
                 return OriginLookup::Vacant { ended: true };
             };
-            match s.origin(id, now) {
+            // A lease names its holder until it is released or taken over, also past
+            // its expiry as long as the stream is live: whether it expired depends on
+            // whose clock reads it (nodes' clocks may disagree by seconds), and an
+            // edge gains nothing by leaving an origin that may well be alive. A dead
+            // one is found out by the subscription itself.
+            let followed = s.leases.get(id).copied().filter(|l| {
+                l.is_live(now) || (l.expires_at > 0 && record.status == StreamStatus::Live)
+            });
+            match followed {
                 Some(lease) if lease.node != NO_NODE => OriginLookup::Node {
                     node: lease.node,
                     epoch: lease.epoch,

@@ -49,14 +49,16 @@ pub struct StreamMeta {
 /// Where a stream's media comes from, as this node's copy of the metadata says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginLookup {
-    /// A live origin lease names `node`; `mesh` is where it serves subscriptions.
+    /// The origin lease names `node` (live, or expired by this node's clock but neither
+    /// released nor taken over); `mesh` is where it serves subscriptions.
     Node {
         node: u64,
         epoch: u64,
         mesh: Option<SocketAddr>,
     },
-    /// No live lease (the origin died and nobody took over yet, or the stream is
-    /// over). `ended`: the stream is not live any more, or does not exist.
+    /// No lease names a node (released, ended by an operator, never taken, or expired
+    /// on a stream that is not live). `ended`: the stream is not live any more, or does
+    /// not exist.
     Vacant { ended: bool },
 }
 

@@ -231,8 +231,14 @@ async fn relay(args: &RelayArgs) -> String {
                 args.stats.set_phase(Phase::Live);
                 match follow(args, node, subscription).await {
                     Ok(Ended::Idle) => break "idle",
-                    Ok(Ended::OriginMoved) => resubscribed("origin_moved"),
-                    Ok(Ended::Closed) => resubscribed("closed"),
+                    Ok(Ended::OriginMoved) => {
+                        tracing::debug!(origin = node, "the lease moved; resubscribing");
+                        resubscribed("origin_moved");
+                    }
+                    Ok(Ended::Closed) => {
+                        tracing::debug!(origin = node, "the origin ended the subscription");
+                        resubscribed("closed");
+                    }
                     Err(SubscriptionError::Overflow) => {
                         tracing::warn!(origin = node, "fell behind the origin; resubscribing");
                         resubscribed("overflow");
