@@ -34,7 +34,7 @@ test: test-deps lint build
 ## `make sim SEEDS=100000` for a long run.
 SEEDS ?= 400
 sim: build
-	$(CARGO) run $(PROFILE) -p simulations --bin castmesh-sim -- --seeds 0..$(SEEDS) $(SIM_ARGS)
+	$(CARGO) run $(PROFILE) -p simulations --bin castmesh-sim -- --media --seeds 0..$(SEEDS) $(SIM_ARGS)
 
 ## What building and the README's quick start need: libclang (rocksdb's bindings are
 ## generated at build time by bindgen) and ffmpeg (to publish a test stream).

@@ -18,14 +18,29 @@ pub enum Bug {
     /// `AcquireLease` skips the epoch check and grants the epoch after the one the
     /// requester last saw: two racing publishers get the same epoch.
     SkipEpochCheck,
+    /// A new origin that got no hand-over continues the most advanced copy it saw
+    /// (same run, next sequence number) instead of starting a new run: a previous
+    /// origin still producing, or a copy nobody sent, had other bytes under its names.
+    ContinueAnyCopy,
+    /// A new run of a stream starts its numbering at 0, not past every copy.
+    RestartNumbering,
+    /// Segments never carry EXT-X-DISCONTINUITY.
+    NoDiscontinuity,
+    /// Edges stop following an origin whose lease expired by their own clock (nodes'
+    /// clocks may disagree by seconds).
+    ClockBoundFollow,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 8] = [
         Bug::AckBeforeDurable,
         Bug::ForgetVote,
         Bug::StaleReads,
         Bug::SkipEpochCheck,
+        Bug::ContinueAnyCopy,
+        Bug::RestartNumbering,
+        Bug::NoDiscontinuity,
+        Bug::ClockBoundFollow,
     ];
 
     fn bit(self) -> u32 {

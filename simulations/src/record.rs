@@ -39,6 +39,8 @@ pub struct OriginHeld {
 }
 
 pub struct PlaylistSeen {
+    /// When the viewer sent the request and when the answer arrived.
+    pub requested: Duration,
     pub at: Duration,
     pub viewer: u32,
     pub node: u32,
@@ -125,7 +127,14 @@ impl Recorder {
         });
     }
 
-    pub fn playlist(&self, viewer: u32, node: u32, boot: u64, playlist: &Playlist) {
+    pub fn playlist(
+        &self,
+        viewer: u32,
+        node: u32,
+        boot: u64,
+        requested: Duration,
+        playlist: &Playlist,
+    ) {
         self.event(format!(
             "viewer{viewer} <- node{node}: sequence {} discontinuity {} segments {:?} next {:?}{}",
             playlist.media_sequence,
@@ -140,6 +149,7 @@ impl Recorder {
         ));
         self.with(|r| {
             r.playlists.push(PlaylistSeen {
+                requested,
                 at: now(),
                 viewer,
                 node,

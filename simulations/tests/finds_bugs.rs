@@ -2,45 +2,72 @@
 //! `castmesh_cluster::sabotage`), a sweep within the CI seed budget fails, and on the
 //! invariant that bug breaks. Each test stops at its first failing seed.
 
-use castmesh_cluster::sabotage::Bug;
-use simulations::{Options, run};
+use std::process::Command;
 
 /// Seeds tried before giving up: the budget `make sim` sweeps.
 const BUDGET: u64 = 400;
 
-fn first_failure(bug: Bug, invariant: &str) {
-    for seed in 0..BUDGET {
-        let report = run(&Options {
-            seed,
-            nodes: 3,
-            sabotage: Some(bug),
-            log: false,
-            media: bug == Bug::SkipEpochCheck,
-        });
-        if report.violations.iter().any(|v| v.contains(invariant)) {
-            println!("{bug:?} caught by seed {seed}:\n{report}");
-            return;
-        }
-    }
-    panic!("{bug:?} went unnoticed for {BUDGET} seeds (expected a violation of {invariant:?})");
+/// Sweeps the budget with `bug` switched on (`castmesh-sim --sabotage`, a process per
+/// seed as in `make sim`) until a seed fails; that seed must break `invariant`.
+fn first_failure(bug: &str, media: bool, invariant: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_castmesh-sim"))
+        .args(["--seeds", &format!("0..{BUDGET}"), "--sabotage", bug])
+        .args(["--stop-on-failure", "--jobs", "1"])
+        .args(media.then_some("--media"))
+        .output()
+        .expect("run castmesh-sim");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "{bug} went unnoticed for {BUDGET} seeds (expected a violation of {invariant:?}):\n{stdout}"
+    );
+    let caught = stdout
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap_or_default();
+    assert!(
+        stdout.contains(invariant),
+        "{bug} made a run fail, but not on {invariant:?}:\n{stdout}"
+    );
+    println!("{bug} caught: {caught}");
 }
 
 #[test]
 fn acknowledging_an_append_before_it_is_durable_loses_writes() {
-    first_failure(Bug::AckBeforeDurable, "lost acknowledged");
+    first_failure("ack-before-durable", false, "lost acknowledged");
 }
 
 #[test]
 fn reading_without_asking_the_leader_is_not_linearizable() {
-    first_failure(Bug::StaleReads, "no linearization");
+    first_failure("stale-reads", false, "no linearization");
 }
 
 #[test]
 fn forgetting_the_vote_elects_two_leaders_in_a_term() {
-    first_failure(Bug::ForgetVote, "leaders");
+    first_failure("forget-vote", false, "leaders");
 }
 
 #[test]
 fn skipping_the_lease_epoch_check_makes_two_origins_in_an_epoch() {
-    first_failure(Bug::SkipEpochCheck, "origin: stream");
+    first_failure("skip-epoch-check", true, "origin: stream");
+}
+
+#[test]
+fn continuing_a_copy_without_a_hand_over_serves_one_name_with_two_contents() {
+    first_failure("continue-any-copy", true, "bytes:");
+}
+
+#[test]
+fn restarting_the_numbering_of_a_new_run_takes_the_media_sequence_back() {
+    first_failure("restart-numbering", true, "media sequence:");
+}
+
+#[test]
+fn dropping_discontinuity_tags_hides_a_change_of_origin() {
+    first_failure("no-discontinuity", true, "discontinuity:");
+}
+
+#[test]
+fn following_the_lease_by_the_local_clock_leaves_an_edge_frozen() {
+    first_failure("clock-bound-follow", true, "did not play the stream");
 }

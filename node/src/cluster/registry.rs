@@ -14,6 +14,7 @@ use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
 use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{NodeId, StreamStatus};
+use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::NO_NODE;
 use tokio::time::Instant;
 
@@ -236,8 +237,10 @@ impl StreamRegistry for ClusterRegistry {
             // whose clock reads it (nodes' clocks may disagree by seconds), and an
             // edge gains nothing by leaving an origin that may well be alive. A dead
             // one is found out by the subscription itself.
+            let clock_bound = sabotage::active(Bug::ClockBoundFollow);
             let followed = s.leases.get(id).copied().filter(|l| {
-                l.is_live(now) || (l.expires_at > 0 && record.status == StreamStatus::Live)
+                l.is_live(now)
+                    || (l.expires_at > 0 && record.status == StreamStatus::Live && !clock_bound)
             });
             match followed {
                 Some(lease) if lease.node != NO_NODE => OriginLookup::Node {

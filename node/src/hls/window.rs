@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
+use castmesh_cluster::sabotage::{self, Bug};
 
 use crate::media::Codecs;
 
@@ -179,7 +180,9 @@ impl Window {
             return;
         }
         let msn = self.next_msn;
-        let discontinuity = (discontinuity || self.discontinuity_pending) && msn > 0;
+        let discontinuity = (discontinuity || self.discontinuity_pending)
+            && msn > 0
+            && !sabotage::active(Bug::NoDiscontinuity);
         // Whole milliseconds, as the playlist shows it and the mesh carries it, so every
         // node holds the same value for the same segment.
         let since_epoch = program_date_time

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use castmesh_cluster::sabotage::{self, Bug};
 use tokio::task::JoinSet;
 
 use super::registry::{PublishDenied, StreamId};
@@ -111,6 +112,13 @@ pub fn continue_window(w: &mut Window, before: Predecessor, new_run: u32, skip: 
             vec![last]
         }
         Predecessor::HandedOver(last) => vec![last],
+        Predecessor::Unknown(copies) if sabotage::active(Bug::ContinueAnyCopy) => {
+            let best = copies.into_iter().max_by_key(Replay::progress);
+            return match best {
+                Some(best) => continue_window(w, Predecessor::HandedOver(best), new_run, skip),
+                None => false,
+            };
+        }
         Predecessor::Unknown(copies) => copies,
     };
     let own = [w.replay(), w.listed().replay()];
@@ -121,6 +129,10 @@ pub fn continue_window(w: &mut Window, before: Predecessor, new_run: u32, skip: 
         .fold((0, 0), |(m, d), (m2, d2)| (m.max(m2), d.max(d2)));
     // Every discontinuity a skipped segment may have had is counted too, so the
     // discontinuity sequence does not go back either on a node that held them.
+    if sabotage::active(Bug::RestartNumbering) {
+        w.start_run(new_run, 0, 0);
+        return true;
+    }
     w.start_run(new_run, next_msn + skip, discontinuities + skip);
     true
 }

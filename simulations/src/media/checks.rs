@@ -33,25 +33,42 @@ pub fn one_origin_per_epoch(held: &[OriginHeld]) -> Vec<String> {
 }
 
 /// On every node (per boot: a restarted node starts empty), the media sequence and
-/// the newest segment never go back while the stream is live there. A playlist with
-/// EXT-X-ENDLIST ends it: players stop reloading, and the next playback is a new one.
+/// the newest segment never go back while the stream is live there: a playlist asked
+/// for after another one arrived is not older than it. (Answers to requests in flight
+/// at the same time may arrive in any order.) A playlist with EXT-X-ENDLIST ends the
+/// scope: players stop reloading, and the next playback is a new one.
 pub fn media_sequence_never_decreases(seen: &[PlaylistSeen]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut last: BTreeMap<(u32, u64), (u64, u64, std::time::Duration)> = BTreeMap::new();
+    let mut by_node: BTreeMap<(u32, u64), Vec<&PlaylistSeen>> = BTreeMap::new();
     for s in seen {
-        let newest = s.playlist.segments.last().map_or(0, |seg| seg.msn);
-        let now = (s.playlist.media_sequence, newest, s.at);
-        if s.playlist.ended {
-            last.remove(&(s.node, s.boot));
-            continue;
-        }
-        if let Some((sequence, top, at)) = last.insert((s.node, s.boot), now)
-            && (now.0 < sequence || now.1 < top)
-        {
-            out.push(format!(
-                "media sequence: node{} (boot {}) served sequence {} up to segment {} at {:?}, then sequence {} up to segment {} at {:?} (viewer {})",
-                s.node, s.boot, sequence, top, at, now.0, now.1, s.at, s.viewer
-            ));
+        by_node.entry((s.node, s.boot)).or_default().push(s);
+    }
+    for answers in by_node.values() {
+        for b in answers.iter().filter(|b| !b.playlist.ended) {
+            let before: Vec<&&PlaylistSeen> =
+                answers.iter().filter(|a| a.at < b.requested).collect();
+            let since_end = before
+                .iter()
+                .rposition(|a| a.playlist.ended)
+                .map_or(0, |i| i + 1);
+            let newest = |p: &PlaylistSeen| p.playlist.segments.last().map_or(0, |seg| seg.msn);
+            let earlier = before[since_end..].iter().find(|a| {
+                a.playlist.media_sequence > b.playlist.media_sequence || newest(a) > newest(b)
+            });
+            if let Some(a) = earlier {
+                out.push(format!(
+                    "media sequence: node{} (boot {}) served sequence {} up to segment {} at {:?}, then sequence {} up to segment {} asked at {:?} (viewer {})",
+                    b.node,
+                    b.boot,
+                    a.playlist.media_sequence,
+                    newest(a),
+                    a.at,
+                    b.playlist.media_sequence,
+                    newest(b),
+                    b.requested,
+                    b.viewer
+                ));
+            }
         }
     }
     out

@@ -45,6 +45,7 @@ pub async fn viewer(media: Media, id: u32) -> turmoil::Result {
             None => format!("/hls/{STREAM}/media.m3u8"),
         };
         let boot = media.boot(node);
+        let requested = turmoil::sim_elapsed().unwrap_or_default();
         let playlist = match http::get(node, &path, REQUEST_TIMEOUT).await {
             Ok((200, body)) => {
                 let text = String::from_utf8_lossy(&body);
@@ -63,7 +64,9 @@ pub async fn viewer(media: Media, id: u32) -> turmoil::Result {
                 continue;
             }
         };
-        media.recorder.playlist(id, node, boot, &playlist);
+        media
+            .recorder
+            .playlist(id, node, boot, requested, &playlist);
         let newest: Vec<PartName> = playlist
             .segments
             .iter()
