@@ -198,6 +198,15 @@ impl StreamState {
         self.args.id.as_str()
     }
 
+    /// A stream whose first publish was refused (or given up) never produced here: it
+    /// stops and the node serves it as it did before, as an edge, with its window
+    /// (see the node supervisor), instead of staying an origin nobody feeds.
+    fn unless_attached(&self, myself: &ActorRef<StreamMsg>) {
+        if self.publisher == 0 {
+            myself.stop(Some(SUPERSEDED.into()));
+        }
+    }
+
     /// Makes the window continue where the stream was before this node's new lease
     /// (see `takeover`); a changed window gets a new segmenter.
     async fn continue_from(
@@ -337,6 +346,7 @@ impl Actor for StreamSupervisor {
             StreamMsg::Attach { conn, reply } => {
                 if reply.is_closed() || conn.kick.is_closed() {
                     // The connection gave up waiting (or went away) before we got here.
+                    state.unless_attached(&myself);
                     return Ok(());
                 }
                 let taken_over = conn.lease.lost.borrow().clone();
@@ -348,6 +358,7 @@ impl Actor for StreamSupervisor {
                         reason: taken_over
                             .unwrap_or_else(|| "a newer publisher took this stream over".into()),
                     }));
+                    state.unless_attached(&myself);
                     return Ok(());
                 }
                 if let Some((old, kick)) = state.ingest.take() {
