@@ -59,12 +59,14 @@ pub fn merge(w: &mut Window, replay: Replay) -> Merged {
     Merged::Continued
 }
 
-/// Rebuilds the window from the replay, whatever it held.
+/// Rebuilds the window from the replay, whatever it held (still listed, if the replay
+/// has no media yet).
 pub fn replace(w: &mut Window, replay: Replay) {
-    *w = Window::from_replay(&replay);
+    let mut next = Window::from_replay(&replay);
     for event in replay.events {
-        w.apply(event);
+        next.apply(event);
     }
+    w.replace_with(next);
 }
 
 /// One segment as a replay describes it.
@@ -299,6 +301,27 @@ mod tests {
         edge.end_stream();
         assert_eq!(merge(&mut edge, behind.replay()), Merged::Replaced);
         assert_eq!(edge.run(), 99);
+    }
+
+    /// A window with media replaced by one without keeps listing what it had until the
+    /// new one has a part: a playlist never goes empty.
+    #[test]
+    fn a_replacement_without_media_keeps_the_old_window_listed() {
+        let mut o = origin();
+        fill_segment(&mut o, false, 10, true);
+        let mut edge = window(3);
+        merge(&mut edge, o.replay());
+        edge.end_stream();
+        let mut next = Window::new(*o.config(), 99);
+        assert_eq!(merge(&mut edge, next.replay()), Merged::Replaced);
+        assert_eq!((edge.run(), edge.listed().run()), (99, o.run()));
+        assert_eq!(edge.listed().part(0, 3), o.part(0, 3));
+        next.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut next, false, 1, false);
+        for e in next.take_events() {
+            follow(&mut edge, e).unwrap();
+        }
+        assert_eq!(edge.listed().run(), 99);
     }
 
     /// The origin dies; a node that takes the stream over is seeded from an edge's copy

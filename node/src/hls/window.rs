@@ -355,12 +355,21 @@ impl Window {
         next.next_msn = next_msn;
         next.discontinuity_sequence = discontinuity_sequence;
         next.discontinuity_pending = true;
-        let previous = std::mem::replace(self, next);
-        self.superseded = if previous.position().has_media() {
-            Some(Box::new(previous))
-        } else {
-            previous.superseded
-        };
+        self.replace_with(next);
+    }
+
+    /// Becomes `next`. If `next` has no media yet, what this window listed stays listed
+    /// and served until it has (see [`Window::listed`]).
+    pub fn replace_with(&mut self, mut next: Window) {
+        let previous = std::mem::replace(self, Window::new(next.config, next.run));
+        if !next.position().has_media() {
+            next.superseded = if previous.position().has_media() {
+                Some(Box::new(previous))
+            } else {
+                previous.superseded
+            };
+        }
+        *self = next;
     }
 
     /// The window viewers see: this one, or the one it is replacing while it has no
