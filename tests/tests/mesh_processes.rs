@@ -230,6 +230,9 @@ impl EdgeWatch {
             return;
         }
         let (playlist, violations) = self.checker.check(&text);
+        if !violations.is_empty() && self.violations.is_empty() {
+            eprintln!("the first playlist with a violation:\n{text}");
+        }
         self.violations.extend(violations);
         self.ended |= playlist.ended;
         for s in &playlist.segments {

@@ -304,7 +304,7 @@ mod tests {
     }
 
     /// A window with media replaced by one without keeps listing what it had until the
-    /// new one has a part: a playlist never goes empty.
+    /// new one lists as much: a playlist never goes empty or short.
     #[test]
     fn a_replacement_without_media_keeps_the_old_window_listed() {
         let mut o = origin();
@@ -317,10 +317,11 @@ mod tests {
         assert_eq!((edge.run(), edge.listed().run()), (99, o.run()));
         assert_eq!(edge.listed().part(0, 3), o.part(0, 3));
         next.add_init(Bytes::from_static(b"init"), Codecs::default());
-        fill_segment(&mut next, false, 1, false);
+        fill_segment(&mut next, false, 10, true);
         for e in next.take_events() {
             follow(&mut edge, e).unwrap();
         }
+        // As long a window as the one it replaces (one 2 s segment): shown now.
         assert_eq!(edge.listed().run(), 99);
     }
 

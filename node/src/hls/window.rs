@@ -273,7 +273,6 @@ impl Window {
                 open.duration_ms += part.duration_ms;
                 open.parts.push(part.clone());
                 self.timeline_end_ms = Some(*timeline_end_ms);
-                self.superseded = None;
             }
             WindowEvent::EndSegment { msn } => {
                 if self.open.as_ref().is_none_or(|o| o.msn != *msn) {
@@ -287,7 +286,22 @@ impl Window {
             }
         }
         self.events.push(event);
+        if self
+            .superseded
+            .as_ref()
+            .is_some_and(|old| self.ended || self.can_replace(old))
+        {
+            self.superseded = None;
+        }
         true
+    }
+
+    /// Whether this window lists enough to be shown instead of `old`: as long a live
+    /// window as `old` listed, up to three target durations (hls-rules 3).
+    fn can_replace(&self, old: &Window) -> bool {
+        let listed = |w: &Window| w.segments.iter().map(|s| s.duration_ms).sum::<f64>();
+        let wanted = (3000.0 * f64::from(self.config.target_duration_s)).min(listed(old));
+        self.position().has_media() && listed(self) >= wanted
     }
 
     /// Events applied since the last call, oldest first.
@@ -347,9 +361,8 @@ impl Window {
     }
 
     /// Replaces this window with an empty one of a new run that starts at `next_msn`
-    /// and `discontinuity_sequence`, its first segment after a discontinuity. Until
-    /// the new run has a part, the old window stays listed and served (see
-    /// [`Window::listed`]): a playlist that had media never goes empty.
+    /// and `discontinuity_sequence`, its first segment after a discontinuity; the old
+    /// one stays listed until the new run lists enough (see [`Window::replace_with`]).
     pub fn start_run(&mut self, run: u32, next_msn: u64, discontinuity_sequence: u64) {
         let mut next = Self::new(self.config, run);
         next.next_msn = next_msn;
@@ -358,22 +371,24 @@ impl Window {
         self.replace_with(next);
     }
 
-    /// Becomes `next`. If `next` has no media yet, what this window listed stays listed
-    /// and served until it has (see [`Window::listed`]).
+    /// Becomes `next`. Until `next` lists as long a live window as what viewers see now
+    /// (up to three target durations), that stays listed and served (see
+    /// [`Window::listed`]): a playlist never goes empty or shorter than a live window
+    /// must be.
     pub fn replace_with(&mut self, mut next: Window) {
         let previous = std::mem::replace(self, Window::new(next.config, next.run));
-        if !next.position().has_media() {
-            next.superseded = if previous.position().has_media() {
-                Some(Box::new(previous))
-            } else {
-                previous.superseded
-            };
+        let shown = match previous.superseded {
+            Some(older) => *older,
+            None => previous,
+        };
+        if shown.position().has_media() && !next.ended && !next.can_replace(&shown) {
+            next.superseded = Some(Box::new(shown));
         }
         *self = next;
     }
 
-    /// The window viewers see: this one, or the one it is replacing while it has no
-    /// media yet.
+    /// The window viewers see: this one, or the one it is replacing while it does not
+    /// list enough yet.
     pub fn listed(&self) -> &Window {
         match &self.superseded {
             Some(previous) => previous,

@@ -215,16 +215,19 @@ mod tests {
             4
         ));
         assert_eq!(edge.run(), 8);
-        // Until the new run has media, the old window stays listed and served.
+        // Until the new run lists as long a window as the old one (two segments), the
+        // old window stays listed and served.
         assert_eq!(edge.listed().run(), 7);
         assert_eq!(playlist::render(edge.listed()), playlist::render(&old));
         assert_eq!(edge.listed().part(2, 3), old.part(2, 3));
         edge.add_init(Bytes::from_static(b"init2"), Codecs::default());
-        fill_segment(&mut edge, false, 1, false);
-        assert_eq!(edge.listed().run(), 8);
+        fill_segment(&mut edge, false, 10, true);
         // Segments 0..=2 existed; 4 more may have been cut by the silent origin.
-        let first = edge.open_segment().unwrap();
+        let first = edge.segments().next().unwrap();
         assert_eq!((first.msn, first.discontinuity), (3 + 4, true));
+        assert_eq!(edge.listed().run(), 7);
+        fill_segment(&mut edge, false, 10, true);
+        assert_eq!(edge.listed().run(), 8);
         // One discontinuity was counted in the copy; the skipped ones may have had one each.
         assert_eq!(edge.discontinuity_sequence(), 1 + 4);
     }
