@@ -78,8 +78,8 @@ pub struct Window {
     timeline_end_ms: Option<i64>,
     /// Applied events not yet taken (see [`Window::take_events`]).
     events: Vec<WindowEvent>,
-    /// The window of the previous run this one replaced (see [`Window::start_run`]),
-    /// still listed and served until this one has its first part.
+    /// The window this one replaced (see [`Window::replace_with`]), still listed and
+    /// served until this one lists as long a live window.
     superseded: Option<Box<Window>>,
 }
 
@@ -375,16 +375,15 @@ impl Window {
     /// (up to three target durations), that stays listed and served (see
     /// [`Window::listed`]): a playlist never goes empty or shorter than a live window
     /// must be.
-    pub fn replace_with(&mut self, mut next: Window) {
-        let previous = std::mem::replace(self, Window::new(next.config, next.run));
+    pub fn replace_with(&mut self, next: Window) {
+        let previous = std::mem::replace(self, next);
         let shown = match previous.superseded {
             Some(older) => *older,
             None => previous,
         };
-        if shown.position().has_media() && !next.ended && !next.can_replace(&shown) {
-            next.superseded = Some(Box::new(shown));
+        if shown.position().has_media() && !self.ended && !self.can_replace(&shown) {
+            self.superseded = Some(Box::new(shown));
         }
-        *self = next;
     }
 
     /// The window viewers see: this one, or the one it is replacing while it does not

@@ -207,6 +207,27 @@ impl StreamState {
         }
     }
 
+    /// Closes the attached publisher's connection with `reason`. Its ingest is stopped
+    /// on purpose, so its exit does not start the grace period; the stop signal
+    /// overtakes its queued frames, so none reach the segmenter afterwards.
+    fn close_publisher(&mut self, reason: String) {
+        if let Some((ingest, kick)) = self.ingest.take() {
+            self.replaced.insert(ingest.get_id());
+            ingest.stop(None);
+            let _ = kick.send(reason);
+        }
+    }
+
+    /// Stops the segmenter and waits until it has (it finishes the frame at hand): the
+    /// window gets nothing more from it. False if it did not stop in time.
+    async fn stop_segmenter(&mut self) -> bool {
+        self.replaced.insert(self.segmenter.get_id());
+        self.segmenter
+            .stop_and_wait(None, Some(SEGMENTER_STOP))
+            .await
+            .is_ok()
+    }
+
     /// Makes the window continue where the stream was before this node's new lease
     /// (see `takeover`); a changed window gets a new segmenter.
     async fn continue_from(
@@ -221,9 +242,7 @@ impl StreamState {
         let run = ctx.seams.entropy.next_u64() as u32;
         let skip = takeover::skipped_segments(&ctx.config);
         // The old segmenter stops writing first: the window changes under nobody.
-        let old = self.segmenter.clone();
-        self.replaced.insert(old.get_id());
-        let _ = old.stop_and_wait(None, Some(SEGMENTER_STOP)).await;
+        self.stop_segmenter().await;
         self.args
             .live
             .update(|w| takeover::continue_window(w, before, run, skip));
@@ -361,13 +380,10 @@ impl Actor for StreamSupervisor {
                     state.unless_attached(&myself);
                     return Ok(());
                 }
-                if let Some((old, kick)) = state.ingest.take() {
+                if state.ingest.is_some() {
                     tracing::info!(stream = %state.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
-                    state.replaced.insert(old.get_id());
-                    // A stop signal overtakes the old publisher's queued frames, so none
-                    // of them reach the segmenter after NewPublisher below.
-                    old.stop(None);
-                    let _ = kick.send("another publisher took over this stream".into());
+                    // None of its frames reach the segmenter after NewPublisher below.
+                    state.close_publisher("another publisher took over this stream".into());
                 }
                 if state.epoch == 0 || state.epoch + 1 != conn.lease.epoch {
                     // Another node (or nobody) produced the epoch before this one.
@@ -424,13 +440,9 @@ impl Actor for StreamSupervisor {
                 if publisher == state.publisher && state.args.stats.phase() != Phase::Ended =>
             {
                 tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin");
-                if let Some((ingest, kick)) = state.ingest.take() {
-                    state.replaced.insert(ingest.get_id());
-                    ingest.stop(None);
-                    let _ = kick.send(format!(
-                        "this node is no longer the stream's origin: {reason}"
-                    ));
-                }
+                state.close_publisher(format!(
+                    "this node is no longer the stream's origin: {reason}"
+                ));
                 tokio::spawn(find_new_origin(
                     myself.clone(),
                     state.args.ctx.registry.clone(),
@@ -475,19 +487,10 @@ impl Actor for StreamSupervisor {
                     return Ok(());
                 }
                 tracing::info!(stream = %state.name(), epoch, "another node took the stream over; handing it over");
-                if let Some((ingest, kick)) = state.ingest.take() {
-                    state.replaced.insert(ingest.get_id());
-                    ingest.stop(None);
-                    let _ = kick.send("another node took this stream over".into());
-                }
+                state.close_publisher("another node took this stream over".into());
                 // Once the segmenter has stopped, nothing more is produced here: the
                 // window is final for the asker to continue.
-                state.replaced.insert(state.segmenter.get_id());
-                let stopped = state
-                    .segmenter
-                    .stop_and_wait(None, Some(SEGMENTER_STOP))
-                    .await
-                    .is_ok();
+                let stopped = state.stop_segmenter().await;
                 let _ = reply.send(if stopped {
                     HandOver::Stopped { epoch: state.epoch }
                 } else {
