@@ -121,8 +121,19 @@ impl ClusterMember {
         change: &MembershipChange,
     ) -> Result<Local, ClusterError> {
         let raft = self.raft();
-        let membership = raft.metrics().borrow().membership_config.clone();
-        let membership = membership.membership();
+        let metrics = raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        // Only the leader's view of the membership is the one a change applies to. A
+        // follower may not have the last change yet, and openraft checks the change
+        // against the local membership before it checks leadership: a promote asked of
+        // a follower that has not seen the learner yet fails with "learner not found"
+        // instead of being forwarded.
+        if metrics.current_leader != Some(self.id()) {
+            let leader = metrics
+                .current_leader
+                .and_then(|l| membership.get_node(&l).cloned());
+            return Ok(Local::NotLeader(leader));
+        }
         let is_voter = |id: u64| membership.voter_ids().any(|v| v == id);
         let is_learner = |id: u64| membership.learner_ids().any(|v| v == id);
         let result = match change {
@@ -158,13 +169,6 @@ impl ClusterMember {
                 raft.change_membership(change, false).await
             }
             MembershipChange::TransferLeader { to } => {
-                let metrics = raft.metrics().borrow().clone();
-                if metrics.current_leader != Some(self.id()) {
-                    let leader = metrics
-                        .current_leader
-                        .and_then(|l| membership.get_node(&l).cloned());
-                    return Ok(Local::NotLeader(leader));
-                }
                 if !is_voter(*to) {
                     return Err(ClusterError::Refused(format!("node {to} is not a voter")));
                 }
