@@ -156,6 +156,21 @@ impl Leases {
         }
         let fence = table.fences.entry(stream.clone()).or_default();
         *fence = (*fence).max(epoch);
+        // Take-overs are rare, so this is where fences of deleted streams go: the table
+        // stays within one entry per stream the cluster knows. (The cluster state is
+        // read without the table locked: no lock is ever held while taking the other.)
+        let fenced: Vec<StreamId> = table.fences.keys().cloned().collect();
+        drop(table);
+        let deleted = self.inner.member.read_local(|s| {
+            fenced
+                .into_iter()
+                .filter(|id| id != stream && !s.streams.contains_key(id))
+                .collect::<Vec<_>>()
+        });
+        let mut table = self.table();
+        for id in deleted {
+            table.fences.remove(&id);
+        }
         Ok(())
     }
 
@@ -263,5 +278,90 @@ impl Leases {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use castmesh_cluster::auth::BearerToken;
+    use castmesh_cluster::keys::KeyHash;
+    use castmesh_cluster::member::MemberConfig;
+    use castmesh_cluster::openraft::{self, BasicNode};
+    use castmesh_cluster::raft::rocks::RocksStore;
+    use castmesh_cluster::transport::Channels;
+
+    use super::*;
+    use crate::seams::clock::SystemClock;
+
+    /// A one-node cluster on a real RocksDB store (it needs no network).
+    async fn alone(dir: &tempfile::TempDir) -> ClusterMember {
+        let member = ClusterMember::open(MemberConfig {
+            id: 1,
+            store: Arc::new(RocksStore::open(dir.path()).unwrap()),
+            channels: Channels::tcp(),
+            secret: BearerToken::new("secret"),
+            raft: openraft::Config {
+                heartbeat_interval: 50,
+                election_timeout_min: 100,
+                election_timeout_max: 200,
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+        let voters = BTreeMap::from([(1, BasicNode::new("127.0.0.1:1"))]);
+        member.raft().initialize(voters).await.unwrap();
+        member
+            .raft()
+            .wait(Some(Duration::from_secs(10)))
+            .current_leader(1, "the node leads itself")
+            .await
+            .unwrap();
+        member
+    }
+
+    async fn create(member: &ClusterMember, id: &StreamId) {
+        let command = Command::CreateStream {
+            id: id.clone(),
+            title: String::new(),
+            owner: String::new(),
+            key_hash: KeyHash([id.as_str().len() as u8; 32]),
+            scheduled_at: None,
+            now: 0,
+        };
+        member.write(command).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn fences_of_deleted_streams_are_dropped_at_the_next_take_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = alone(&dir).await;
+        let (a, b) = (
+            StreamId::parse("a").unwrap(),
+            StreamId::parse("bb").unwrap(),
+        );
+        create(&member, &a).await;
+        create(&member, &b).await;
+        let leases = Leases::new(
+            member.clone(),
+            1,
+            Duration::from_secs(5),
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        );
+        leases.fence(&a, 2).unwrap();
+        leases.fence(&b, 2).unwrap();
+        let fenced = || leases.table().fences.clone();
+        assert_eq!(fenced(), BTreeMap::from([(a.clone(), 2), (b.clone(), 2)]));
+
+        member
+            .write(Command::DeleteStream { id: a.clone() })
+            .await
+            .unwrap();
+        leases.fence(&b, 3).unwrap();
+        assert_eq!(fenced(), BTreeMap::from([(b.clone(), 3)]));
+        member.raft().shutdown().await.unwrap();
     }
 }
