@@ -72,25 +72,27 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
+## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
+## features for that package alone and compile rocksdb's C++ a second time.
 bench: bench-media bench-raft bench-cluster bench-mesh
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
-	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-bench -- $(BENCH_ARGS)
+	$(BIN_DIR)/castmesh-bench $(BENCH_ARGS)
 
 ## Raft metadata writes per second (1 and 64 clients) against fsync'd RocksDB writes.
 bench-raft: deps build
-	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-raft-bench -- $(BENCH_ARGS)
+	$(BIN_DIR)/castmesh-raft-bench $(BENCH_ARGS)
 
 ## Real node processes: kill -9 of the leader → first write (median of 10), and a new
 ## node joining a cluster holding 100k streams.
 bench-cluster: deps build
-	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-cluster-bench -- $(BENCH_ARGS)
+	$(BIN_DIR)/castmesh-cluster-bench $(BENCH_ARGS)
 
 ## The media mesh: edge added latency (1 and 50 streams), origin egress with 1 and 3
 ## edges of 100 readers, republish on a new origin → first part on an edge.
 bench-mesh: deps build
-	$(CARGO) run $(PROFILE) -p castmesh-tests --bin castmesh-mesh-bench -- $(BENCH_ARGS)
+	$(BIN_DIR)/castmesh-mesh-bench $(BENCH_ARGS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
