@@ -20,6 +20,7 @@ use castmesh_cluster::command::{Command, Response};
 use castmesh_cluster::member::{ClusterMember, MemberConfig};
 use castmesh_cluster::model::{NodeRecord, NodeState};
 use castmesh_cluster::openraft::{self, BasicNode, SnapshotPolicy};
+use castmesh_cluster::transport::Channels;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -35,6 +36,8 @@ use storage::Storage;
 pub struct ClusterNode {
     pub member: ClusterMember,
     pub leases: Leases,
+    /// How this node reaches its peers' gRPC servers.
+    channels: Channels,
     tasks: Vec<JoinHandle<()>>,
     grpc: grpc::GrpcServer,
     /// Kept until shutdown (a `--dev` node's data directory is removed with it).
@@ -135,6 +138,7 @@ impl ClusterNode {
         Ok(ClusterNode {
             member,
             leases,
+            channels: network.channels(),
             tasks,
             grpc,
             _storage: storage,
@@ -148,6 +152,7 @@ impl ClusterNode {
             config.cluster.open_publishing,
             seams.clock.clone(),
             self.leases.clone(),
+            self.channels.clone(),
         )
     }
 

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use castmesh_cluster::command::{Command, Fence, Rejection, Response};
@@ -16,7 +17,10 @@ use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{NodeId, StreamStatus};
 use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::NO_NODE;
+use castmesh_cluster::transport::Channels;
 use tokio::time::Instant;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
 use super::leases::Leases;
 use crate::seams::Clock;
@@ -26,6 +30,8 @@ use crate::stream::registry::{
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
 const ACQUIRE_ATTEMPTS: usize = 5;
+/// Longest [`StreamRegistry::down`] waits for a peer's health check.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct ClusterRegistry {
     member: ClusterMember,
@@ -33,6 +39,8 @@ pub struct ClusterRegistry {
     open_publishing: bool,
     clock: Arc<dyn Clock>,
     leases: Leases,
+    /// To peers' gRPC servers, for [`StreamRegistry::down`].
+    channels: Channels,
 }
 
 /// What the publish check needs from one linearizable read.
@@ -64,6 +72,7 @@ impl ClusterRegistry {
         open_publishing: bool,
         clock: Arc<dyn Clock>,
         leases: Leases,
+        channels: Channels,
     ) -> Self {
         Self {
             member,
@@ -71,6 +80,7 @@ impl ClusterRegistry {
             open_publishing,
             clock,
             leases,
+            channels,
         }
     }
 
@@ -263,6 +273,26 @@ impl StreamRegistry for ClusterRegistry {
                 .filter_map(|n| Some((n.id, n.quic.parse().ok()?)))
                 .collect()
         })
+    }
+
+    async fn down(&self, id: u64) {
+        let addr = self
+            .member
+            .read_local(|s| s.nodes.get(&id).map(|n| n.grpc.clone()));
+        let Some(channel) = addr.and_then(|a| self.channels.to(&a, HEALTH_TIMEOUT).ok()) else {
+            return std::future::pending().await;
+        };
+        let mut client = HealthClient::new(channel);
+        let check = client.check(HealthCheckRequest {
+            service: String::new(),
+        });
+        match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
+            Ok(Err(status)) => {
+                tracing::debug!(node = id, error = %status, "peer is down");
+            }
+            // Answered, or too slow to tell: it may still be running.
+            Ok(Ok(_)) | Err(_) => std::future::pending().await,
+        }
     }
 
     fn node_id(&self) -> u64 {

@@ -83,6 +83,9 @@ pub trait StreamRegistry: Send + Sync + 'static {
     fn fence(&self, id: &StreamId, epoch: u64) -> Result<(), u64>;
     /// The other nodes' mesh addresses.
     fn peers(&self) -> Vec<(u64, SocketAddr)>;
+    /// Resolves once node `id` is known not to be running: its gRPC server refused the
+    /// connection or failed a health check. Never resolves for a node that answers.
+    async fn down(&self, id: u64);
     /// This node's id.
     fn node_id(&self) -> u64;
 }

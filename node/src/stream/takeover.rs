@@ -56,27 +56,36 @@ pub async fn take_over(
     };
     let mut asks = JoinSet::new();
     for (node, addr) in ctx.registry.peers() {
-        let mesh = mesh.clone();
+        let (mesh, registry) = (mesh.clone(), ctx.registry.clone());
         let id = id.clone();
         asks.spawn(async move {
             let ask = mesh.take_over(addr, node, id.as_str(), epoch);
-            tokio::time::timeout(ASK_TIMEOUT, ask).await
+            // A node whose process is gone (the usual failover: the origin crashed)
+            // refuses connections at once; without this the ask would wait out its
+            // timeout. Not answering is all it means: the new run below is made for
+            // a previous origin that may still be producing.
+            tokio::select! {
+                biased;
+                answer = tokio::time::timeout(ASK_TIMEOUT, ask) => answer.ok(),
+                () = registry.down(node) => None,
+            }
         });
     }
-    // A dead node never answers; the others answer within a round trip. The previous
-    // origin's answer ends the wait: nothing is more advanced than its final window.
+    // A node cut off never answers; the others answer within a round trip. The
+    // previous origin's answer ends the wait: nothing is more advanced than its final
+    // window.
     let deadline = tokio::time::Instant::now() + ASK_TIMEOUT;
     let mut copies = Vec::new();
     while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, asks.join_next()).await {
         match answer {
-            Ok(Ok(Ok(replayed))) if replayed.handed_over == Some(epoch - 1) => {
+            Ok(Some(Ok(replayed))) if replayed.handed_over == Some(epoch - 1) => {
                 asks.abort_all();
                 let last = replayed.replay;
                 tracing::info!(stream = %id, run = last.run, next_msn = last.next_msn, "the previous origin handed the stream over");
                 return Ok(Predecessor::HandedOver(last));
             }
-            Ok(Ok(Ok(replayed))) if replayed.replay.has_media() => copies.push(replayed.replay),
-            Ok(Ok(Err(SubscriptionError::Superseded(held)))) => {
+            Ok(Some(Ok(replayed))) if replayed.replay.has_media() => copies.push(replayed.replay),
+            Ok(Some(Err(SubscriptionError::Superseded(held)))) => {
                 asks.abort_all();
                 return Err(PublishDenied {
                     code: "NetStream.Publish.BadName",

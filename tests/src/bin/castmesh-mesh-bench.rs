@@ -299,7 +299,9 @@ fn republish(rounds: usize) {
         let origin_watch = watch(c.node(b).url(""), "move".into(), stop.clone());
         let started = Instant::now();
         publisher = Publisher::start(&c.node(b).rtmp_url(&key));
-        std::thread::sleep(Duration::from_secs(8));
+        // Long enough for a new run to list a full live window (3 target durations)
+        // after the take-over, which is when edges switch to it.
+        std::thread::sleep(Duration::from_secs(15));
         stop.store(true, Ordering::Relaxed);
         let first_after = |seen: HashMap<String, Instant>| {
             seen.iter()
