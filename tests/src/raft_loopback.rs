@@ -21,8 +21,8 @@ pub const SECRET: &str = "loopback-cluster-secret";
 pub struct LoopbackNode {
     pub member: ClusterMember,
     pub addr: SocketAddr,
-    server: JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    server: Option<JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl LoopbackNode {
@@ -69,16 +69,26 @@ impl LoopbackNode {
         LoopbackNode {
             member,
             addr,
-            server,
-            stop,
+            server: Some(server),
+            stop: Some(stop),
         }
     }
 
     /// Like a dead process: Raft stops and every connection to it is closed.
-    pub async fn kill(self) {
+    pub async fn kill(mut self) {
         self.member.raft().shutdown().await.expect("raft shutdown");
-        let _ = self.stop.send(());
-        let _ = self.server.await;
+        self.stop_serving().await;
+    }
+
+    /// Closes its gRPC server (and every connection to it) while Raft keeps running:
+    /// the leader's replication no longer reaches it, its own requests still go out.
+    pub async fn stop_serving(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
     }
 }
 
