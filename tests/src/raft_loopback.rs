@@ -21,8 +21,8 @@ pub const SECRET: &str = "loopback-cluster-secret";
 pub struct LoopbackNode {
     pub member: ClusterMember,
     pub addr: SocketAddr,
-    server: Option<JoinHandle<()>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Its gRPC server and the signal that stops it, until stopped.
+    server: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl LoopbackNode {
@@ -69,8 +69,7 @@ impl LoopbackNode {
         LoopbackNode {
             member,
             addr,
-            server: Some(server),
-            stop: Some(stop),
+            server: Some((server, stop)),
         }
     }
 
@@ -83,10 +82,8 @@ impl LoopbackNode {
     /// Closes its gRPC server (and every connection to it) while Raft keeps running:
     /// the leader's replication no longer reaches it, its own requests still go out.
     pub async fn stop_serving(&mut self) {
-        if let Some(stop) = self.stop.take() {
+        if let Some((server, stop)) = self.server.take() {
             let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
             let _ = server.await;
         }
     }

@@ -18,7 +18,8 @@ use crate::mesh::Mesh;
 use crate::metrics::{Metrics, NodeLabel};
 
 const INTERVAL: Duration = Duration::from_secs(2);
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a health check waits for its answer (and for the connection).
+pub const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// When each member last answered this node's health check.
 #[derive(Clone, Default)]
@@ -50,7 +51,7 @@ pub async fn run(
     channels: Channels,
 ) {
     let mut ticker = tokio::time::interval(INTERVAL);
-    let mut health: HashMap<String, HealthClient<Channel>> = HashMap::new();
+    let mut clients: HashMap<String, HealthClient<Channel>> = HashMap::new();
     loop {
         ticker.tick().await;
         let m = member.raft().metrics().borrow().clone();
@@ -71,14 +72,14 @@ pub async fn run(
             .collect();
         // One lazily connected channel per peer, kept across rounds: a dead peer fails
         // the call (and tonic reconnects), so reuse costs no accuracy.
-        health.retain(|addr, _| peers.iter().any(|(_, a)| a == addr));
+        clients.retain(|addr, _| peers.iter().any(|(_, a)| a == addr));
         for (id, addr) in peers {
-            let Some(client) = health_client(&mut health, &channels, &addr) else {
+            let Some(client) = health_client(&mut clients, &channels, &addr) else {
                 continue;
             };
             let last_seen = last_seen.clone();
             tokio::spawn(async move {
-                if check(client).await {
+                if matches!(health(client).await, Health::Serving) {
                     last_seen.saw(id);
                 }
             });
@@ -120,9 +121,22 @@ fn health_client(
     Some(client)
 }
 
-async fn check(mut client: HealthClient<Channel>) -> bool {
+/// What a peer's gRPC health check gave.
+pub enum Health {
+    Serving,
+    /// Refused or failed: nothing serves there (the process is gone, say).
+    Failed(tonic::Status),
+    /// No answer within [`TIMEOUT`]: cut off, or slow.
+    Silent,
+}
+
+pub async fn health(mut client: HealthClient<Channel>) -> Health {
     let call = client.check(HealthCheckRequest {
         service: String::new(),
     });
-    matches!(tokio::time::timeout(TIMEOUT, call).await, Ok(Ok(_)))
+    match tokio::time::timeout(TIMEOUT, call).await {
+        Ok(Ok(_)) => Health::Serving,
+        Ok(Err(status)) => Health::Failed(status),
+        Err(_) => Health::Silent,
+    }
 }

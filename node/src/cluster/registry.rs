@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use castmesh_cluster::command::{Command, Fence, Rejection, Response};
@@ -19,10 +18,10 @@ use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::NO_NODE;
 use castmesh_cluster::transport::Channels;
 use tokio::time::Instant;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::leases::Leases;
+use super::probe::{self, Health};
 use crate::seams::Clock;
 use crate::stream::registry::{
     OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
@@ -30,8 +29,6 @@ use crate::stream::registry::{
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
 const ACQUIRE_ATTEMPTS: usize = 5;
-/// Longest [`StreamRegistry::down`] waits for a peer's health check.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct ClusterRegistry {
     member: ClusterMember,
@@ -279,19 +276,15 @@ impl StreamRegistry for ClusterRegistry {
         let addr = self
             .member
             .read_local(|s| s.nodes.get(&id).map(|n| n.grpc.clone()));
-        let Some(channel) = addr.and_then(|a| self.channels.to(&a, HEALTH_TIMEOUT).ok()) else {
+        let Some(channel) = addr.and_then(|a| self.channels.to(&a, probe::TIMEOUT).ok()) else {
             return std::future::pending().await;
         };
-        let mut client = HealthClient::new(channel);
-        let check = client.check(HealthCheckRequest {
-            service: String::new(),
-        });
-        match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
-            Ok(Err(status)) => {
+        match probe::health(HealthClient::new(channel)).await {
+            Health::Failed(status) => {
                 tracing::debug!(node = id, error = %status, "peer is down");
             }
             // Answered, or too slow to tell: it may still be running.
-            Ok(Ok(_)) | Err(_) => std::future::pending().await,
+            Health::Serving | Health::Silent => std::future::pending().await,
         }
     }
 
