@@ -38,10 +38,15 @@ sim: build
 
 ## What building and the README's quick start need: libclang (rocksdb's bindings are
 ## generated at build time by bindgen) and ffmpeg (to publish a test stream).
+## libclang is looked for as bindgen loads it: `libclang.so*` or `libclang-N.so*`, plus
+## clang's own headers (stddef.h). `libclang-cpp.so` (pulled in by llvm) is a different
+## library and does not count.
 deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
-	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	[ -n "$$LIBCLANG_PATH" ] || { \
+		ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 && \
+		ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1; } || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
