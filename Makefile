@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps test-deps build lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
+.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -25,7 +25,7 @@ cluster-stop:
 
 ## Everything CI checks: formatting, lints, unit tests, end-to-end tests with real
 ## clients, the simulation's determinism and bug-finding tests, and a seed sweep.
-test: test-deps lint build
+test: test-deps lint operator-bin build
 	$(CARGO) test $(PROFILE) --workspace
 	$(MAKE) sim
 
@@ -66,8 +66,20 @@ test-deps: deps
 
 ## --all-targets: the same feature resolution as clippy and cargo test (dev-dependencies
 ## included), so rocksdb's C++ is compiled once, not once per resolution.
+## Cargo unifies features across the workspace: the simulation asks for castmesh-node's
+## `test-hooks`, so the castmesh built here (the one the process tests run) has fault
+## injection. An operator's node is built as the README says (operator-bin).
 build:
 	$(CARGO) build $(PROFILE) --workspace --all-targets
+
+## The node as an operator builds it (README): the castmesh-node package alone, so
+## without test-hooks. Copied to $(BIN_DIR)/operator/ for tests/tests/safe_defaults.rs;
+## `build` runs after it and puts the test build's castmesh back in $(BIN_DIR).
+OPERATOR_BIN = $(BIN_DIR)/operator/castmesh
+operator-bin:
+	$(CARGO) build $(PROFILE) -p castmesh-node --bin castmesh
+	mkdir -p $(dir $(OPERATOR_BIN))
+	cp $(BIN_DIR)/castmesh $(OPERATOR_BIN)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -2,6 +2,7 @@
 
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
+use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 /// A secret expected in `authorization: Bearer <secret>`.
@@ -34,6 +35,16 @@ impl BearerToken {
         } else {
             Err(Status::unauthenticated("invalid bearer token"))
         }
+    }
+}
+
+/// As an interceptor the token is checked on the request's headers, before tonic
+/// reads the body: a caller without it cannot make the server buffer or decode up
+/// to the message size limit (32 MiB for Raft).
+impl Interceptor for BearerToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check(request.metadata())?;
+        Ok(request)
     }
 }
 

@@ -23,6 +23,7 @@ use castmesh_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Config};
 use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -33,7 +34,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::Network;
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::{SharedState, StateMachineStore};
-use crate::raft::store::Store;
+use crate::raft::store::{Batch, Durability, Family, Store};
 use crate::raft::{Raft, codec};
 use crate::sabotage::{self, Bug};
 use crate::state::ClusterState;
@@ -79,11 +80,16 @@ pub struct ClusterMember {
 struct Inner {
     id: u64,
     raft: Raft,
+    /// For the readiness probe's synced write.
+    store: Arc<dyn Store>,
     state: SharedState,
     secret: BearerToken,
     channels: Channels,
     peers: Mutex<HashMap<String, ClusterInternalClient<Channel>>>,
 }
+
+/// A key of its own in the meta table, written by the readiness probe.
+const READINESS_PROBE_KEY: &[u8] = b"readiness-probe";
 
 /// A failure on the leader, carried back to the follower that forwarded the call so
 /// that it maps to the same error (and gRPC code) as if it had happened locally.
@@ -142,7 +148,7 @@ impl ClusterMember {
             config.id,
             Arc::new(raft_config),
             Network::new(config.secret.clone(), config.channels.clone()),
-            LogStore::new(config.store),
+            LogStore::new(config.store.clone()),
             sm,
         )
         .await
@@ -151,6 +157,7 @@ impl ClusterMember {
             inner: Arc::new(Inner {
                 id: config.id,
                 raft,
+                store: config.store,
                 state,
                 secret: config.secret,
                 channels: config.channels,
@@ -161,6 +168,39 @@ impl ClusterMember {
 
     pub fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Whether this member can do its part, and if not, why: Raft running (a storage
+    /// error stops it for good), this node in the current membership, a leader known,
+    /// and the store taking a synced write (a full or read-only disk).
+    pub async fn readiness(&self) -> Result<(), String> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        if let Err(e) = &metrics.running_state {
+            return Err(format!("Raft stopped: {e}"));
+        }
+        if !metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(id, _)| *id == self.inner.id)
+        {
+            return Err("this node is not a member of the cluster".into());
+        }
+        if metrics.current_leader.is_none() {
+            return Err("no Raft leader known".into());
+        }
+        let store = self.inner.store.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let mut batch = Batch::default();
+            batch.put(Family::Meta, READINESS_PROBE_KEY, Vec::new());
+            store.write(batch, Durability::Synced)
+        })
+        .await;
+        match probe {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("storage does not take writes: {e}")),
+            Err(e) => Err(format!("storage probe failed: {e}")),
+        }
     }
 
     pub fn raft(&self) -> &Raft {
@@ -175,14 +215,17 @@ impl ClusterMember {
     pub fn services(
         &self,
     ) -> (
-        RaftTransportServer<RaftService>,
-        ClusterInternalServer<InternalService>,
+        InterceptedService<RaftTransportServer<RaftService>, BearerToken>,
+        InterceptedService<ClusterInternalServer<InternalService>, BearerToken>,
     ) {
         (
             RaftService::server(self.inner.raft.clone(), self.inner.secret.clone()),
-            ClusterInternalServer::new(InternalService {
-                member: self.clone(),
-            }),
+            ClusterInternalServer::with_interceptor(
+                InternalService {
+                    member: self.clone(),
+                },
+                self.inner.secret.clone(),
+            ),
         )
     }
 
@@ -342,7 +385,6 @@ fn not_leader() -> Status {
 #[tonic::async_trait]
 impl ClusterInternal for InternalService {
     async fn write(&self, request: Request<Payload>) -> Result<tonic::Response<Payload>, Status> {
-        self.member.inner.secret.check(request.metadata())?;
         let command: Command = codec::decode(&request.into_inner().payload)
             .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
         // Only proposes locally: a forwarded write is never forwarded again.
@@ -362,9 +404,8 @@ impl ClusterInternal for InternalService {
 
     async fn read_index(
         &self,
-        request: Request<ReadIndexRequest>,
+        _request: Request<ReadIndexRequest>,
     ) -> Result<tonic::Response<ReadIndexReply>, Status> {
-        self.member.inner.secret.check(request.metadata())?;
         match self.member.inner.raft.ensure_linearizable().await {
             Ok(log_id) => Ok(tonic::Response::new(ReadIndexReply {
                 index: log_id.map(|l| l.index),
@@ -378,7 +419,6 @@ impl ClusterInternal for InternalService {
         &self,
         request: Request<Payload>,
     ) -> Result<tonic::Response<Payload>, Status> {
-        self.member.inner.secret.check(request.metadata())?;
         let change: MembershipChange = codec::decode(&request.into_inner().payload)
             .map_err(|e| Status::invalid_argument(format!("undecodable change: {e}")))?;
         let result = match self.member.change_locally(&change).await {
@@ -398,9 +438,8 @@ impl ClusterInternal for InternalService {
 
     async fn elect(
         &self,
-        request: Request<ElectRequest>,
+        _request: Request<ElectRequest>,
     ) -> Result<tonic::Response<ElectReply>, Status> {
-        self.member.inner.secret.check(request.metadata())?;
         self.member
             .inner
             .raft

@@ -2,8 +2,13 @@
 //! invariants catch real mistakes by switching one of these on and requiring a seed
 //! sweep to fail (`simulations/tests/finds_bugs.rs`). A switch is per thread: the
 //! simulator runs a whole cluster on one thread, so tests running side by side do
-//! not see each other's bugs. Production never turns one on.
+//! not see each other's bugs.
+//!
+//! The switches exist only with the `test-hooks` feature (the simulation enables
+//! it). Without it [`active`] is a constant `false`, the compiler drops the code it
+//! guards, and nothing can turn a bug on: the binary an operator builds has none.
 
+#[cfg(feature = "test-hooks")]
 use std::cell::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,20 +48,30 @@ impl Bug {
         Bug::ClockBoundFollow,
     ];
 
+    #[cfg(feature = "test-hooks")]
     fn bit(self) -> u32 {
         1 << self as u32
     }
 }
 
+#[cfg(feature = "test-hooks")]
 thread_local! {
     static ACTIVE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Turns `bug` on for this thread (`None` turns every bug off).
+#[cfg(feature = "test-hooks")]
 pub fn set(bug: Option<Bug>) {
     ACTIVE.with(|a| a.set(bug.map_or(0, Bug::bit)));
 }
 
+#[cfg(feature = "test-hooks")]
 pub fn active(bug: Bug) -> bool {
     ACTIVE.with(|a| a.get() & bug.bit() != 0)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub const fn active(_bug: Bug) -> bool {
+    false
 }

@@ -12,10 +12,15 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
+    pub grpc: GrpcConfig,
     pub hls: HlsConfig,
     pub streams: StreamsConfig,
     pub cluster: ClusterConfig,
     pub mesh: MeshConfig,
+    /// Test switches: compiled only with the `test-hooks` feature, so the binary an
+    /// operator builds (`cargo build --release -p castmesh-node`) has none, and a
+    /// config file naming them is refused there.
+    #[cfg(feature = "test-hooks")]
     pub debug: DebugConfig,
 }
 
@@ -39,6 +44,27 @@ pub struct RtmpConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one client address (behind NAT, a studio's encoders share one).
+    pub max_connections_per_ip: usize,
+    /// A write the client does not take within this time closes the connection (a
+    /// client that floods commands and never reads).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Largest non-media message (commands, metadata, control); real ones are well
+    /// under 4 KiB.
+    pub max_command_bytes: u32,
+    /// Command messages one connection may send (a publisher needs about ten).
+    pub max_commands: u32,
+    /// AMF0 arrays and objects nested in each other in one message.
+    pub max_amf_depth: usize,
+    /// Tags one aggregate message may carry.
+    pub max_aggregate_tags: usize,
+    /// Publish attempts refused for a wrong key, per client address, within
+    /// `failed_publish_window`; beyond it the address is refused until the window ends
+    /// (each wrong key costs a linearizable read on the Raft leader).
+    pub max_failed_publishes: u32,
+    #[serde(with = "humantime_serde")]
+    pub failed_publish_window: Duration,
     /// Media bytes in flight between a stream's publisher socket and its segmenter;
     /// when full, the node stops reading that socket (TCP back-pressure) instead of
     /// buffering. Also the largest single media message accepted.
@@ -52,6 +78,22 @@ pub struct RtmpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// A request's headers must arrive within this time of the connection being ready
+    /// for them: from accept, and after each response on a kept-alive connection, so
+    /// it is also the idle keep-alive timeout (players ask at least every target
+    /// duration, LL-HLS players every part).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A response the client stops reading for this long closes its connection.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// A request's handler must answer within this time (blocking playlist reloads
+    /// answer within three target durations, well inside it).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Open connections in all, and from one client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +124,9 @@ pub struct StreamsConfig {
     /// A viewer counts while it fetched something within this time.
     #[serde(with = "humantime_serde")]
     pub viewer_timeout: Duration,
+    /// Viewer sessions counted per client address and stream (viewers behind one NAT
+    /// beyond it are not counted; a client inventing cookies fills no more).
+    pub max_viewer_sessions_per_ip: usize,
     /// Restart intensity: more than `max_restarts` child restarts within
     /// `restart_window` ends the stream instead of restarting again.
     pub max_restarts: u32,
@@ -119,7 +164,9 @@ pub struct ClusterConfig {
     /// startup and written to DATA_DIR/admin-token (mode 0600).
     pub admin_token: Secret,
     /// Any stream key may publish, creating a stream whose id is the key (nginx-rtmp
-    /// style). Off: only keys of streams created through the admin API.
+    /// style): anyone who can reach the RTMP port can publish, and take over a stream
+    /// whose id they can read. On only under `--dev` or when set; off: only keys of
+    /// streams created through the admin API.
     pub open_publishing: bool,
     /// Origin lease length; the origin renews it every third of this. A node that
     /// cannot renew for this long stops acting as origin.
@@ -363,7 +410,7 @@ impl Default for ClusterConfig {
             bootstrap: true,
             secret: Secret::default(),
             admin_token: Secret::default(),
-            open_publishing: true,
+            open_publishing: false,
             lease_ttl: Duration::from_secs(6),
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(300),
@@ -374,6 +421,7 @@ impl Default for ClusterConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
+#[cfg(feature = "test-hooks")]
 pub struct DebugConfig {
     /// Enables `POST /debug/streams/{id}/crash/{actor}` for fault-injection tests.
     pub fault_injection: bool,
@@ -388,6 +436,14 @@ impl Default for RtmpConfig {
             publish_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             max_connections: 1000,
+            max_connections_per_ip: 32,
+            write_timeout: Duration::from_secs(10),
+            max_command_bytes: 64 * 1024,
+            max_commands: 100,
+            max_amf_depth: 16,
+            max_aggregate_tags: 1024,
+            max_failed_publishes: 10,
+            failed_publish_window: Duration::from_secs(60),
             max_pending_bytes: 32 * 1024 * 1024,
             max_bitrate_kbps: 50_000,
         }
@@ -398,6 +454,39 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".parse().expect("valid"),
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+/// Limits of the gRPC server (Raft, forwarded writes, the operator API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// A call must complete within this time.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A connection that sends nothing (not even an answer to the server's keep-alive
+    /// ping, sent every third of this) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections (peers keep one each; castctl opens one per command).
+    pub max_connections: usize,
+    /// Calls in progress on one connection.
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            max_concurrent_calls: 128,
         }
     }
 }
@@ -419,6 +508,7 @@ impl Default for StreamsConfig {
             grace_period: Duration::from_secs(10),
             retention: Duration::from_secs(60),
             viewer_timeout: Duration::from_secs(15),
+            max_viewer_sessions_per_ip: 256,
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             max_streams: 1000,
@@ -432,6 +522,14 @@ impl Default for StreamsConfig {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// What `castmesh` alone or `castmesh --dev` runs: the defaults with open
+    /// publishing, as nginx-rtmp users expect on their own machine.
+    pub fn dev() -> Self {
+        let mut c = Self::default();
+        c.cluster.open_publishing = true;
+        c
+    }
+
     /// Reads and validates a TOML file; the error is one line naming file, line and column.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -482,6 +580,13 @@ impl Config {
                 h.window_segments
             ));
         }
+        // Connect, metadata and publish commands of real encoders reach a few KiB.
+        if self.rtmp.max_command_bytes < 4096 {
+            return err(format!(
+                "rtmp.max_command_bytes must be at least 4096, got {}",
+                self.rtmp.max_command_bytes
+            ));
+        }
         if self.rtmp.app.is_empty() || self.rtmp.app.contains('/') {
             return err(format!(
                 "rtmp.app must be a non-empty name without '/', got {:?}",
@@ -495,7 +600,32 @@ impl Config {
                 self.rtmp.max_pending_bytes as usize,
             ),
             ("rtmp.max_bitrate_kbps", self.rtmp.max_bitrate_kbps as usize),
+            (
+                "rtmp.max_connections_per_ip",
+                self.rtmp.max_connections_per_ip,
+            ),
+            ("rtmp.max_commands", self.rtmp.max_commands as usize),
+            ("rtmp.max_amf_depth", self.rtmp.max_amf_depth),
+            ("rtmp.max_aggregate_tags", self.rtmp.max_aggregate_tags),
+            (
+                "rtmp.max_failed_publishes",
+                self.rtmp.max_failed_publishes as usize,
+            ),
+            ("http.max_connections", self.http.max_connections),
+            (
+                "http.max_connections_per_ip",
+                self.http.max_connections_per_ip,
+            ),
+            ("grpc.max_connections", self.grpc.max_connections),
+            (
+                "grpc.max_concurrent_calls",
+                self.grpc.max_concurrent_calls as usize,
+            ),
             ("streams.max_streams", self.streams.max_streams),
+            (
+                "streams.max_viewer_sessions_per_ip",
+                self.streams.max_viewer_sessions_per_ip,
+            ),
         ] {
             if v == 0 {
                 return err(format!("{name} must be at least 1"));
@@ -505,6 +635,16 @@ impl Config {
             ("rtmp.handshake_timeout", self.rtmp.handshake_timeout),
             ("rtmp.publish_timeout", self.rtmp.publish_timeout),
             ("rtmp.idle_timeout", self.rtmp.idle_timeout),
+            ("rtmp.write_timeout", self.rtmp.write_timeout),
+            (
+                "rtmp.failed_publish_window",
+                self.rtmp.failed_publish_window,
+            ),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.write_timeout", self.http.write_timeout),
+            ("http.request_timeout", self.http.request_timeout),
+            ("grpc.request_timeout", self.grpc.request_timeout),
+            ("grpc.idle_timeout", self.grpc.idle_timeout),
             ("streams.viewer_timeout", self.streams.viewer_timeout),
             ("streams.restart_window", self.streams.restart_window),
         ] {
@@ -514,6 +654,34 @@ impl Config {
         }
         self.cluster.validate()?;
         self.mesh.validate()
+    }
+
+    /// Applies `KEY=VALUE` settings (`section.key`, as in the file). A value is read
+    /// as TOML (numbers, booleans, arrays) or else taken as a string ("5s").
+    pub fn with_overrides(self, settings: &[String]) -> Result<Self, ConfigError> {
+        if settings.is_empty() {
+            return Ok(self);
+        }
+        let mut tree = toml::Table::try_from(&self)
+            .map_err(|e| ConfigError(format!("cannot apply --set: {e}")))?;
+        for setting in settings {
+            let (key, raw) = setting
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--set takes KEY=VALUE, got {setting:?}")))?;
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            let unknown = || ConfigError(format!("--set {key}: no such setting"));
+            let (section, name) = key.trim().split_once('.').ok_or_else(unknown)?;
+            let slot = tree
+                .get_mut(section)
+                .and_then(|s| s.as_table_mut())
+                .and_then(|s| s.get_mut(name))
+                .ok_or_else(unknown)?;
+            *slot = value;
+        }
+        Config::deserialize(tree).map_err(|e| ConfigError(format!("--set: {}", e.message())))
     }
 
     /// EXT-X-TARGETDURATION: the segment target rounded up to whole seconds.
@@ -540,6 +708,11 @@ pub struct Cli {
     /// TOML configuration file (see configs/dev.toml for every setting).
     #[arg(long, env = "CASTMESH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Sets any key of the config file, e.g. `--set rtmp.max_commands=200` or
+    /// `--set http.header_timeout=5s` (repeatable; applied after the file, before the
+    /// other flags).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Log filter, e.g. `info` or `castmesh_node=debug`.
     #[arg(long, env = "CASTMESH_LOG", default_value = "info,openraft=warn")]
     pub log: String,
@@ -624,6 +797,7 @@ pub struct Cli {
     pub mesh_subscriber_queue: Option<usize>,
     #[arg(long, env = "CASTMESH_MESH_EDGE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub mesh_edge_idle_timeout: Option<Duration>,
+    #[cfg(feature = "test-hooks")]
     #[arg(long, env = "CASTMESH_DEBUG_FAULT_INJECTION")]
     pub debug_fault_injection: Option<bool>,
 }
@@ -659,8 +833,9 @@ impl Cli {
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+            None => Config::dev(),
         };
+        c = c.with_overrides(&self.set)?;
         fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
             if let Some(v) = v {
                 *slot = v.clone();
@@ -722,6 +897,7 @@ impl Cli {
         set(&mut c.mesh.key, &self.mesh_key);
         set(&mut c.mesh.subscriber_queue, &self.mesh_subscriber_queue);
         set(&mut c.mesh.edge_idle_timeout, &self.mesh_edge_idle_timeout);
+        #[cfg(feature = "test-hooks")]
         set(&mut c.debug.fault_injection, &self.debug_fault_injection);
         c.validate()
             .map_err(|e| ConfigError(format!("invalid setting: {}", e.0)))?;
@@ -745,9 +921,45 @@ mod tests {
         let from_file = Config::from_file(&path).unwrap();
         assert_eq!(
             toml::to_string(&from_file).unwrap(),
-            toml::to_string(&Config::default()).unwrap(),
-            "configs/dev.toml must list every setting with its default"
+            toml::to_string(&Config::dev()).unwrap(),
+            "configs/dev.toml must list every setting with what --dev runs"
         );
+        let mut only_open_differs = from_file;
+        only_open_differs.cluster.open_publishing = false;
+        assert_eq!(
+            toml::to_string(&only_open_differs).unwrap(),
+            toml::to_string(&Config::default()).unwrap(),
+        );
+    }
+
+    #[test]
+    fn set_overrides_any_key_and_names_unknown_ones() {
+        let c = Config::default()
+            .with_overrides(&[
+                "rtmp.max_commands=7".into(),
+                "http.header_timeout=250ms".into(),
+                "cluster.open_publishing=true".into(),
+            ])
+            .unwrap();
+        assert_eq!(c.rtmp.max_commands, 7);
+        assert_eq!(c.http.header_timeout, Duration::from_millis(250));
+        assert!(c.cluster.open_publishing);
+        let e = Config::default()
+            .with_overrides(&["rtmp.max_comands=7".into()])
+            .unwrap_err();
+        assert!(e.0.contains("no such setting"), "{e}");
+        let e = Config::default()
+            .with_overrides(&["rtmp.max_commands=lots".into()])
+            .unwrap_err();
+        assert!(e.0.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_without_open_publishing_keeps_publishing_closed() {
+        let f = write("[rtmp]\napp = \"live\"\n");
+        assert!(!Config::from_file(f.path()).unwrap().cluster.open_publishing);
+        let f = write("[cluster]\nopen_publishing = true\n");
+        assert!(Config::from_file(f.path()).unwrap().cluster.open_publishing);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 
+use crate::admission::FailureBudget;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::mesh::subscription::{HandOver, StreamSource};
@@ -23,7 +24,12 @@ pub struct NodeContext {
     pub directory: StreamDirectory,
     /// The media mesh; `None` in tests of a lone node's media path.
     pub mesh: Option<Arc<Mesh>>,
+    /// Refused publish attempts per client address.
+    pub failed_publishes: FailureBudget,
 }
+
+/// Client addresses whose failed publish attempts are remembered at once.
+const FAILED_PUBLISH_ADDRESSES: usize = 10_000;
 
 impl NodeContext {
     pub fn new(
@@ -33,7 +39,13 @@ impl NodeContext {
         registry: Arc<dyn StreamRegistry>,
         mesh: Option<Arc<Mesh>>,
     ) -> Arc<Self> {
+        let failed_publishes = FailureBudget::new(
+            config.rtmp.max_failed_publishes,
+            config.rtmp.failed_publish_window,
+            FAILED_PUBLISH_ADDRESSES,
+        );
         Arc::new(Self {
+            failed_publishes,
             config,
             metrics,
             seams,

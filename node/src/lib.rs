@@ -10,10 +10,12 @@
 //! origin) and serves gRPC, including the operator API in [`admin`].
 
 pub mod admin;
+pub mod admission;
 pub mod cluster;
 pub mod cmaf;
 pub mod config;
 pub mod context;
+pub mod deadline_io;
 pub mod hls;
 pub mod http;
 pub mod media;

@@ -27,6 +27,30 @@ fn cert(command: &CertCommand) -> ExitCode {
     }
 }
 
+/// Every RTMP, HTTP and gRPC connection holds a descriptor, and the usual soft
+/// limit (1024) is far below the connection limits: raise it to the hard limit.
+fn raise_open_file_limit(config: &castmesh_node::config::Config) {
+    let before = rlimit::Resource::NOFILE.get();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let hard = rlimit::Resource::NOFILE.get().map_or(soft, |(_, h)| h);
+            let was = before.map_or(soft, |(s, _)| s);
+            tracing::info!(soft, hard, was, "open-file limit");
+            let wanted = config.rtmp.max_connections
+                + config.http.max_connections
+                + config.grpc.max_connections;
+            if soft < wanted as u64 {
+                tracing::warn!(
+                    soft,
+                    wanted,
+                    "the open-file limit is below the configured connection limits: connections beyond it fail to be accepted; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower the limits"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(CliCommand::Cert(command)) = &cli.command {
@@ -47,6 +71,7 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    raise_open_file_limit(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

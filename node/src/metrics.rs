@@ -53,6 +53,8 @@ pub struct Metrics {
     pub streams_live: Gauge,
     pub rtmp_connections: Gauge,
     pub rtmp_closed: Family<ReasonLabel, Counter>,
+    /// HTTP connections refused or closed by the server: limits and timeouts.
+    pub http_closed: Family<ReasonLabel, Counter>,
     pub ingest_bytes: Family<StreamLabel, Counter>,
     pub ingest_frames: Family<FrameLabel, Counter>,
     pub ingest_dropped_frames: Family<StreamLabel, Counter>,
@@ -90,6 +92,7 @@ impl Metrics {
             streams_live: Gauge::default(),
             rtmp_connections: Gauge::default(),
             rtmp_closed: Family::default(),
+            http_closed: Family::default(),
             ingest_bytes: Family::default(),
             ingest_frames: Family::default(),
             ingest_dropped_frames: Family::default(),
@@ -132,6 +135,11 @@ impl Metrics {
             "rtmp_connections_closed",
             "RTMP connections closed, by reason",
             m.rtmp_closed.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections refused (connection limits) or closed by the server (header, write timeouts), by reason",
+            m.http_closed.clone(),
         );
         registry.register(
             "ingest_bytes",

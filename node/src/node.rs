@@ -44,6 +44,7 @@ pub enum NodeMsg {
         reply: RpcReplyPort<Option<Arc<StreamHandle>>>,
     },
     /// Fault injection: make one of a stream's actors panic.
+    #[cfg(feature = "test-hooks")]
     Crash {
         id: StreamId,
         child: StreamChild,
@@ -187,6 +188,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                 };
                 let _ = reply.send(handle);
             }
+            #[cfg(feature = "test-hooks")]
             NodeMsg::Crash { id, child, reply } => {
                 let found = match state.streams.get(&id) {
                     Some(Role::Origin(s)) => s.send_message(StreamMsg::Crash(child)).is_ok(),

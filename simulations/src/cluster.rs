@@ -64,6 +64,8 @@ fn ip(node: u32) -> IpAddr {
 fn config(spec: &NodeSpec) -> Config {
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
     let mut config = Config::default();
+    // The simulated publishers pick their own keys, as on a --dev node.
+    config.cluster.open_publishing = true;
     config.rtmp.listen = any(1935);
     config.http.listen = any(8080);
     config.mesh.listen = any(4433);

@@ -97,13 +97,26 @@ impl Node {
         grpc: SocketAddr,
         args: &[String],
     ) -> Node {
+        Self::spawn_command(Command::new(binary()), name, rtmp, http, grpc, args)
+    }
+
+    /// Like [`Node::spawn`], with `command` as the node (another binary, extra
+    /// environment).
+    pub fn spawn_command(
+        mut command: Command,
+        name: &str,
+        rtmp: SocketAddr,
+        http: SocketAddr,
+        grpc: SocketAddr,
+        args: &[String],
+    ) -> Node {
         let log = artifacts_dir().join(format!("{name}.node.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("node log");
-        let child = Command::new(binary())
+        let child = command
             .args(["--rtmp-listen", &rtmp.to_string()])
             .args(["--http-listen", &http.to_string()])
             .args(args)

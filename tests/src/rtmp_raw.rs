@@ -61,3 +61,107 @@ pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
     }
     false
 }
+
+/// A whole message in one chunk with a type 0 header (send [`set_chunk_size`] first
+/// when the payload is over 128 bytes).
+pub fn message(csid: u8, stream_id: u32, type_id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![csid, 0, 0, 0];
+    m.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    m.push(type_id);
+    m.extend_from_slice(&stream_id.to_le_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// Set Chunk Size: the client's chunks may be up to `size` bytes from now on.
+pub fn set_chunk_size(size: u32) -> Vec<u8> {
+    control_message(1, &size.to_be_bytes())
+}
+
+/// AMF0 values, just enough to write commands by hand.
+pub mod amf {
+    pub fn string(s: &str) -> Vec<u8> {
+        let mut v = vec![0x02];
+        v.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+
+    pub fn number(n: f64) -> Vec<u8> {
+        let mut v = vec![0x00];
+        v.extend_from_slice(&n.to_be_bytes());
+        v
+    }
+
+    pub fn null() -> Vec<u8> {
+        vec![0x05]
+    }
+
+    pub fn object(properties: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut v = vec![0x03];
+        for (name, value) in properties {
+            v.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            v.extend_from_slice(name.as_bytes());
+            v.extend_from_slice(value);
+        }
+        v.extend_from_slice(&[0, 0, 0x09]);
+        v
+    }
+}
+
+/// An AMF0 command message (type 20): name, transaction id, then `values`.
+pub fn command(stream_id: u32, name: &str, transaction: f64, values: &[Vec<u8>]) -> Vec<u8> {
+    let mut payload = amf::string(name);
+    payload.extend(amf::number(transaction));
+    for v in values {
+        payload.extend_from_slice(v);
+    }
+    message(3, stream_id, 20, &payload)
+}
+
+/// What ffmpeg sends to publish, without waiting for the answers: a large chunk
+/// size, `connect` to `app`, `createStream`, and `publish` of `key` on the stream
+/// the server creates first (id 1).
+pub fn connect_and_publish(s: &mut TcpStream, app: &str, key: &str) {
+    let mut out = set_chunk_size(1 << 24);
+    out.extend(command(
+        0,
+        "connect",
+        1.0,
+        &[amf::object(&[("app", amf::string(app))])],
+    ));
+    out.extend(command(0, "createStream", 2.0, &[amf::null()]));
+    out.extend(command(
+        1,
+        "publish",
+        3.0,
+        &[amf::null(), amf::string(key), amf::string("live")],
+    ));
+    s.write_all(&out).unwrap();
+}
+
+/// Reads until the server closes the connection or `timeout` passes; returns whether
+/// it closed and every byte it sent.
+pub fn read_until_closed(s: &mut TcpStream, timeout: Duration) -> (bool, Vec<u8>) {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return (true, got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (true, got),
+        }
+    }
+    (false, got)
+}
+
+/// Whether `haystack` contains `needle` (for text inside RTMP answers).
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

@@ -6,22 +6,28 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use tonic::service::interceptor::InterceptedService;
+
 use super::{Raft, codec};
 use crate::auth::BearerToken;
 
 pub struct RaftService {
     raft: Raft,
-    secret: BearerToken,
 }
 
 impl RaftService {
-    pub fn server(raft: Raft, secret: BearerToken) -> RaftTransportServer<Self> {
-        RaftTransportServer::new(Self { raft, secret })
-            .max_decoding_message_size(super::MAX_RPC_BYTES)
+    /// The service behind the cluster secret, checked before the body is read.
+    pub fn server(
+        raft: Raft,
+        secret: BearerToken,
+    ) -> InterceptedService<RaftTransportServer<Self>, BearerToken> {
+        InterceptedService::new(
+            RaftTransportServer::new(Self { raft }).max_decoding_message_size(super::MAX_RPC_BYTES),
+            secret,
+        )
     }
 
     fn decode<T: DeserializeOwned>(&self, request: Request<RaftPayload>) -> Result<T, Status> {
-        self.secret.check(request.metadata())?;
         codec::decode(&request.into_inner().payload)
             .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
     }

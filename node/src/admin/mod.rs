@@ -1,25 +1,13 @@
 //! The operator gRPC API (`castmesh.admin.v1`): cluster membership and streams.
-//! Every call needs the admin token; cluster errors map to gRPC codes here.
+//! Every call needs the admin token (checked by `BearerToken` as the services'
+//! interceptor, before the body is read); cluster errors map to gRPC codes here.
 
 pub mod cluster;
 pub mod streams;
 
 use castmesh_cluster::Rejection;
-use castmesh_cluster::auth::BearerToken;
 use castmesh_cluster::member::ClusterError;
-use tonic::service::Interceptor;
-use tonic::{Request, Status};
-
-/// Refuses calls without `authorization: Bearer <admin token>` (UNAUTHENTICATED).
-#[derive(Clone)]
-pub struct RequireToken(pub BearerToken);
-
-impl Interceptor for RequireToken {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        self.0.check(request.metadata())?;
-        Ok(request)
-    }
-}
+use tonic::Status;
 
 pub fn cluster_status(e: ClusterError) -> Status {
     match e {

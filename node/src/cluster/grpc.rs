@@ -2,6 +2,11 @@
 //! (cluster secret), the operator API (admin token), plus standard health checking
 //! and server reflection (open, so load balancers and `grpcurl` work without secrets:
 //! they reveal only the schema and liveness).
+//!
+//! Secrets are checked by interceptors on the request headers, before a body is
+//! read. The server is bounded by `[grpc]`: connections in all, calls per
+//! connection, a deadline per call, and an idle deadline per connection (the
+//! server pings every third of it, so a live peer always has something to answer).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,10 +25,11 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::Connected;
 
 use super::probe::LastSeen;
-use crate::admin::RequireToken;
 use crate::admin::cluster::ClusterService;
 use crate::admin::streams::StreamService;
-use crate::config::Config;
+use crate::admission::{Slot, Slots};
+use crate::config::{Config, GrpcConfig};
+use crate::deadline_io::DeadlineIo;
 use crate::seams::Seams;
 
 pub struct Services {
@@ -49,7 +55,8 @@ impl GrpcServer {
     {
         let addr = listener.local_addr()?;
         let (raft, internal) = s.member.services();
-        let token = RequireToken(s.admin_token);
+        let token = s.admin_token;
+        let limits = s.config.grpc.clone();
         let cluster = ClusterAdminServer::with_interceptor(
             ClusterService {
                 member: s.member.clone(),
@@ -82,9 +89,14 @@ impl GrpcServer {
         let reflection_v1 = reflection().build_v1().context("gRPC reflection")?;
         let reflection_v1alpha = reflection().build_v1alpha().context("gRPC reflection")?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = incoming(listener);
+        let incoming = incoming(listener, &limits);
         let task = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
+                .timeout(limits.request_timeout)
+                .concurrency_limit_per_connection(limits.max_concurrent_calls as usize)
+                .max_concurrent_streams(limits.max_concurrent_calls)
+                .http2_keepalive_interval(Some(limits.idle_timeout / 3))
+                .http2_keepalive_timeout(Some(limits.idle_timeout / 3))
                 .add_service(raft)
                 .add_service(internal)
                 .add_service(cluster)
@@ -113,18 +125,27 @@ impl GrpcServer {
     }
 }
 
-/// The listener's connections as the stream tonic serves; accepting stops when the
-/// server does.
-fn incoming<L: Listener>(
+/// The listener's connections as the stream tonic serves, within the connection
+/// limit and with read and write deadlines; accepting stops when the server does.
+fn incoming<L: Listener<Addr = SocketAddr>>(
     mut listener: L,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Connection<L::Io>>> {
+    limits: &GrpcConfig,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Connection<DeadlineIo<L::Io>>>> {
     let (tx, rx) = mpsc::channel(16);
+    // Per address as in total: peers and operators may share one address.
+    let slots = Slots::new(limits.max_connections, limits.max_connections);
+    let idle = limits.idle_timeout;
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
-                (io, _) = listener.accept() => {
-                    if tx.send(Ok(Connection(io))).await.is_err() {
+                (io, peer) = listener.accept() => {
+                    let Ok(slot) = slots.try_acquire(peer.ip()) else {
+                        tracing::warn!(%peer, limit = slots.in_use(), "gRPC connection refused: connection limit reached");
+                        continue;
+                    };
+                    let io = DeadlineIo::new(io, Some(idle), idle);
+                    if tx.send(Ok(Connection { io, _slot: slot })).await.is_err() {
                         return;
                     }
                 }
@@ -134,10 +155,13 @@ fn incoming<L: Listener>(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// A connection from any listener. tonic asks each connection for its peer's details
-/// (`Connected`), which it implements only for its own socket types; castmesh's
-/// services never look at them.
-struct Connection<T>(T);
+/// A connection from any listener, holding its slot until tonic drops it. tonic
+/// asks each connection for its peer's details (`Connected`), which it implements
+/// only for its own socket types; castmesh's services never look at them.
+struct Connection<T> {
+    io: T,
+    _slot: Slot,
+}
 
 impl<T> Connected for Connection<T> {
     type ConnectInfo = ();
@@ -151,7 +175,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -161,15 +185,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -177,10 +201,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.io.is_write_vectored()
     }
 }

@@ -291,4 +291,8 @@ impl StreamRegistry for ClusterRegistry {
     fn node_id(&self) -> u64 {
         self.node
     }
+
+    async fn readiness(&self) -> Result<(), String> {
+        self.member.readiness().await
+    }
 }

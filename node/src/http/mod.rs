@@ -10,19 +10,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use ractor::ActorRef;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
+use crate::admission::Slots;
 use crate::context::NodeContext;
-use crate::metrics::HttpLabel;
+use crate::deadline_io::{DeadlineIo, missed_deadline};
+use crate::metrics::{HttpLabel, ReasonLabel};
 use crate::node::NodeMsg;
 
 #[derive(Clone)]
@@ -31,20 +38,72 @@ pub struct AppState {
     pub node: ActorRef<NodeMsg>,
     /// Salt for anonymous viewer identities, so they cannot be recomputed elsewhere.
     pub viewer_salt: u64,
+    pub readiness: Arc<ops::ReadinessCache>,
 }
 
-pub async fn serve<L>(listener: L, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
+/// Serves HTTP/1.1 on `listener` until the task is dropped. Each connection holds a
+/// slot (in total and per client address) and is bounded in time: its next request's
+/// headers within `http.header_timeout` (this also ends idle keep-alive
+/// connections), every write within `http.write_timeout`, every handler within
+/// `http.request_timeout`. axum's own `serve` sets none of these (hyper's header
+/// timeout needs a timer it does not give), hence this loop.
+pub async fn serve<L>(mut listener: L, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
 where
     L: Listener<Addr = SocketAddr>,
 {
-    let app = router(ctx, node);
-    if let Err(e) = axum::serve(
-        HttpListener(listener),
-        app.into_make_service_with_connect_info::<PeerAddr>(),
-    )
-    .await
-    {
-        tracing::error!(error = %e, "HTTP server stopped");
+    let config = &ctx.config.http;
+    let app = router(ctx.clone(), node).layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        config.request_timeout,
+    ));
+    let slots = Slots::new(config.max_connections, config.max_connections_per_ip);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    loop {
+        let (io, peer) = listener.accept().await;
+        let closed = |reason: &'static str| {
+            ctx.metrics
+                .http_closed
+                .get_or_create(&ReasonLabel { reason })
+                .inc();
+        };
+        let slot = match slots.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::debug!(%peer, reason = refusal.label(), "HTTP connection refused");
+                closed(refusal.label());
+                continue;
+            }
+        };
+        let io = TokioIo::new(DeadlineIo::new(io, None, config.write_timeout));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            app.clone().oneshot(req.map(Body::new))
+        });
+        let connection = http1.serve_connection(io, service).with_upgrades();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Clients going away and malformed requests are theirs; timeouts are
+                // the server closing on them, and counted.
+                let timeout = if e.is_timeout() {
+                    Some("header_timeout")
+                } else {
+                    missed_deadline(&e)
+                };
+                tracing::debug!(%peer, reason = timeout.unwrap_or("error"), error = %e, "HTTP connection closed");
+                if let Some(reason) = timeout {
+                    ctx.metrics
+                        .http_closed
+                        .get_or_create(&ReasonLabel { reason })
+                        .inc();
+                }
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -53,6 +112,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         viewer_salt: ctx.seams.entropy.next_u64(),
         ctx: ctx.clone(),
         node,
+        readiness: Arc::default(),
     };
     let mut app = Router::new()
         .route("/hls/{id}/index.m3u8", get(hls::multivariant))
@@ -61,7 +121,9 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         .route("/api/v1/streams", get(api::list))
         .route("/api/v1/streams/{id}", get(api::show))
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
+    #[cfg(feature = "test-hooks")]
     if ctx.config.debug.fault_injection {
         tracing::warn!("fault injection endpoints are enabled");
         app = app.route("/debug/streams/{id}/crash/{actor}", post(ops::crash));
@@ -99,35 +161,9 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
-/// The client's address, for any listener the network seam provides (axum only
-/// implements `ConnectInfo` for its own `TcpListener`).
+/// The client's address, as handlers extract it (`ConnectInfo<PeerAddr>`).
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// Wraps the seam's listener so [`PeerAddr`] can be implemented for it.
-struct HttpListener<L>(L);
-
-impl<L: Listener<Addr = SocketAddr>> Listener for HttpListener<L> {
-    type Io = L::Io;
-    type Addr = SocketAddr;
-
-    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
-        self.0.accept()
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-impl<L: Listener<Addr = SocketAddr>>
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpListener<L>>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpListener<L>>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// A short plain-text error, as every client (ffmpeg, curl, browsers) can show it.
 pub fn error(status: StatusCode, reason: impl Into<String>) -> Response {

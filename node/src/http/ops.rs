@@ -1,4 +1,5 @@
-//! Operator endpoints: `/healthz`, `/metrics`, and test-only fault injection.
+//! Operator endpoints: `/healthz` (liveness: the process answers), `/readyz`
+//! (readiness: it can take work), `/metrics`, and test-only fault injection.
 
 use std::time::Duration;
 
@@ -19,6 +20,37 @@ pub async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// How long one readiness answer is reused: each check makes a synced write, and
+/// load balancers (or strangers) may ask many times a second.
+const READINESS_REUSE: Duration = Duration::from_secs(1);
+
+/// The last readiness answer; the lock also makes concurrent probes share one check.
+#[derive(Default)]
+pub struct ReadinessCache(tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), String>)>>);
+
+/// `/readyz`: 200 when the node can take work (Raft running, this node a member with
+/// a leader known, storage taking synced writes; its listeners are bound before it
+/// answers at all), else 503 with the reason.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut last = state.readiness.0.lock().await;
+    let answer = match &*last {
+        Some((at, answer)) if at.elapsed() < READINESS_REUSE => answer.clone(),
+        _ => {
+            let answer = state.ctx.registry.readiness().await;
+            *last = Some((tokio::time::Instant::now(), answer.clone()));
+            answer
+        }
+    };
+    match answer {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
@@ -31,7 +63,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `POST /debug/streams/{id}/crash/{actor}`: makes one of the stream's actors panic.
-/// Routed only when `debug.fault_injection` is on.
+/// Compiled only with the `test-hooks` feature, routed only when
+/// `debug.fault_injection` is on.
+#[cfg(feature = "test-hooks")]
 pub async fn crash(
     State(state): State<AppState>,
     Path((id, actor)): Path<(String, String)>,

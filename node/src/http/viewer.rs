@@ -58,11 +58,13 @@ pub fn identify(
         .map(|v| v.as_bytes())
         .unwrap_or_default();
     let anonymous = hash((salt, peer.ip(), agent));
+    let address = hash((salt, peer.ip()));
     match cookie_value(headers) {
         Some((anon, cookie_nonce)) => Identified {
             seen: ViewerMsg::Seen {
                 session: hash((salt, anon, cookie_nonce)),
                 replaces: Some(anon),
+                address,
             },
             set_cookie: None,
         },
@@ -70,6 +72,7 @@ pub fn identify(
             seen: ViewerMsg::Seen {
                 session: anonymous,
                 replaces: None,
+                address,
             },
             set_cookie: Some(format!(
                 "{COOKIE_NAME}={anonymous:016x}{:016x}; Path=/hls; Max-Age=86400; HttpOnly; SameSite=Lax",
@@ -86,7 +89,9 @@ mod tests {
 
     fn seen(i: &Identified) -> (u64, Option<u64>) {
         match i.seen {
-            ViewerMsg::Seen { session, replaces } => (session, replaces),
+            ViewerMsg::Seen {
+                session, replaces, ..
+            } => (session, replaces),
             _ => unreachable!(),
         }
     }

@@ -21,13 +21,18 @@ pub struct SubMessage {
     pub body: Bytes,
 }
 
-/// Splits an aggregate body. Stops at the first malformed tag and reports it.
-pub fn split(aggregate_ms: u32, body: Bytes) -> Result<Vec<SubMessage>, String> {
+/// Splits an aggregate body of at most `max_tags` tags (a 16 MiB body of empty tags
+/// would otherwise become a million messages). Stops at the first malformed tag and
+/// reports it.
+pub fn split(aggregate_ms: u32, body: Bytes, max_tags: usize) -> Result<Vec<SubMessage>, String> {
     const TAG_HEADER: usize = 11;
     let mut out = Vec::new();
     let mut cursor = Cursor::new(body);
     let mut first_ts: Option<u32> = None;
     while cursor.has_remaining() {
+        if out.len() == max_tags {
+            return Err(format!("aggregate message of more than {max_tags} tags"));
+        }
         if cursor.remaining() < TAG_HEADER {
             return Err(format!(
                 "aggregate message ends inside a tag header ({} bytes left)",
@@ -82,18 +87,19 @@ mod tests {
     fn splits_and_rebases_timestamps() {
         let mut body = tag(9, 5000, &[0x17, 1, 0, 0, 0, 9]);
         body.extend(tag(8, 5023, &[0xAF, 1, 7]));
-        let subs = split(100, Bytes::from(body)).unwrap();
+        let subs = split(100, Bytes::from(body.clone()), 2).unwrap();
         assert_eq!(subs.len(), 2);
         assert_eq!((subs[0].tag_type, subs[0].timestamp_ms), (9, 100));
         assert_eq!((subs[1].tag_type, subs[1].timestamp_ms), (8, 123));
         assert_eq!(&subs[1].body[..], &[0xAF, 1, 7]);
+        assert!(split(100, Bytes::from(body), 1).is_err());
     }
 
     #[test]
     fn overrun_is_an_error() {
         let mut body = tag(9, 0, &[1, 2, 3]);
         body[3] = 200; // claims 200 bytes
-        assert!(split(0, Bytes::from(body)).is_err());
-        assert!(split(0, Bytes::from_static(&[9, 0, 0])).is_err());
+        assert!(split(0, Bytes::from(body), 8).is_err());
+        assert!(split(0, Bytes::from_static(&[9, 0, 0]), 8).is_err());
     }
 }

@@ -5,6 +5,10 @@
 //! stream's ingest actor, one bounded-pipeline credit per message, so a slow
 //! pipeline stops the reads here and TCP pushes back on the publisher.
 //!
+//! Every byte after the handshake passes [`ChunkGuard`] before rml_rtmp sees it
+//! (why: `guard.rs`), and every write has a deadline, so no client can crash the
+//! process, grow its memory or hold its task by not reading.
+//!
 //! The stream key is secret: it is never logged; the span carries the stream id
 //! once the registry has resolved it.
 
@@ -23,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use super::guard::{ChunkGuard, GuardLimits, Violation};
 use crate::context::NodeContext;
 use crate::media::aggregate;
 use crate::metrics::ReasonLabel;
@@ -53,6 +58,14 @@ pub enum Closed {
     Idle(Duration),
     #[error("malformed RTMP: {0}")]
     Malformed(String),
+    #[error("refused input: {0}")]
+    Violation(#[from] Violation),
+    #[error("the client did not take a write within {}", humantime::format_duration(*.0))]
+    WriteTimeout(Duration),
+    #[error("a second connect on one connection")]
+    SecondConnect,
+    #[error("refused: too many refused publish attempts from this address")]
+    FailedPublishLimit,
     #[error("refused: {0}")]
     Refused(String),
     #[error("closed by the server: {0}")]
@@ -71,6 +84,10 @@ impl Closed {
             Self::HandshakeIncomplete => "handshake_incomplete",
             Self::Idle(_) => "idle_timeout",
             Self::Malformed(_) => "malformed",
+            Self::Violation(v) => v.label(),
+            Self::WriteTimeout(_) => "write_timeout",
+            Self::SecondConnect => "second_connect",
+            Self::FailedPublishLimit => "failed_publish_limit",
             Self::Refused(_) => "refused",
             Self::Kicked(_) => "kicked",
             Self::Io(_) => "io_error",
@@ -91,9 +108,18 @@ where
     async move {
         tracing::debug!("connection accepted");
         ctx.metrics.rtmp_connections.inc();
+        let rtmp = &ctx.config.rtmp;
+        let guard = ChunkGuard::new(GuardLimits {
+            max_media_message: rtmp.max_pending_bytes,
+            max_command_message: rtmp.max_command_bytes,
+            max_commands: rtmp.max_commands,
+            max_amf_depth: rtmp.max_amf_depth,
+        });
         let mut conn = Connection {
             socket,
             peer,
+            guard,
+            connected: false,
             ctx,
             node,
             buf: vec![0; READ_BUFFER],
@@ -123,6 +149,9 @@ where
 struct Connection<S> {
     socket: S,
     peer: SocketAddr,
+    guard: ChunkGuard,
+    /// The client's `connect` was accepted (a second one is refused).
+    connected: bool,
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
     buf: Vec<u8>,
@@ -221,17 +250,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 .map_err(|e| Closed::Malformed(format!("bad handshake: {e}")))?
             {
                 HandshakeProcessResult::InProgress { response_bytes } => {
-                    self.socket.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                 }
                 HandshakeProcessResult::Completed {
                     response_bytes,
                     remaining_bytes,
                 } => {
-                    self.socket.write_all(&response_bytes).await?;
+                    self.write(&response_bytes).await?;
                     return Ok(remaining_bytes);
                 }
             }
         }
+    }
+
+    /// Writes all of `bytes`, or fails once the client has not taken them in time.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Closed> {
+        let limit = self.ctx.config.rtmp.write_timeout;
+        tokio::time::timeout(limit, self.socket.write_all(bytes))
+            .await
+            .map_err(|_| Closed::WriteTimeout(limit))?
+            .map_err(Closed::Io)
     }
 
     fn session(&mut self) -> &mut ServerSession {
@@ -244,6 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         if data.is_empty() {
             return Ok(());
         }
+        self.guard.check(data)?;
         let results = self.session().handle_input(data).map_err(malformed)?;
         self.process(results).await
     }
@@ -255,13 +294,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         while let Some(result) = queue.pop_front() {
             match result {
                 ServerSessionResult::OutboundResponse(packet) => {
-                    self.socket.write_all(&packet.bytes).await?;
+                    self.write(&packet.bytes).await?;
                 }
                 ServerSessionResult::RaisedEvent(event) => {
                     queue.extend(self.event(event).await?);
                 }
                 ServerSessionResult::UnhandleableMessageReceived(payload) => {
-                    if payload.type_id == aggregate::MESSAGE_TYPE {
+                    // Aggregates carry media: only a publishing connection's are split.
+                    if payload.type_id == aggregate::MESSAGE_TYPE && self.binding.is_some() {
                         self.aggregate(payload.timestamp.value, payload.data)
                             .await?;
                     } else {
@@ -286,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // A rejection produces only responses; send them before closing.
         for result in results {
             if let ServerSessionResult::OutboundResponse(packet) = result {
-                self.socket.write_all(&packet.bytes).await?;
+                self.write(&packet.bytes).await?;
             }
         }
         Err(Closed::Refused(reason.to_string()))
@@ -301,6 +341,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 request_id,
                 app_name,
             } => {
+                if self.connected {
+                    return Err(Closed::SecondConnect);
+                }
                 if app_name != self.ctx.config.rtmp.app {
                     // The requested name is not repeated: a misconfigured URL can put
                     // the stream key into it.
@@ -312,6 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                         .reject(request_id, "NetConnection.Connect.Rejected", &reason)
                         .await;
                 }
+                self.connected = true;
                 self.session().accept_request(request_id).map_err(malformed)
             }
             ServerSessionEvent::PublishStreamRequested {
@@ -370,9 +414,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 )
                 .await;
         }
+        let ip = self.peer.ip();
+        if let Some(wait) = self.ctx.failed_publishes.exhausted(ip) {
+            let reason = format!(
+                "too many refused publish attempts from this address; try again in {} s",
+                wait.as_secs().max(1)
+            );
+            return match self
+                .reject(request_id, "NetStream.Publish.Unauthorized", &reason)
+                .await
+            {
+                Err(Closed::Refused(_)) => Err(Closed::FailedPublishLimit),
+                other => other,
+            };
+        }
         let grant = match self.ctx.registry.authorize_publish(&key).await {
             Ok(grant) => grant,
-            Err(denied) => return self.reject(request_id, denied.code, &denied.reason).await,
+            Err(denied) => {
+                self.ctx.failed_publishes.record_failure(ip);
+                return self.reject(request_id, denied.code, &denied.reason).await;
+            }
         };
         let id = grant.id;
         tracing::Span::current().record("stream", id.as_str());
@@ -398,6 +459,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             Ok(ractor::rpc::CallResult::Success(Ok(binding))) => {
                 self.binding = Some(binding);
                 self.kicked = Some(kicked);
+                self.guard.publishing();
                 tracing::info!("publishing");
                 self.session().accept_request(request_id).map_err(malformed)
             }
@@ -450,7 +512,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     }
 
     async fn aggregate(&mut self, timestamp_ms: u32, body: Bytes) -> Result<(), Closed> {
-        let messages = aggregate::split(timestamp_ms, body).map_err(Closed::Malformed)?;
+        let max_tags = self.ctx.config.rtmp.max_aggregate_tags;
+        let messages = aggregate::split(timestamp_ms, body, max_tags).map_err(Closed::Malformed)?;
         for m in messages {
             match m.tag_type {
                 8 => {

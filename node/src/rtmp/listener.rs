@@ -1,34 +1,38 @@
-//! Accepts RTMP connections, within the configured connection limit.
+//! Accepts RTMP connections, within the configured limits in total and per client
+//! address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::Listener;
-use ractor::ActorRef;
-use tokio::sync::Semaphore;
-
 use super::connection;
+use crate::admission::Slots;
 use crate::context::NodeContext;
 use crate::metrics::ReasonLabel;
 use crate::node::NodeMsg;
+use axum::serve::Listener;
+use ractor::ActorRef;
 
 pub async fn run<L>(mut listener: L, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
 where
     L: Listener<Addr = SocketAddr>,
 {
-    let slots = Arc::new(Semaphore::new(ctx.config.rtmp.max_connections));
+    let rtmp = &ctx.config.rtmp;
+    let slots = Slots::new(rtmp.max_connections, rtmp.max_connections_per_ip);
     loop {
         let (socket, peer) = listener.accept().await;
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = ctx.config.rtmp.max_connections, "RTMP connection refused: connection limit reached");
-            ctx.metrics
-                .rtmp_closed
-                .get_or_create(&ReasonLabel {
-                    reason: "connection_limit",
-                })
-                .inc();
-            drop(socket);
-            continue;
+        let slot = match slots.try_acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(%peer, reason = refusal.label(), "RTMP connection refused");
+                ctx.metrics
+                    .rtmp_closed
+                    .get_or_create(&ReasonLabel {
+                        reason: refusal.label(),
+                    })
+                    .inc();
+                drop(socket);
+                continue;
+            }
         };
         let task = tokio::spawn(connection::serve(socket, peer, ctx.clone(), node.clone()));
         let ctx = ctx.clone();

@@ -16,8 +16,10 @@ use crate::supervision::{RestartIntensity, StreamChild};
 /// How long stopping waits for each child.
 const CHILD_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Without the `test-hooks` feature an edge takes no messages: it only supervises.
 pub enum EdgeMsg {
     /// Fault injection: make a child panic.
+    #[cfg(feature = "test-hooks")]
     Crash(StreamChild),
 }
 
@@ -87,15 +89,19 @@ impl Actor for EdgeSupervisor {
         msg: EdgeMsg,
         state: &mut EdgeState,
     ) -> Result<(), ActorProcessingErr> {
-        let EdgeMsg::Crash(child) = msg;
-        tracing::warn!(stream = %state.relay_args.id, actor = child.name(), "fault injection: crashing actor");
-        let _ = match child {
-            StreamChild::Relay => state.relay.send_message(RelayMsg::Crash).map_err(|_| ()),
-            StreamChild::ViewerCounter => {
-                state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
+        match msg {
+            #[cfg(feature = "test-hooks")]
+            EdgeMsg::Crash(child) => {
+                tracing::warn!(stream = %state.relay_args.id, actor = child.name(), "fault injection: crashing actor");
+                let _ = match child {
+                    StreamChild::Relay => state.relay.send_message(RelayMsg::Crash).map_err(|_| ()),
+                    StreamChild::ViewerCounter => {
+                        state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
+                    }
+                    StreamChild::Ingest | StreamChild::Segmenter => Err(()),
+                };
             }
-            StreamChild::Ingest | StreamChild::Segmenter => Err(()),
-        };
+        }
         Ok(())
     }
 

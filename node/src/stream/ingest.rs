@@ -47,6 +47,7 @@ pub enum IngestMsg {
     /// The publisher finished (queued behind its last frames).
     End,
     /// Fault injection: panic.
+    #[cfg(feature = "test-hooks")]
     Crash,
 }
 
@@ -128,6 +129,7 @@ impl Actor for IngestActor {
                 }
             }
             IngestMsg::End => myself.stop(Some("publisher finished".into())),
+            #[cfg(feature = "test-hooks")]
             IngestMsg::Crash => panic!("fault injection: ingest crash requested"),
         }
         Ok(())

@@ -88,4 +88,6 @@ pub trait StreamRegistry: Send + Sync + 'static {
     async fn down(&self, id: u64);
     /// This node's id.
     fn node_id(&self) -> u64;
+    /// Whether the node can take its share of work (`/readyz`); `Err` says why not.
+    async fn readiness(&self) -> Result<(), String>;
 }

@@ -39,6 +39,7 @@ pub enum RelayMsg {
     /// The relay's task panicked.
     Failed(String),
     /// Fault injection: panic.
+    #[cfg(feature = "test-hooks")]
     Crash,
 }
 
@@ -122,6 +123,7 @@ impl Actor for RelayActor {
             RelayMsg::Finished(reason) => myself.stop(Some(reason)),
             // Reported to the edge supervisor as a failure: it restarts the relay.
             RelayMsg::Failed(reason) => return Err(reason.into()),
+            #[cfg(feature = "test-hooks")]
             RelayMsg::Crash => panic!("fault injection: relay crash requested"),
         }
         Ok(())

@@ -35,6 +35,7 @@ pub enum SegmenterMsg {
     NewPublisher(u64),
     EndOfStream,
     /// Fault injection: panic.
+    #[cfg(feature = "test-hooks")]
     Crash,
 }
 
@@ -120,6 +121,7 @@ impl Actor for SegmenterActor {
                 state.args.live.update(|w| w.end_stream());
                 return Ok(());
             }
+            #[cfg(feature = "test-hooks")]
             SegmenterMsg::Crash => panic!("fault injection: segmenter crash requested"),
         };
         state.apply(outputs);

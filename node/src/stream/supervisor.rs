@@ -78,6 +78,7 @@ pub enum StreamMsg {
         reply: RpcReplyPort<HandOver>,
     },
     /// Fault injection: make a child panic.
+    #[cfg(feature = "test-hooks")]
     Crash(StreamChild),
 }
 
@@ -498,6 +499,7 @@ impl Actor for StreamSupervisor {
                 });
                 myself.stop(Some(SUPERSEDED.into()));
             }
+            #[cfg(feature = "test-hooks")]
             StreamMsg::Crash(child) => {
                 tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");
                 let _ = match child {

@@ -27,9 +27,12 @@ pub enum ViewerMsg {
     Seen {
         session: u64,
         replaces: Option<u64>,
+        /// The client's address (salted hash): sessions per address are capped.
+        address: u64,
     },
     Sweep,
     /// Fault injection: panic.
+    #[cfg(feature = "test-hooks")]
     Crash,
 }
 
@@ -43,12 +46,42 @@ pub struct ViewerArgs {
 
 pub struct ViewerState {
     args: ViewerArgs,
-    sessions: HashMap<u64, Instant>,
+    /// Session → (last seen, address).
+    sessions: HashMap<u64, (Instant, u64)>,
+    /// Sessions tracked per address, so one client inventing cookies fills at most
+    /// `streams.max_viewer_sessions_per_ip` of the map.
+    per_address: HashMap<u64, usize>,
+    per_address_limit: usize,
     timeout: Duration,
     sweeper: Option<JoinHandle<()>>,
 }
 
 impl ViewerState {
+    fn seen(&mut self, session: u64, address: u64, now: Instant) {
+        if let Some(entry) = self.sessions.get_mut(&session) {
+            entry.0 = now;
+            return;
+        }
+        let from_address = self.per_address.get(&address).copied().unwrap_or(0);
+        if self.sessions.len() >= MAX_TRACKED_SESSIONS || from_address >= self.per_address_limit {
+            return;
+        }
+        self.sessions.insert(session, (now, address));
+        *self.per_address.entry(address).or_insert(0) += 1;
+    }
+
+    fn forget(&mut self, session: u64) {
+        let Some((_, address)) = self.sessions.remove(&session) else {
+            return;
+        };
+        if let Some(n) = self.per_address.get_mut(&address) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&address);
+            }
+        }
+    }
+
     fn publish(&self) {
         let n = self.sessions.len() as u64;
         self.args.stats.viewers.store(n, Ordering::Relaxed);
@@ -73,9 +106,12 @@ impl Actor for ViewerCounter {
     ) -> Result<ViewerState, ActorProcessingErr> {
         let timeout = args.ctx.config.streams.viewer_timeout;
         let sweeper = myself.send_interval(Duration::from_secs(1), || ViewerMsg::Sweep);
+        let per_address_limit = args.ctx.config.streams.max_viewer_sessions_per_ip;
         Ok(ViewerState {
             args,
             sessions: HashMap::new(),
+            per_address: HashMap::new(),
+            per_address_limit,
             timeout,
             sweeper: Some(sweeper),
         })
@@ -99,23 +135,30 @@ impl Actor for ViewerCounter {
         state: &mut ViewerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ViewerMsg::Seen { session, replaces } => {
+            ViewerMsg::Seen {
+                session,
+                replaces,
+                address,
+            } => {
                 if let Some(old) = replaces {
-                    state.sessions.remove(&old);
+                    state.forget(old);
                 }
-                if state.sessions.len() < MAX_TRACKED_SESSIONS
-                    || state.sessions.contains_key(&session)
-                {
-                    state.sessions.insert(session, Instant::now());
-                }
+                state.seen(session, address, Instant::now());
             }
             ViewerMsg::Sweep => {
                 let now = Instant::now();
                 let timeout = state.timeout;
-                state
+                let gone: Vec<u64> = state
                     .sessions
-                    .retain(|_, seen| now.duration_since(*seen) <= timeout);
+                    .iter()
+                    .filter(|(_, (seen, _))| now.duration_since(*seen) > timeout)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for session in gone {
+                    state.forget(session);
+                }
             }
+            #[cfg(feature = "test-hooks")]
             ViewerMsg::Crash => panic!("fault injection: viewer-counter crash requested"),
         }
         state.publish();

@@ -1,0 +1,178 @@
+//! Who gets in: connection slots counted in total and per client address, and a
+//! per-address budget of failed attempts. Shared by the RTMP and HTTP listeners, so
+//! one address cannot use up what every client needs (descriptors, linearizable
+//! reads on the leader).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Why a connection was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Total,
+    PerAddress,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Total => "connection_limit",
+            Self::PerAddress => "per_ip_limit",
+        }
+    }
+}
+
+/// Live connections, at most `total` in all and `per_ip` from one address.
+pub struct Slots {
+    total: usize,
+    per_ip: usize,
+    // The map holds only addresses with a live slot, so it is bounded by `total`.
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection; dropping it frees its slot.
+pub struct Slot {
+    slots: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    pub fn new(total: usize, per_ip: usize) -> Arc<Self> {
+        Arc::new(Self {
+            total,
+            per_ip,
+            held: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut held = self.held.lock().expect("slots lock");
+        let (count, by_ip) = &mut *held;
+        if *count >= self.total {
+            return Err(Refusal::Total);
+        }
+        let mine = by_ip.entry(ip).or_insert(0);
+        if *mine >= self.per_ip {
+            return Err(Refusal::PerAddress);
+        }
+        *mine += 1;
+        *count += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+
+    /// Connections held now (for tests and metrics).
+    pub fn in_use(&self) -> usize {
+        self.held.lock().expect("slots lock").0
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().expect("slots lock");
+        let (count, by_ip) = &mut *held;
+        *count -= 1;
+        if let Some(mine) = by_ip.get_mut(&self.ip) {
+            *mine -= 1;
+            if *mine == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// At most `max` failures per address within `window`; an address over budget is
+/// refused until its window ends, without the work a failure costs.
+pub struct FailureBudget {
+    max: u32,
+    window: Duration,
+    capacity: usize,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailureBudget {
+    /// `capacity` bounds the addresses remembered; beyond it the oldest windows are
+    /// forgotten first.
+    pub fn new(max: u32, window: Duration, capacity: usize) -> Self {
+        Self {
+            max,
+            window,
+            capacity,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(wait)` while `ip` has used up its budget.
+    pub fn exhausted(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let windows = self.windows.lock().expect("budget lock");
+        let &(start, failures) = windows.get(&ip)?;
+        let ends = start + self.window;
+        (failures >= self.max && now < ends).then(|| ends - now)
+    }
+
+    pub fn record_failure(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().expect("budget lock");
+        if !windows.contains_key(&ip) && windows.len() >= self.capacity {
+            let window = self.window;
+            windows.retain(|_, (start, _)| now < *start + window);
+            if windows.len() >= self.capacity
+                && let Some(oldest) = windows.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k)
+            {
+                windows.remove(&oldest);
+            }
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if now >= entry.0 + self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_count_in_total_and_per_address_and_free_on_drop() {
+        let slots = Slots::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = slots.try_acquire(a).unwrap();
+        let _a2 = slots.try_acquire(a).unwrap();
+        assert_eq!(slots.try_acquire(a).err(), Some(Refusal::PerAddress));
+        let _b1 = slots.try_acquire(b).unwrap();
+        assert_eq!(slots.try_acquire(b).err(), Some(Refusal::Total));
+        drop(a1);
+        assert_eq!(slots.in_use(), 2);
+        assert!(slots.try_acquire(b).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_budgeted_per_address_and_window() {
+        let budget = FailureBudget::new(2, Duration::from_secs(60), 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        budget.record_failure(a);
+        assert_eq!(budget.exhausted(a), None);
+        budget.record_failure(a);
+        assert_eq!(budget.exhausted(a), Some(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(budget.exhausted(a), None);
+        // Bounded memory: a third address evicts the oldest window.
+        budget.record_failure(a);
+        budget.record_failure(a);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        budget.record_failure("10.0.0.2".parse().unwrap());
+        budget.record_failure("10.0.0.3".parse().unwrap());
+        assert_eq!(budget.windows.lock().unwrap().len(), 2);
+        assert_eq!(budget.exhausted(a), None);
+    }
+}
