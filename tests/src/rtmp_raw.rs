@@ -119,9 +119,28 @@ pub fn command(stream_id: u32, name: &str, transaction: f64, values: &[Vec<u8>])
     message(3, stream_id, 20, &payload)
 }
 
-/// What ffmpeg sends to publish, without waiting for the answers: a large chunk
-/// size, `connect` to `app`, `createStream`, and `publish` of `key` on the stream
-/// the server creates first (id 1).
+/// Reads until the server has sent `needle` (within `timeout`); returns all it sent.
+pub fn read_until(s: &mut TcpStream, needle: &str, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !contains(&got, needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not send {needle:?}"
+        );
+        match s.read(&mut buf) {
+            Ok(0) => panic!("the server closed before sending {needle:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got
+}
+
+/// What ffmpeg sends to publish: a large chunk size and `connect` to `app`; once
+/// connected, `createStream` and `publish` of `key` on the stream the server creates
+/// first (id 1). Returns before the answer to `publish`.
 pub fn connect_and_publish(s: &mut TcpStream, app: &str, key: &str) {
     let mut out = set_chunk_size(1 << 24);
     out.extend(command(
@@ -130,7 +149,9 @@ pub fn connect_and_publish(s: &mut TcpStream, app: &str, key: &str) {
         1.0,
         &[amf::object(&[("app", amf::string(app))])],
     ));
-    out.extend(command(0, "createStream", 2.0, &[amf::null()]));
+    s.write_all(&out).unwrap();
+    read_until(s, "NetConnection.Connect.Success", Duration::from_secs(5));
+    let mut out = command(0, "createStream", 2.0, &[amf::null()]);
     out.extend(command(
         1,
         "publish",
