@@ -24,6 +24,7 @@ use crate::stream::stats::{Phase, StreamStats};
 use crate::stream::supervisor::{
     PublisherBinding, PublisherConn, SUPERSEDED, StreamArgs, StreamMsg, StreamSupervisor,
 };
+#[cfg(feature = "test-hooks")]
 use crate::supervision::StreamChild;
 use crate::{http, rtmp};
 

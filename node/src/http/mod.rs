@@ -2,6 +2,8 @@
 //! enabled) fault injection for tests.
 
 pub mod api;
+#[cfg(feature = "test-hooks")]
+mod fault_injection;
 pub mod hls;
 pub mod ops;
 pub mod viewer;
@@ -15,7 +17,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -114,7 +116,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         node,
         readiness: Arc::default(),
     };
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/hls/{id}/index.m3u8", get(hls::multivariant))
         .route("/hls/{id}/media.m3u8", get(hls::media_playlist))
         .route("/hls/{id}/{file}", get(hls::media))
@@ -124,10 +126,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
     #[cfg(feature = "test-hooks")]
-    if ctx.config.debug.fault_injection {
-        tracing::warn!("fault injection endpoints are enabled");
-        app = app.route("/debug/streams/{id}/crash/{actor}", post(ops::crash));
-    }
+    let app = fault_injection::route(app, &ctx);
     // Media is already compressed; only playlists and JSON are worth gzip.
     let compress = DefaultPredicate::new().and(NotForContentType::const_new("video/"));
     app.layer(middleware::from_fn_with_state(

@@ -83,25 +83,24 @@ impl Actor for EdgeSupervisor {
         Ok(())
     }
 
+    /// Only fault injection sends an edge messages; without it the default
+    /// (ignore) stands.
+    #[cfg(feature = "test-hooks")]
     async fn handle(
         &self,
         _myself: ActorRef<EdgeMsg>,
         msg: EdgeMsg,
         state: &mut EdgeState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            #[cfg(feature = "test-hooks")]
-            EdgeMsg::Crash(child) => {
-                tracing::warn!(stream = %state.relay_args.id, actor = child.name(), "fault injection: crashing actor");
-                let _ = match child {
-                    StreamChild::Relay => state.relay.send_message(RelayMsg::Crash).map_err(|_| ()),
-                    StreamChild::ViewerCounter => {
-                        state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
-                    }
-                    StreamChild::Ingest | StreamChild::Segmenter => Err(()),
-                };
+        let EdgeMsg::Crash(child) = msg;
+        tracing::warn!(stream = %state.relay_args.id, actor = child.name(), "fault injection: crashing actor");
+        let _ = match child {
+            StreamChild::Relay => state.relay.send_message(RelayMsg::Crash).map_err(|_| ()),
+            StreamChild::ViewerCounter => {
+                state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
             }
-        }
+            StreamChild::Ingest | StreamChild::Segmenter => Err(()),
+        };
         Ok(())
     }
 
