@@ -17,6 +17,15 @@ pub enum Refusal {
     PerAddress,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Total => "connection limit reached",
+            Self::PerAddress => "per-address connection limit reached",
+        })
+    }
+}
+
 impl Refusal {
     pub fn label(self) -> &'static str {
         match self {

@@ -134,3 +134,57 @@ fn a_client_that_stops_reading_is_closed_and_one_address_gets_its_share() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
 }
+
+/// Fetches `path` from `local` with `cookie`, on a connection of its own.
+fn get_with_cookie(local: &str, node: &Node, path: &str, cookie: &str) -> String {
+    let mut s = connect_from(local, node.http);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nCookie: castmesh_viewer={cookie}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    answer
+}
+
+#[test]
+fn invented_session_cookies_count_at_most_the_per_address_cap() {
+    let node = Node::start(
+        "http-cookies",
+        &[
+            "--set",
+            "streams.max_viewer_sessions_per_ip=20",
+            "--streams-viewer-timeout",
+            "60s",
+        ],
+    );
+    let _publisher = Publisher::start(&node.rtmp_url("counted"));
+    node.wait_for_stream("counted", 1);
+    // Waiting for the stream made this test's own (anonymous) session a viewer.
+    let before = node.json("/api/v1/streams/counted")["viewers"]
+        .as_u64()
+        .unwrap();
+    // Fifty made-up sessions from one address, five from another.
+    for i in 0..50u64 {
+        let answer = get_with_cookie(
+            "127.0.0.12",
+            &node,
+            "/hls/counted/media.m3u8",
+            &format!("{:016x}{:016x}", i, i + 1000),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    for i in 0..5u64 {
+        get_with_cookie(
+            "127.0.0.13",
+            &node,
+            "/hls/counted/media.m3u8",
+            &format!("{:016x}{:016x}", i + 5000, i),
+        );
+    }
+    wait_for("25 more viewers counted", Duration::from_secs(5), || {
+        (node.json("/api/v1/streams/counted")["viewers"] == before + 25).then_some(())
+    });
+}

@@ -20,6 +20,9 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
             "1s",
             "--rtmp-idle-timeout",
             "2s",
+            // Forty stalled connections come from one address.
+            "--set",
+            "rtmp.max_connections_per_ip=100",
         ],
     );
     let _publisher = Publisher::start(&node.rtmp_url("healthy"));
@@ -64,13 +67,25 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
         "absurd chunk size: not closed"
     );
 
-    // Many connections each declaring a 16 MiB message and then stalling: the idle
-    // timeout closes them and the memory they pinned is released.
+    // A 16 MiB message before publishing is refused at its header (the guard holds
+    // every message to 64 KiB until the connection publishes).
+    let mut s = connect(node.rtmp);
+    handshake(&mut s);
+    s.write_all(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0])
+        .unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)),
+        "16 MiB message before publishing: not closed"
+    );
+
+    // Many connections each declaring the largest message allowed before publishing
+    // and then stalling: the idle timeout closes them and the memory they pinned is
+    // released.
     let mut stalled = Vec::new();
     for _ in 0..40 {
         let mut s = connect(node.rtmp);
         handshake(&mut s);
-        let mut header = vec![0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x09, 1, 0, 0, 0];
+        let mut header = vec![0x03, 0, 0, 0, 0x00, 0xFF, 0x00, 0x09, 1, 0, 0, 0];
         header.extend(std::iter::repeat_n(0u8, 128));
         s.write_all(&header).unwrap();
         stalled.push(s);
@@ -88,6 +103,8 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
         "connection closed during the handshake",
         "handshake not completed within 1s",
         "malformed RTMP",
+        "chunk size 4294967295",
+        "exceeds the 65536-byte limit",
         "nothing received for 2s",
     ] {
         assert!(log.contains(reason), "no log line with {reason:?}");
@@ -103,9 +120,17 @@ fn bad_connections_are_closed_and_the_node_keeps_serving() {
         rss_after < rss_before + 64 * 1024,
         "memory grew from {rss_before} KiB to {rss_after} KiB"
     );
-    assert!(
-        node.metric("castmesh_rtmp_connections_closed_total{reason=\"malformed\"}")
-            .unwrap_or(0.0)
-            >= 2.0
-    );
+    for (reason, at_least) in [
+        ("malformed", 1.0),
+        ("bad_chunk_size", 1.0),
+        ("message_too_large", 1.0),
+        ("idle_timeout", 40.0),
+    ] {
+        let counted = node
+            .metric(&format!(
+                "castmesh_rtmp_connections_closed_total{{reason=\"{reason}\"}}"
+            ))
+            .unwrap_or(0.0);
+        assert!(counted >= at_least, "{reason}: {counted}");
+    }
 }

@@ -74,7 +74,7 @@ where
         let slot = match slots.try_acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                tracing::debug!(%peer, reason = refusal.label(), "HTTP connection refused");
+                tracing::debug!(%peer, "HTTP connection refused: {refusal}");
                 closed(refusal.label());
                 continue;
             }

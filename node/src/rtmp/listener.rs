@@ -23,7 +23,7 @@ where
         let slot = match slots.try_acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                tracing::warn!(%peer, reason = refusal.label(), "RTMP connection refused");
+                tracing::warn!(%peer, "RTMP connection refused: {refusal}");
                 ctx.metrics
                     .rtmp_closed
                     .get_or_create(&ReasonLabel {
