@@ -14,6 +14,22 @@ pub mod rtmp_raw;
 
 use std::time::{Duration, Instant};
 
+/// A TCP connection to `to` from the local address `local`: any 127.x address is
+/// this machine, so tests can act as many clients with addresses of their own.
+/// Reads time out after 100 ms, as [`rtmp_raw::closed_within`] polls.
+pub fn connect_from(local: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::new(local.parse().expect("an IP address"), 0).into())
+        .expect("bind a loopback source address");
+    socket.connect(&to.into()).expect("connect");
+    let s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    s
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -3,28 +3,14 @@
 //! `castmesh_http_connections_closed_total`, while other clients are served.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use castmesh_tests::ffmpeg::{Publisher, Reader};
 use castmesh_tests::hls_check::parse;
 use castmesh_tests::node::Node;
 use castmesh_tests::rtmp_raw::closed_within;
-use castmesh_tests::wait_for;
-
-/// Opens a connection from `local` (any 127.x address is this machine).
-fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&SocketAddr::new(local.parse().unwrap(), 0).into())
-        .expect("bind a loopback source address");
-    socket.connect(&to.into()).expect("connect");
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    s
-}
+use castmesh_tests::{connect_from, wait_for};
 
 fn closed_count(node: &Node, reason: &str) -> f64 {
     node.metric(&format!(

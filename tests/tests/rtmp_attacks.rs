@@ -6,7 +6,7 @@
 //! These bytes are made by hand because no real client sends them.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use castmesh_tests::ffmpeg::{Publisher, Reader};
@@ -15,7 +15,7 @@ use castmesh_tests::rtmp_raw::{
     amf, closed_within, command, connect, connect_and_publish, contains, control_message,
     handshake, message, read_until, read_until_closed, set_chunk_size,
 };
-use castmesh_tests::wait_for;
+use castmesh_tests::{connect_from, wait_for};
 
 const CLOSE: Duration = Duration::from_secs(5);
 
@@ -177,16 +177,6 @@ fn hostile_rtmp_input_is_refused_and_the_reader_keeps_decoding() {
     );
 }
 
-/// Opens a connection from `local` (any 127.x address is this machine).
-fn connect_from(local: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(local.parse().unwrap(), 0).into())?;
-    socket.connect(&to.into())?;
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(Duration::from_millis(200)))?;
-    Ok(s)
-}
-
 #[test]
 fn one_address_gets_its_share_of_connections_and_of_refused_publishes() {
     let node = Node::start(
@@ -201,15 +191,15 @@ fn one_address_gets_its_share_of_connections_and_of_refused_publishes() {
         ],
     );
     let held: Vec<TcpStream> = (0..4)
-        .map(|_| connect_from("127.0.0.3", node.rtmp).unwrap())
+        .map(|_| connect_from("127.0.0.3", node.rtmp))
         .collect();
-    let mut fifth = connect_from("127.0.0.3", node.rtmp).unwrap();
+    let mut fifth = connect_from("127.0.0.3", node.rtmp);
     assert!(
         closed_within(&mut fifth, CLOSE),
         "a fifth connection from one address was let in"
     );
     // Another address is not affected.
-    let mut other = connect_from("127.0.0.4", node.rtmp).unwrap();
+    let mut other = connect_from("127.0.0.4", node.rtmp);
     handshake(&mut other);
     drop(held);
 
@@ -217,7 +207,7 @@ fn one_address_gets_its_share_of_connections_and_of_refused_publishes() {
     // refused without a lookup until the window ends.
     let mut answers = Vec::new();
     for _ in 0..4 {
-        let mut s = connect_from("127.0.0.5", node.rtmp).unwrap();
+        let mut s = connect_from("127.0.0.5", node.rtmp);
         handshake(&mut s);
         connect_and_publish(&mut s, "live", "not-a-key");
         let (closed, got) = read_until_closed(&mut s, CLOSE);
@@ -229,7 +219,7 @@ fn one_address_gets_its_share_of_connections_and_of_refused_publishes() {
     }
     assert!(contains(&answers[3], "too many refused publish attempts"));
     // Other addresses still get their answer.
-    let mut s = connect_from("127.0.0.6", node.rtmp).unwrap();
+    let mut s = connect_from("127.0.0.6", node.rtmp);
     handshake(&mut s);
     connect_and_publish(&mut s, "live", "not-a-key");
     assert!(contains(
