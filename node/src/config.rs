@@ -825,6 +825,20 @@ pub enum CertCommand {
         /// Extra host names or addresses the certificate should carry.
         #[arg(long)]
         host: Vec<String>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = crate::mesh::certs::NODE_DAYS)]
+        days: u32,
+    },
+    /// Re-sign node N's certificate (same key and names) for another period, replacing
+    /// DIR/node-N.pem; restart the node to use it.
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        node_id: u64,
+        /// Days the certificate is valid from now.
+        #[arg(long, default_value_t = crate::mesh::certs::NODE_DAYS)]
+        days: u32,
     },
 }
 

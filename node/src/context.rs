@@ -13,7 +13,7 @@ use crate::mesh::subscription::{HandOver, StreamSource};
 use crate::metrics::Metrics;
 use crate::seams::Seams;
 use crate::stream::directory::{StreamDirectory, StreamHandle};
-use crate::stream::registry::{StreamId, StreamRegistry};
+use crate::stream::registry::{FenceRefused, StreamId, StreamRegistry};
 use crate::stream::supervisor::StreamMsg;
 
 pub struct NodeContext {
@@ -56,6 +56,9 @@ impl NodeContext {
     }
 }
 
+/// Longest confirming a take-over's lease may take: the asker waits about 1.5 s.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Longest a stream's supervisor may take to stop producing when handing it over.
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -66,13 +69,25 @@ impl StreamSource for NodeContext {
         self.directory.get(id)
     }
 
-    async fn hand_over(&self, id: &str, epoch: u64) -> HandOver {
+    async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver {
         let Ok(id) = StreamId::parse(id) else {
             return HandOver::NotProducing;
         };
-        // First the lease: from here on no publish under an older epoch attaches.
-        if let Err(held) = self.registry.fence(&id, epoch) {
-            return HandOver::Refused { held };
+        // First the lease: from here on no publish under an older epoch attaches. A
+        // node that cannot confirm the asker's lease in time does nothing: the asker
+        // then starts a new run, as for an origin that did not answer.
+        let fenced = tokio::time::timeout(CONFIRM_TIMEOUT, self.registry.fence(&id, epoch, by));
+        match fenced.await {
+            Ok(Ok(())) => {}
+            Ok(Err(FenceRefused::Held(held))) => return HandOver::Refused { held },
+            Ok(Err(FenceRefused::Unconfirmed(reason))) => {
+                tracing::warn!(stream = %id, epoch, node = by, %reason, "take-over refused");
+                return HandOver::Unconfirmed;
+            }
+            Err(_) => {
+                tracing::warn!(stream = %id, epoch, node = by, "take-over refused: the lease could not be confirmed in time");
+                return HandOver::Unconfirmed;
+            }
         }
         let Some(origin) = self
             .directory

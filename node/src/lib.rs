@@ -81,6 +81,7 @@ pub async fn start_cluster<N: Network>(
         .bind_udp(listen)
         .await
         .with_context(|| format!("cannot listen for the QUIC mesh on {listen}/udp"))?;
+    check_certificate(node_cert, metrics)?;
     let mut rng_seed = [0; 32];
     seams.entropy.fill(&mut rng_seed);
     let mesh = Arc::new(mesh::Mesh::start(
@@ -101,6 +102,32 @@ pub async fn start_cluster<N: Network>(
     )
     .await?;
     Ok((mesh, cluster))
+}
+
+/// Days before its certificate expires from which a node warns at every start.
+const CERT_WARNING_DAYS: i64 = 30;
+
+/// Refuses to start on an expired mesh certificate (peers would refuse every
+/// handshake), warns when it expires soon, and exports its expiry.
+fn check_certificate(node_cert: &mesh::certs::Pem, metrics: &Metrics) -> anyhow::Result<()> {
+    let expires = mesh::certs::expires_at(&node_cert.cert).context("mesh certificate")?;
+    metrics.mesh_certificate_expiry.set(expires);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days_left = (expires - now) / 86_400;
+    anyhow::ensure!(
+        expires > now,
+        "the mesh certificate expired {} days ago; renew it with `castmesh cert renew`",
+        -days_left
+    );
+    if days_left < CERT_WARNING_DAYS {
+        tracing::warn!(
+            days_left,
+            "the mesh certificate expires soon; renew it with `castmesh cert renew` and restart"
+        );
+    }
+    Ok(())
 }
 
 /// Runs a node on the OS network until SIGINT/SIGTERM: joins (or, in `--dev`,

@@ -11,7 +11,13 @@ use tracing_subscriber::EnvFilter;
 fn cert(command: &CertCommand) -> ExitCode {
     let written = match command {
         CertCommand::Init { dir } => certs::init(dir),
-        CertCommand::Issue { dir, node_id, host } => certs::issue(dir, *node_id, host),
+        CertCommand::Issue {
+            dir,
+            node_id,
+            host,
+            days,
+        } => certs::issue(dir, *node_id, host, *days),
+        CertCommand::Renew { dir, node_id, days } => certs::renew(dir, *node_id, *days),
     };
     match written {
         Ok(files) => {

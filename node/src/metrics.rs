@@ -70,6 +70,11 @@ pub struct Metrics {
     pub raft_leader: Gauge,
     pub raft_applied_index: Gauge,
     pub mesh_handshakes_refused: Counter,
+    /// Mesh requests refused from a certified peer: not a member, malformed, too slow,
+    /// a take-over the replicated lease does not confirm.
+    pub mesh_requests_refused: Family<ReasonLabel, Counter>,
+    /// When this node's mesh certificate expires (Unix seconds).
+    pub mesh_certificate_expiry: Gauge,
     pub mesh_peer_reachable: Family<NodeLabel, Gauge>,
     pub mesh_subscriptions: Family<StreamLabel, Gauge>,
     pub mesh_forwarded_bytes: Family<StreamLabel, Counter>,
@@ -108,6 +113,8 @@ impl Metrics {
             raft_leader: Gauge::default(),
             raft_applied_index: Gauge::default(),
             mesh_handshakes_refused: Counter::default(),
+            mesh_requests_refused: Family::default(),
+            mesh_certificate_expiry: Gauge::default(),
             mesh_peer_reachable: Family::default(),
             mesh_subscriptions: Family::default(),
             mesh_forwarded_bytes: Family::default(),
@@ -207,6 +214,16 @@ impl Metrics {
             "mesh_handshakes_refused",
             "QUIC mesh connections refused (no certificate from the cluster CA, or no node name)",
             m.mesh_handshakes_refused.clone(),
+        );
+        registry.register(
+            "mesh_requests_refused",
+            "Mesh requests refused from a certified peer, by reason",
+            m.mesh_requests_refused.clone(),
+        );
+        registry.register(
+            "mesh_certificate_expiry_timestamp_seconds",
+            "When this node's mesh certificate expires, Unix time (renew with `castmesh cert renew`)",
+            m.mesh_certificate_expiry.clone(),
         );
         registry.register(
             "mesh_peer_reachable",

@@ -3,25 +3,43 @@
 //! subscriber that stops reading never holds up the others.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use castmesh_node::hls::live::LiveStream;
 use castmesh_node::hls::window::{Part, WindowConfig, WindowEvent};
 use castmesh_node::media::Codecs;
-use castmesh_node::mesh::Mesh;
 use castmesh_node::mesh::certs::{self, Pem};
 use castmesh_node::mesh::subscription::{HandOver, StreamSource, SubscriptionError};
+use castmesh_node::mesh::{Members, Mesh};
 use castmesh_node::metrics::Metrics;
 use castmesh_node::seams::SystemClock;
 use castmesh_node::stream::directory::{Role, StreamHandle};
 use castmesh_node::stream::registry::StreamId;
 use castmesh_node::stream::stats::StreamStats;
 
+/// A mesh endpoint whose cluster has every node as a member.
 fn start(ca: &Pem, node: &Pem, id: u64) -> (Mesh, Arc<Metrics>) {
+    start_with_members(ca, node, id, Arc::new(|_| true))
+}
+
+fn start_with_members(ca: &Pem, node: &Pem, id: u64, members: Members) -> (Mesh, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).unwrap();
     let mesh = Mesh::start(socket, id, &ca.cert, node, metrics.clone(), [id as u8; 32]).unwrap();
+    mesh.admit(members);
     (mesh, metrics)
+}
+
+/// The value of a metric line starting with `prefix` (name and labels), or 0.
+fn metric(metrics: &Metrics, prefix: &str) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 /// Serves one stream, "show".
@@ -34,7 +52,7 @@ impl StreamSource for OneStream {
     }
 
     /// No publisher produces it here: it is only ever served.
-    async fn hand_over(&self, _id: &str, _epoch: u64) -> HandOver {
+    async fn hand_over(&self, _id: &str, _epoch: u64, _by: u64) -> HandOver {
         HandOver::NotProducing
     }
 }
@@ -94,8 +112,8 @@ async fn only_peers_certified_by_the_cluster_ca_get_in() {
     // The certificates `castmesh cert` writes work the same way.
     let dir = tempfile::tempdir().unwrap();
     certs::init(dir.path()).unwrap();
-    certs::issue(dir.path(), 5, &[]).unwrap();
-    certs::issue(dir.path(), 6, &[]).unwrap();
+    certs::issue(dir.path(), 5, &[], certs::NODE_DAYS).unwrap();
+    certs::issue(dir.path(), 6, &[], certs::NODE_DAYS).unwrap();
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let file_ca = Pem {
         cert: read("ca.pem"),
@@ -109,6 +127,85 @@ async fn only_peers_certified_by_the_cluster_ca_get_in() {
     let (six, _) = start(&file_ca, &pem(6), 6);
     assert_eq!(six.ping(five.local_addr().unwrap(), 5).await.unwrap(), 5);
     for m in [one, two, stranger, five, six] {
+        m.shutdown().await;
+    }
+}
+
+/// A certificate from the cluster CA is not enough: the node must be a member of the
+/// cluster, and a node removed from it loses its open connection.
+#[tokio::test]
+async fn a_certified_node_must_be_a_member() {
+    let ca = certs::new_ca().unwrap();
+    let two_is_member = Arc::new(AtomicBool::new(true));
+    let members: Members = {
+        let two_is_member = two_is_member.clone();
+        Arc::new(move |id| id == 2 && two_is_member.load(Ordering::SeqCst))
+    };
+    let (one, metrics) =
+        start_with_members(&ca, &certs::new_node(&ca, 1, &[]).unwrap(), 1, members);
+    let (two, _) = start(&ca, &certs::new_node(&ca, 2, &[]).unwrap(), 2);
+    let (three, _) = start(&ca, &certs::new_node(&ca, 3, &[]).unwrap(), 3);
+    let addr = one.local_addr().unwrap();
+    assert_eq!(two.ping(addr, 1).await.unwrap(), 1);
+    assert!(three.ping(addr, 1).await.is_err(), "never a member");
+    // Node 2 is removed from the cluster: its open connection is closed at its next request.
+    two_is_member.store(false, Ordering::SeqCst);
+    assert!(two.ping(addr, 1).await.is_err(), "removed");
+    let refused = "castmesh_mesh_requests_refused_total{reason=\"not_member\"} ";
+    assert_eq!(metric(&metrics, refused), 2.0);
+    for m in [one, two, three] {
+        m.shutdown().await;
+    }
+}
+
+/// A request announces its length; a peer that announces more than a request can be,
+/// or sends part of one and stalls, has its stream reset (within the request timeout,
+/// about 2 s) and the connection goes on serving.
+#[tokio::test]
+async fn a_request_must_arrive_whole_and_in_time() {
+    let ca = certs::new_ca().unwrap();
+    let (one, metrics) = start(&ca, &certs::new_node(&ca, 1, &[]).unwrap(), 1);
+    let (two, _) = start(&ca, &certs::new_node(&ca, 2, &[]).unwrap(), 2);
+    let addr = one.local_addr().unwrap();
+    let connection = two.connect(addr, 1).await.unwrap();
+    let reset_of = |announced: u32, sent: usize| {
+        let connection = connection.clone();
+        async move {
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(&announced.to_be_bytes()).await.unwrap();
+            send.write_all(&vec![0u8; sent]).await.unwrap();
+            let mut buf = [0u8; 16];
+            let read = tokio::time::timeout(Duration::from_secs(10), recv.read(&mut buf)).await;
+            match read.expect("the node answered within 10 s") {
+                Err(quinn::ReadError::Reset(code)) => code.into_inner(),
+                other => panic!("expected a reset, got {other:?}"),
+            }
+        }
+    };
+    // 16 MiB announced for a request (at most 64 KiB): refused before any of it is read.
+    assert_eq!(reset_of(16 << 20, 0).await, 2);
+    assert_eq!(
+        metric(
+            &metrics,
+            "castmesh_mesh_requests_refused_total{reason=\"bad_request\"} "
+        ),
+        1.0
+    );
+    // 1,000 bytes announced, 10 sent, then nothing: cut off by the request timeout.
+    assert_eq!(reset_of(1000, 10).await, 2);
+    assert_eq!(
+        metric(
+            &metrics,
+            "castmesh_mesh_requests_refused_total{reason=\"request_timeout\"} "
+        ),
+        1.0
+    );
+    assert_eq!(
+        two.ping(addr, 1).await.unwrap(),
+        1,
+        "the connection still serves"
+    );
+    for m in [one, two] {
         m.shutdown().await;
     }
 }

@@ -275,6 +275,16 @@ impl ProcessCluster {
         &self.nodes[&id]
     }
 
+    /// Where node `id` listens for the QUIC mesh.
+    pub fn mesh_addr(&self, id: u64) -> SocketAddr {
+        self.specs[&id].mesh
+    }
+
+    /// The cluster CA and node certificates (`ca.pem`, `node-N.pem`, `node-N-key.pem`).
+    pub fn certs_dir(&self) -> PathBuf {
+        self._dir.path().join("certs")
+    }
+
     pub fn grpc(&self, id: u64) -> SocketAddr {
         self.specs[&id].grpc
     }

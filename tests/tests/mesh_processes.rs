@@ -396,3 +396,68 @@ fn a_node_without_a_cluster_certificate_cannot_subscribe() {
     let (status, _) = c.node(3).get_text("/hls/guarded/media.m3u8");
     assert_eq!(status, 200);
 }
+
+/// A member's certificate is not a lease. Node 2's certificate, used by the test,
+/// asks the origin to hand the stream over under epochs the cluster never granted
+/// (u64::MAX used to fence a stream until restart): each is refused because the
+/// replicated lease does not confirm it, and the origin keeps producing and publishing.
+#[test]
+fn a_take_over_the_replicated_lease_does_not_confirm_is_refused() {
+    use castmesh_node::mesh::certs::Pem;
+    use castmesh_node::mesh::subscription::SubscriptionError;
+
+    let c = ProcessCluster::start("mesh-forged-takeover", 2, &[]);
+    c.wait_leader(Duration::from_secs(15));
+    let key = create(&c, "forged");
+    let _publisher = Publisher::start(&c.node(1).rtmp_url(&key));
+    c.node(1).wait_for_stream("forged", 1);
+    let epoch = c.node(1).json("/api/v1/streams/forged")["origin_epoch"]
+        .as_u64()
+        .expect("an origin epoch");
+
+    let certs = c.certs_dir();
+    let read = |name: &str| std::fs::read_to_string(certs.join(name)).unwrap();
+    let node_2 = Pem {
+        cert: read("node-2.pem"),
+        key: read("node-2-key.pem"),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answers = runtime.block_on(async {
+        let socket = std::net::UdpSocket::bind((c.mesh_addr(2).ip(), 0)).unwrap();
+        let socket = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).unwrap();
+        let metrics = std::sync::Arc::new(castmesh_node::metrics::Metrics::new());
+        let mesh =
+            castmesh_node::mesh::Mesh::start(socket, 2, &read("ca.pem"), &node_2, metrics, [2; 32])
+                .unwrap();
+        let mut answers = Vec::new();
+        for forged in [u64::MAX, epoch + 1] {
+            answers.push(mesh.take_over(c.mesh_addr(1), 1, "forged", forged).await);
+        }
+        mesh.shutdown().await;
+        answers
+    });
+    for answer in answers {
+        assert!(
+            matches!(&answer, Err(SubscriptionError::Refused(reason)) if reason.contains("does not confirm")),
+            "{:?}",
+            answer.map(|r| r.handed_over)
+        );
+    }
+    assert_eq!(
+        c.node(1)
+            .metric("castmesh_mesh_requests_refused_total{reason=\"takeover_unconfirmed\"}"),
+        Some(2.0)
+    );
+    // Nothing was fenced or stopped: node 1 is still the origin of the same epoch and
+    // keeps adding parts.
+    let before = listed_parts(&c, 1, "forged").into_keys().last();
+    wait_for("new parts on the origin", Duration::from_secs(10), || {
+        (listed_parts(&c, 1, "forged").into_keys().last() > before).then_some(())
+    });
+    let v = c.node(1).json("/api/v1/streams/forged");
+    assert_eq!(
+        (v["origin_node"].as_u64(), v["origin_epoch"].as_u64()),
+        (Some(1), Some(epoch)),
+        "{v}"
+    );
+}

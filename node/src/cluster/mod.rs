@@ -85,6 +85,7 @@ impl ClusterNode {
             },
         })
         .await?;
+        mesh.admit(members(member.clone()));
         let last_seen = LastSeen::default();
         let leases = Leases::new(
             member.clone(),
@@ -165,6 +166,21 @@ impl ClusterNode {
         }
         self.grpc.stop().await;
     }
+}
+
+/// The mesh admits the nodes of the Raft membership (voters and learners) as this
+/// node's log knows it: a node removed from the cluster loses its mesh access too.
+fn members(member: ClusterMember) -> crate::mesh::Members {
+    Arc::new(move |id| {
+        member
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(n, _)| *n == id)
+    })
 }
 
 fn node_record(config: &Config) -> NodeRecord {

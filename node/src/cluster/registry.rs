@@ -15,7 +15,7 @@ use castmesh_cluster::keys;
 use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{NodeId, StreamStatus};
 use castmesh_cluster::sabotage::{self, Bug};
-use castmesh_cluster::state::NO_NODE;
+use castmesh_cluster::state::{ClusterState, NO_NODE};
 use castmesh_cluster::transport::Channels;
 use tokio::time::Instant;
 use tonic_health::pb::health_client::HealthClient;
@@ -24,7 +24,8 @@ use super::leases::Leases;
 use super::probe::{self, Health};
 use crate::seams::Clock;
 use crate::stream::registry::{
-    OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta, StreamRegistry,
+    FenceRefused, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta,
+    StreamRegistry,
 };
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
@@ -229,8 +230,26 @@ impl StreamRegistry for ClusterRegistry {
             .map_err(|e| e.to_string())
     }
 
-    fn fence(&self, id: &StreamId, epoch: u64) -> Result<(), u64> {
-        self.leases.fence(id, epoch)
+    async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused> {
+        let confirms = |s: &ClusterState| {
+            s.leases
+                .get(id)
+                .is_some_and(|l| l.node == by && l.epoch == epoch)
+        };
+        // The asker's lease was committed a moment ago and may not be applied here yet:
+        // when the local copy does not show it, read up to the leader's commit index.
+        let confirmed = self.member.read_local(confirms)
+            || self
+                .member
+                .read(confirms)
+                .await
+                .map_err(|e| FenceRefused::Unconfirmed(e.to_string()))?;
+        if !confirmed {
+            return Err(FenceRefused::Unconfirmed(format!(
+                "the cluster's lease of {id} is not node {by}'s of epoch {epoch}"
+            )));
+        }
+        self.leases.fence(id, epoch).map_err(FenceRefused::Held)
     }
 
     fn locate_origin(&self, id: &StreamId) -> OriginLookup {

@@ -1,13 +1,24 @@
 //! Length-prefixed protobuf messages on QUIC streams: a big-endian u32 length, then
-//! the message. Hand-written because it is six lines of framing around prost, and the
+//! the message. Hand-written because it is a few lines of framing around prost, and the
 //! codec crates that do it (tokio-util's length-delimited codec) would add a
 //! Sink/Stream layer over quinn's plain read/write calls.
+//!
+//! A frame's announced length is only a ceiling: the body grows as its bytes arrive,
+//! so a peer announcing 16 MiB and sending nothing costs nothing.
 
+use bytes::BytesMut;
 use prost::Message;
 use quinn::{RecvStream, SendStream};
 
-/// Largest message accepted: an init segment or a part with its metadata fits easily.
+/// Largest delivery accepted: an init segment or a part with its metadata fits easily.
 pub const MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Largest request, answer to a request or viewer report: they carry a stream id and
+/// a few numbers.
+pub const MAX_SMALL_FRAME: u32 = 64 * 1024;
+
+/// Room reserved before a body's first bytes arrive.
+const FIRST_CHUNK: usize = 64 * 1024;
 
 /// Writes one message; returns the bytes it took on the stream.
 pub async fn write<M: Message>(stream: &mut SendStream, message: &M) -> anyhow::Result<usize> {
@@ -17,20 +28,35 @@ pub async fn write<M: Message>(stream: &mut SendStream, message: &M) -> anyhow::
     Ok(4 + body.len())
 }
 
-/// The next message, or `None` at a clean end of stream.
-pub async fn read<M: Message + Default>(stream: &mut RecvStream) -> anyhow::Result<Option<M>> {
+/// The next message of at most `max` bytes, or `None` at a clean end of stream.
+pub async fn read<M: Message + Default>(
+    stream: &mut RecvStream,
+    max: u32,
+) -> anyhow::Result<Option<M>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len);
-    anyhow::ensure!(
-        len <= MAX_FRAME,
-        "mesh frame of {len} bytes exceeds {MAX_FRAME}"
-    );
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).await?;
-    Ok(Some(M::decode(body.as_slice())?))
+    let len = checked_len(len, max)?;
+    let mut body = BytesMut::with_capacity(len.min(FIRST_CHUNK));
+    while body.len() < len {
+        let chunk = stream
+            .read_chunk(len - body.len(), true)
+            .await
+            // One error type for the whole frame, whichever read failed (a reset is
+            // told apart by its code).
+            .map_err(quinn::ReadExactError::ReadError)?
+            .ok_or_else(|| anyhow::anyhow!("the stream ended inside a frame of {len} bytes"))?;
+        body.extend_from_slice(&chunk.bytes);
+    }
+    Ok(Some(M::decode(body.freeze())?))
+}
+
+/// The body length a frame's prefix announces, if it is at most `max`.
+fn checked_len(prefix: [u8; 4], max: u32) -> anyhow::Result<usize> {
+    let len = u32::from_be_bytes(prefix);
+    anyhow::ensure!(len <= max, "mesh frame of {len} bytes exceeds {max}");
+    Ok(len as usize)
 }

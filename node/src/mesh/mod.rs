@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::hls::window::Replay;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReasonLabel};
 use crate::seams::Clock;
 use certs::Pem;
 use subscription::{Replayed, Serving, StreamSource, Subscription, SubscriptionError};
@@ -39,10 +39,17 @@ pub struct Mesh {
     accept: JoinHandle<()>,
 }
 
+/// Whether a node id names a current member of the cluster (as this node's copy of
+/// the Raft membership says).
+pub type Members = Arc<dyn Fn(u64) -> bool + Send + Sync>;
+
 /// What the request handlers of every connection share.
 struct Shared {
     node_id: u64,
     metrics: Arc<Metrics>,
+    /// Who may make requests, once the cluster member runs (nobody before): a
+    /// certificate from the cluster CA is not enough, its node must be a member.
+    members: OnceLock<Members>,
     /// The node's streams, once its media side runs (subscriptions are refused
     /// before). Weak: the streams' owner also holds the mesh.
     streams: OnceLock<(Weak<dyn StreamSource>, Arc<dyn Clock>)>,
@@ -95,6 +102,7 @@ impl Mesh {
         let shared = Arc::new(Shared {
             node_id,
             metrics,
+            members: OnceLock::new(),
             streams: OnceLock::new(),
         });
         let accept = tokio::spawn(accept(endpoint.clone(), shared.clone()));
@@ -104,6 +112,12 @@ impl Mesh {
             connections: Mutex::new(HashMap::new()),
             accept,
         })
+    }
+
+    /// Starts answering the peers `members` admits (set once, when the cluster member
+    /// runs); a peer's connection is closed as soon as it is not a member any more.
+    pub fn admit(&self, members: Members) {
+        let _ = self.shared.members.set(members);
     }
 
     /// Starts serving subscriptions to `streams` (set once, when the media side runs).
@@ -193,7 +207,7 @@ impl Mesh {
             let (mut send, mut recv) = connection.open_bi().await?;
             framing::write(&mut send, &Request { kind: Some(kind) }).await?;
             send.finish()?;
-            framing::read(&mut recv)
+            framing::read(&mut recv, framing::MAX_SMALL_FRAME)
                 .await?
                 .context("the peer closed the stream without answering")
         };
@@ -271,6 +285,9 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 connection.close(1u32.into(), b"certificate names no node");
                 return;
             };
+            if !shared.admits(peer, &connection) {
+                return;
+            }
             let span = tracing::info_span!("mesh", peer);
             let served = serve(connection, peer, shared.clone());
             let _ = tracing::Instrument::instrument(served, span).await;
@@ -278,7 +295,21 @@ async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     }
 }
 
+/// QUIC connection close code: the peer's node is not a member of the cluster.
+const CLOSE_NOT_MEMBER: u32 = 3;
+
 impl Shared {
+    /// Whether node `peer` may make requests; if not, its connection is closed.
+    fn admits(&self, peer: u64, connection: &quinn::Connection) -> bool {
+        if self.members.get().is_some_and(|m| m(peer)) {
+            return true;
+        }
+        refused(&self.metrics, "not_member");
+        tracing::warn!(peer, remote = %connection.remote_address(), "mesh peer is not a cluster member; closing");
+        connection.close(CLOSE_NOT_MEMBER.into(), b"not a cluster member");
+        false
+    }
+
     /// What serving a stream request needs, once the media side runs.
     fn serving(&self, peer: u64) -> Option<Serving> {
         let (streams, clock) = self.streams.get()?;
@@ -301,54 +332,92 @@ async fn serve(
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
     loop {
-        let (mut send, mut recv) = connection.accept_bi().await?;
-        let shared = shared.clone();
-        let task = async move {
-            let request: Option<Request> = framing::read(&mut recv).await.ok().flatten();
-            match request.and_then(|r| r.kind) {
-                Some(request::Kind::Ping(Ping {})) => {
-                    let pong = Pong {
-                        node_id: shared.node_id,
-                    };
-                    let _ = framing::write(&mut send, &pong).await;
-                    let _ = send.finish();
-                }
-                Some(request::Kind::Subscribe(sub)) => {
-                    let Some(serving) = shared.serving(peer) else {
-                        let _ = send.reset(RESET_BAD_REQUEST.into());
-                        return;
-                    };
-                    let span = tracing::info_span!("subscription", stream = %sub.stream);
-                    let served = tracing::Instrument::instrument(
-                        subscription::serve(send, recv, sub, serving),
-                        span,
-                    );
-                    if let Err(e) = served.await {
-                        tracing::debug!(error = %e, "subscription ended");
-                    }
-                }
-                Some(request::Kind::Viewers(Viewers { stream })) => {
-                    let Some(serving) = shared.serving(peer) else {
-                        let _ = send.reset(RESET_BAD_REQUEST.into());
-                        return;
-                    };
-                    let by_node = serving.source.stream(&stream).map(|s| {
-                        s.stats
-                            .viewers_by_node(shared.node_id, serving.clock.now_ms())
-                            .into_iter()
-                            .collect()
-                    });
-                    let answer = ViewerCounts {
-                        by_node: by_node.unwrap_or_default(),
-                    };
-                    let _ = framing::write(&mut send, &answer).await;
-                    let _ = send.finish();
-                }
-                None => {
-                    let _ = send.reset(RESET_BAD_REQUEST.into());
-                }
-            }
-        };
+        let (send, recv) = connection.accept_bi().await?;
+        // Membership is checked per request: a node removed from the cluster loses
+        // its open connection at its next request.
+        if !shared.admits(peer, &connection) {
+            return Ok(());
+        }
+        let task = answer(send, recv, peer, shared.clone());
         tokio::spawn(tracing::Instrument::in_current_span(task));
+    }
+}
+
+fn refused(metrics: &Metrics, reason: &'static str) {
+    metrics
+        .mesh_requests_refused
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+}
+
+/// Answers one request. The request itself, and a one-shot answer, must go through
+/// within [`REQUEST_TIMEOUT`]; a subscription then lives as long as both sides want.
+async fn answer(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    peer: u64,
+    shared: Arc<Shared>,
+) {
+    let read = framing::read::<Request>(&mut recv, framing::MAX_SMALL_FRAME);
+    let kind = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+        Ok(Ok(Some(Request { kind: Some(kind) }))) => kind,
+        Ok(Ok(_)) | Ok(Err(_)) => {
+            refused(&shared.metrics, "bad_request");
+            let _ = send.reset(RESET_BAD_REQUEST.into());
+            return;
+        }
+        Err(_) => {
+            refused(&shared.metrics, "request_timeout");
+            let _ = send.reset(RESET_BAD_REQUEST.into());
+            return;
+        }
+    };
+    match kind {
+        request::Kind::Ping(Ping {}) => {
+            let pong = Pong {
+                node_id: shared.node_id,
+            };
+            reply(send, &pong).await;
+        }
+        request::Kind::Viewers(Viewers { stream }) => {
+            let Some(serving) = shared.serving(peer) else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            let by_node = serving.source.stream(&stream).map(|s| {
+                s.stats
+                    .viewers_by_node(shared.node_id, serving.clock.now_ms())
+                    .into_iter()
+                    .collect()
+            });
+            let counts = ViewerCounts {
+                by_node: by_node.unwrap_or_default(),
+            };
+            reply(send, &counts).await;
+        }
+        request::Kind::Subscribe(sub) => {
+            let Some(serving) = shared.serving(peer) else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            let span = tracing::info_span!("subscription", stream = %sub.stream);
+            let served = tracing::Instrument::instrument(
+                subscription::serve(send, recv, sub, serving),
+                span,
+            );
+            if let Err(e) = served.await {
+                tracing::debug!(error = %e, "subscription ended");
+            }
+        }
+    }
+}
+
+/// Sends a one-shot answer; a peer that does not take it in time has the stream reset.
+async fn reply<M: prost::Message>(mut send: quinn::SendStream, answer: &M) {
+    let written = tokio::time::timeout(REQUEST_TIMEOUT, framing::write(&mut send, answer)).await;
+    if matches!(written, Ok(Ok(_))) {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(RESET_BAD_REQUEST.into());
     }
 }

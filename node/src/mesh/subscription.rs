@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{framing, wire};
 use crate::hls::window::{Replay, WindowEvent};
-use crate::metrics::{GaugeHold, Metrics};
+use crate::metrics::{GaugeHold, Metrics, ReasonLabel};
 use crate::seams::Clock;
 use crate::stream::directory::StreamHandle;
 use crate::stream::stats::StreamStats;
@@ -39,9 +39,10 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 #[async_trait::async_trait]
 pub trait StreamSource: Send + Sync + 'static {
     fn stream(&self, id: &str) -> Option<Arc<StreamHandle>>;
-    /// Another node holds stream `id`'s origin lease of `epoch`: stop producing the
-    /// stream under any older epoch, now and later (see `Subscribe.take_over_epoch`).
-    async fn hand_over(&self, id: &str, epoch: u64) -> HandOver;
+    /// Node `by` says it holds stream `id`'s origin lease of `epoch`: if the
+    /// replicated lease confirms it, stop producing the stream under any older epoch,
+    /// now and later (see `Subscribe.take_over_epoch`).
+    async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver;
 }
 
 /// What a node did when another took a stream over.
@@ -53,6 +54,9 @@ pub enum HandOver {
     Stopped { epoch: u64 },
     /// It was not producing the stream.
     NotProducing,
+    /// The cluster's lease of the stream is not the asker's of that epoch (or could
+    /// not be read): nothing was fenced or stopped.
+    Unconfirmed,
 }
 
 /// What the serving side needs besides the request.
@@ -74,11 +78,34 @@ pub(super) async fn serve(
     let mut handed_over_epoch = 0;
     if request.take_over_epoch > 0 {
         let epoch = request.take_over_epoch;
-        match serving.source.hand_over(&request.stream, epoch).await {
+        match serving
+            .source
+            .hand_over(&request.stream, epoch, serving.peer)
+            .await
+        {
             HandOver::Refused { held } => {
                 let refused = delivery::Kind::Refused(pb::Refused {
                     reason: format!("this node holds the stream's lease of epoch {held}"),
                     held_epoch: held,
+                });
+                write(&mut send, refused, 0).await?;
+                send.finish()?;
+                return Ok(());
+            }
+            HandOver::Unconfirmed => {
+                serving
+                    .metrics
+                    .mesh_requests_refused
+                    .get_or_create(&ReasonLabel {
+                        reason: "takeover_unconfirmed",
+                    })
+                    .inc();
+                let refused = delivery::Kind::Refused(pb::Refused {
+                    reason: format!(
+                        "the cluster's lease does not confirm epoch {epoch} for node {}",
+                        serving.peer
+                    ),
+                    held_epoch: 0,
                 });
                 write(&mut send, refused, 0).await?;
                 send.finish()?;
@@ -183,7 +210,9 @@ async fn take_reports(
     peer: u64,
     clock: Arc<dyn Clock>,
 ) {
-    while let Ok(Some(report)) = framing::read::<pb::SubscriberReport>(&mut recv).await {
+    while let Ok(Some(report)) =
+        framing::read::<pb::SubscriberReport>(&mut recv, framing::MAX_SMALL_FRAME).await
+    {
         stats.report_viewers(peer, report.viewers, clock.now_ms());
     }
 }
@@ -386,7 +415,7 @@ impl Subscription {
     }
 
     async fn read_delivery(&mut self) -> Result<Option<pb::Delivery>, SubscriptionError> {
-        match framing::read::<pb::Delivery>(&mut self.recv).await {
+        match framing::read::<pb::Delivery>(&mut self.recv, framing::MAX_FRAME).await {
             Ok(d) => Ok(d),
             Err(e) => {
                 let reset = e

@@ -35,6 +35,15 @@ pub struct PublishGrant {
     pub lease: OriginLease,
 }
 
+/// Why a take-over did not fence this node's leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FenceRefused {
+    /// This node holds a lease of epoch `held`, not older than the asker's.
+    Held(u64),
+    /// The replicated lease is not the asker's of that epoch, or could not be read.
+    Unconfirmed(String),
+}
+
 /// What the cluster records about a stream, as the HTTP API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StreamMeta {
@@ -77,10 +86,10 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.
     fn locate_origin(&self, id: &StreamId) -> OriginLookup;
-    /// Another node holds the stream's origin lease of `epoch`: a lease of an older
-    /// epoch held or acquired here is lost. `Err(held)`: this node holds a lease of
-    /// epoch `held`, not older than `epoch`.
-    fn fence(&self, id: &StreamId, epoch: u64) -> Result<(), u64>;
+    /// Node `by` says it holds the stream's origin lease of `epoch`: once the
+    /// replicated lease confirms it, a lease of an older epoch held or acquired here
+    /// is lost.
+    async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused>;
     /// The other nodes' mesh addresses.
     fn peers(&self) -> Vec<(u64, SocketAddr)>;
     /// Resolves once node `id` is known not to be running: its gRPC server refused the
