@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fmt clean cluster cluster-stop
+.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fuzz fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -110,6 +110,15 @@ bench-cluster: deps build
 ## edges of 100 readers, republish on a new origin → first part on an edge.
 bench-mesh: deps build
 	$(BIN_DIR)/castmesh-mesh-bench $(BENCH_ARGS)
+
+## Fuzzing, not part of `make test` (figures in docs/security.md): cargo fuzz on the
+## stable toolchain, FUZZ_MINUTES in all spread over the targets by risk (node/fuzz/run.sh),
+## its own target directory. `make test` replays the kept corpus and crashers.
+FUZZ_MINUTES ?= 60
+fuzz: deps build
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.1
+	@[ -d node/fuzz/seeds ] || python3 node/fuzz/make_seeds.py $(BIN_DIR)/castmesh
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/fuzz node/fuzz/run.sh $(FUZZ_MINUTES) $(FUZZ_TARGETS)
 
 bench-deps:
 	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \

@@ -65,6 +65,21 @@ pub enum Command {
     DeleteStream {
         id: StreamId,
     },
+    /// Open publishing: the first publish with an unknown key creates the stream
+    /// whose id is the key, marked `open`.
+    CreateOpenStream {
+        id: StreamId,
+        key_hash: KeyHash,
+        now: Millis,
+    },
+    /// Removes an open-publishing stream once it has been ended (or, never live, was
+    /// created) at least `retention_ms` before `now` and has no live origin lease.
+    /// Proposed by the leader's sweeper; refused for any other stream.
+    ForgetOpenStream {
+        id: StreamId,
+        now: Millis,
+        retention_ms: u64,
+    },
     /// Compare-and-set: succeeds only if the stream's current lease epoch is
     /// `expected_epoch` (0 when it never had one). The new lease has epoch + 1.
     AcquireLease {
@@ -121,6 +136,8 @@ pub enum Rejection {
     LeaseLost(Lease),
     #[error("stream {0} still has an origin")]
     OriginAlive(StreamId),
+    #[error("stream {0} is not an expired open-publishing stream")]
+    NotForgettable(StreamId),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -76,6 +76,10 @@ pub struct StreamRecord {
     pub scheduled_at: Option<Millis>,
     pub started_at: Option<Millis>,
     pub ended_at: Option<Millis>,
+    /// Created by open publishing (its id is its key): forgotten once it has been
+    /// ended, or never went live, for the stream retention (`ForgetOpenStream`).
+    #[serde(default)]
+    pub open: bool,
 }
 
 /// Which node is a stream's origin. `epoch` is a fencing token: it only grows, and a

@@ -95,6 +95,41 @@ impl ClusterState {
         }
     }
 
+    fn create_stream(&mut self, record: StreamRecord) -> Result<Response, Rejection> {
+        if self.streams.contains_key(&record.id) {
+            return Err(Rejection::StreamExists(record.id));
+        }
+        if self.keys.contains_key(&record.key_hash) {
+            return Err(Rejection::KeyInUse);
+        }
+        self.keys.insert(record.key_hash, record.id.clone());
+        self.streams.insert(record.id.clone(), record.clone());
+        Ok(Response::Stream(record))
+    }
+
+    fn delete_stream(&mut self, id: StreamId) -> Result<Response, Rejection> {
+        let s = self
+            .streams
+            .remove(&id)
+            .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
+        self.keys.remove(&s.key_hash);
+        // The lease stays, fenced, so epochs only grow even if the id is reused.
+        self.fence_origin(&id);
+        Ok(Response::Done)
+    }
+
+    /// An open-publishing stream nobody has published for the retention: ended that
+    /// long ago, or created that long ago and never live, with no origin lease left.
+    pub fn forgettable(&self, record: &StreamRecord, now: u64, retention_ms: u64) -> bool {
+        let since = match record.status {
+            StreamStatus::Ended => record.ended_at,
+            StreamStatus::Scheduled => Some(record.created_at),
+            _ => None,
+        };
+        let leased = self.leases.get(&record.id).is_some_and(|l| l.is_live(now));
+        record.open && !leased && since.is_some_and(|t| t.saturating_add(retention_ms) <= now)
+    }
+
     fn stream_mut(&mut self, id: &StreamId) -> Result<&mut StreamRecord, Rejection> {
         self.streams
             .get_mut(id)
@@ -119,27 +154,43 @@ impl ClusterState {
                 key_hash,
                 scheduled_at,
                 now,
+            } => self.create_stream(StreamRecord {
+                id,
+                title,
+                owner,
+                key_hash,
+                status: StreamStatus::Scheduled,
+                created_at: now,
+                scheduled_at,
+                started_at: None,
+                ended_at: None,
+                open: false,
+            }),
+            Command::CreateOpenStream { id, key_hash, now } => self.create_stream(StreamRecord {
+                id,
+                title: String::new(),
+                owner: String::new(),
+                key_hash,
+                status: StreamStatus::Scheduled,
+                created_at: now,
+                scheduled_at: None,
+                started_at: None,
+                ended_at: None,
+                open: true,
+            }),
+            Command::ForgetOpenStream {
+                id,
+                now,
+                retention_ms,
             } => {
-                if self.streams.contains_key(&id) {
-                    return Err(Rejection::StreamExists(id));
+                let record = self
+                    .streams
+                    .get(&id)
+                    .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
+                if !self.forgettable(record, now, retention_ms) {
+                    return Err(Rejection::NotForgettable(id));
                 }
-                if self.keys.contains_key(&key_hash) {
-                    return Err(Rejection::KeyInUse);
-                }
-                let record = StreamRecord {
-                    id: id.clone(),
-                    title,
-                    owner,
-                    key_hash,
-                    status: StreamStatus::Scheduled,
-                    created_at: now,
-                    scheduled_at,
-                    started_at: None,
-                    ended_at: None,
-                };
-                self.keys.insert(key_hash, id.clone());
-                self.streams.insert(id, record.clone());
-                Ok(Response::Stream(record))
+                self.delete_stream(id)
             }
             Command::UpdateStream {
                 id,
@@ -234,16 +285,7 @@ impl ClusterState {
                 self.fence_origin(&id);
                 Ok(Response::Stream(record))
             }
-            Command::DeleteStream { id } => {
-                let s = self
-                    .streams
-                    .remove(&id)
-                    .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
-                self.keys.remove(&s.key_hash);
-                // The lease stays, fenced, so epochs only grow even if the id is reused.
-                self.fence_origin(&id);
-                Ok(Response::Done)
-            }
+            Command::DeleteStream { id } => self.delete_stream(id),
             Command::AcquireLease {
                 stream,
                 node,
@@ -338,6 +380,54 @@ mod tests {
             now,
             ttl_ms: 5000,
         })
+    }
+
+    #[test]
+    fn only_open_streams_are_forgotten_and_only_after_the_retention() {
+        let mut s = ClusterState::default();
+        create(&mut s, "owned", 1);
+        let key = generate([2; keys::KEY_BYTES]);
+        let r = s.apply(Command::CreateOpenStream {
+            id: id("show"),
+            key_hash: keys::hash(&key),
+            now: 1000,
+        });
+        assert!(matches!(&r, Response::Stream(rec) if rec.open), "{r:?}");
+        let forget = |s: &mut ClusterState, name: &str, now: u64| {
+            s.apply(Command::ForgetOpenStream {
+                id: id(name),
+                now,
+                retention_ms: 60_000,
+            })
+        };
+        // Live under a lease: kept, whatever the time.
+        assert!(matches!(acquire(&mut s, 1, 0, 2000), Response::Lease(_)));
+        s.apply(Command::SetStatus {
+            id: id("show"),
+            status: StreamStatus::Live,
+            now: 2000,
+            fence: None,
+        });
+        assert!(matches!(
+            forget(&mut s, "show", 100_000),
+            Response::Rejected(_)
+        ));
+        // Ended at 10 s: kept until 70 s.
+        s.apply(Command::EndStream {
+            id: id("show"),
+            now: 10_000,
+        });
+        assert!(matches!(
+            forget(&mut s, "show", 69_999),
+            Response::Rejected(_)
+        ));
+        assert_eq!(forget(&mut s, "show", 70_000), Response::Done);
+        assert!(s.stream_for_key(&key).is_none(), "the key is free again");
+        // A stream created by an operator is never forgotten.
+        assert!(matches!(
+            forget(&mut s, "owned", u64::MAX),
+            Response::Rejected(_)
+        ));
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct Slots {
 /// One admitted connection; dropping it frees its slot.
 pub struct Slot {
     slots: Arc<Slots>,
-    ip: IpAddr,
+    /// Counted against this address too (not for a trusted proxy's connections).
+    ip: Option<IpAddr>,
 }
 
 impl Slots {
@@ -72,7 +73,21 @@ impl Slots {
         *count += 1;
         Ok(Slot {
             slots: self.clone(),
-            ip,
+            ip: Some(ip),
+        })
+    }
+
+    /// A slot counted only in the total: a trusted proxy's connections carry many
+    /// clients, whose own addresses are limited where they are known.
+    pub fn try_acquire_shared(self: &Arc<Self>) -> Result<Slot, Refusal> {
+        let mut held = self.held.lock().expect("slots lock");
+        if held.0 >= self.total {
+            return Err(Refusal::Total);
+        }
+        held.0 += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            ip: None,
         })
     }
 
@@ -87,25 +102,28 @@ impl Drop for Slot {
         let mut held = self.slots.held.lock().expect("slots lock");
         let (count, by_ip) = &mut *held;
         *count -= 1;
-        if let Some(mine) = by_ip.get_mut(&self.ip) {
+        if let Some(ip) = self.ip
+            && let Some(mine) = by_ip.get_mut(&ip)
+        {
             *mine -= 1;
             if *mine == 0 {
-                by_ip.remove(&self.ip);
+                by_ip.remove(&ip);
             }
         }
     }
 }
 
-/// At most `max` failures per address within `window`; an address over budget is
-/// refused until its window ends, without the work a failure costs.
-pub struct FailureBudget {
+/// At most `max` events (refused publishes, streams created) per address within
+/// `window`; an address over budget is refused until its window ends, without the
+/// work another event would cost.
+pub struct AddressBudget {
     max: u32,
     window: Duration,
     capacity: usize,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
-impl FailureBudget {
+impl AddressBudget {
     /// `capacity` bounds the addresses remembered; beyond it the oldest windows are
     /// forgotten first.
     pub fn new(max: u32, window: Duration, capacity: usize) -> Self {
@@ -121,12 +139,12 @@ impl FailureBudget {
     pub fn exhausted(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let windows = self.windows.lock().expect("budget lock");
-        let &(start, failures) = windows.get(&ip)?;
+        let &(start, events) = windows.get(&ip)?;
         let ends = start + self.window;
-        (failures >= self.max && now < ends).then(|| ends - now)
+        (events >= self.max && now < ends).then(|| ends - now)
     }
 
-    pub fn record_failure(&self, ip: IpAddr) {
+    pub fn record(&self, ip: IpAddr) {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("budget lock");
         if !windows.contains_key(&ip) && windows.len() >= self.capacity {
@@ -167,20 +185,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_are_budgeted_per_address_and_window() {
-        let budget = FailureBudget::new(2, Duration::from_secs(60), 2);
+        let budget = AddressBudget::new(2, Duration::from_secs(60), 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        budget.record_failure(a);
+        budget.record(a);
         assert_eq!(budget.exhausted(a), None);
-        budget.record_failure(a);
+        budget.record(a);
         assert_eq!(budget.exhausted(a), Some(Duration::from_secs(60)));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(budget.exhausted(a), None);
         // Bounded memory: a third address evicts the oldest window.
-        budget.record_failure(a);
-        budget.record_failure(a);
+        budget.record(a);
+        budget.record(a);
         tokio::time::advance(Duration::from_secs(1)).await;
-        budget.record_failure("10.0.0.2".parse().unwrap());
-        budget.record_failure("10.0.0.3".parse().unwrap());
+        budget.record("10.0.0.2".parse().unwrap());
+        budget.record("10.0.0.3".parse().unwrap());
         assert_eq!(budget.windows.lock().unwrap().len(), 2);
         assert_eq!(budget.exhausted(a), None);
     }

@@ -1,6 +1,7 @@
 //! Node configuration: embedded defaults, then a TOML file, then flags and
 //! `CASTMESH_*` environment variables. `configs/dev.toml` documents every key.
 
+use crate::client_addr::TrustedProxies;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +47,11 @@ pub struct RtmpConfig {
     pub max_connections: usize,
     /// Open connections from one client address (behind NAT, a studio's encoders share one).
     pub max_connections_per_ip: usize,
+    /// TCP load balancers (addresses or CIDR ranges) that start each connection with a
+    /// PROXY protocol header (v1 or v2) naming the client: the client's address then
+    /// counts for the per-address limits. Connections from anywhere else must not send
+    /// one.
+    pub trusted_proxies: TrustedProxies,
     /// A write the client does not take within this time closes the connection (a
     /// client that floods commands and never reads).
     #[serde(with = "humantime_serde")]
@@ -94,6 +100,11 @@ pub struct HttpConfig {
     /// Open connections in all, and from one client address.
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Reverse proxies and CDNs (addresses or CIDR ranges) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client (for viewer counting and per-address
+    /// limits); from anyone else those headers are ignored. Connections from them are
+    /// not held to `max_connections_per_ip`.
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +179,12 @@ pub struct ClusterConfig {
     /// whose id they can read. On only under `--dev` or when set; off: only keys of
     /// streams created through the admin API.
     pub open_publishing: bool,
+    /// Open publishing: new streams one client address may create per
+    /// `open_stream_window` (each is a Raft record until it has been ended for the
+    /// stream retention, when it is forgotten).
+    pub max_open_streams_per_ip: u32,
+    #[serde(with = "humantime_serde")]
+    pub open_stream_window: Duration,
     /// Origin lease length; the origin renews it every third of this. A node that
     /// cannot renew for this long stops acting as origin.
     #[serde(with = "humantime_serde")]
@@ -411,6 +428,8 @@ impl Default for ClusterConfig {
             secret: Secret::default(),
             admin_token: Secret::default(),
             open_publishing: false,
+            max_open_streams_per_ip: 100,
+            open_stream_window: Duration::from_secs(3600),
             lease_ttl: Duration::from_secs(6),
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(300),
@@ -437,6 +456,7 @@ impl Default for RtmpConfig {
             idle_timeout: Duration::from_secs(10),
             max_connections: 1000,
             max_connections_per_ip: 32,
+            trusted_proxies: TrustedProxies::default(),
             write_timeout: Duration::from_secs(10),
             max_command_bytes: 64 * 1024,
             max_commands: 100,
@@ -459,6 +479,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 20_000,
             max_connections_per_ip: 256,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -534,7 +555,12 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-        let config: Config = toml::from_str(&text).map_err(|e| {
+        Self::from_text(&text, path)
+    }
+
+    /// Parses and validates the TOML text of the file at `path` (named in errors).
+    pub fn from_text(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let at = e
                 .span()
                 .map(|span| {

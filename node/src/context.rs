@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 
-use crate::admission::FailureBudget;
+use crate::admission::AddressBudget;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::mesh::subscription::{HandOver, StreamSource};
@@ -25,7 +25,7 @@ pub struct NodeContext {
     /// The media mesh; `None` in tests of a lone node's media path.
     pub mesh: Option<Arc<Mesh>>,
     /// Refused publish attempts per client address.
-    pub failed_publishes: FailureBudget,
+    pub failed_publishes: AddressBudget,
 }
 
 /// Client addresses whose failed publish attempts are remembered at once.
@@ -39,7 +39,7 @@ impl NodeContext {
         registry: Arc<dyn StreamRegistry>,
         mesh: Option<Arc<Mesh>>,
     ) -> Arc<Self> {
-        let failed_publishes = FailureBudget::new(
+        let failed_publishes = AddressBudget::new(
             config.rtmp.max_failed_publishes,
             config.rtmp.failed_publish_window,
             FAILED_PUBLISH_ADDRESSES,

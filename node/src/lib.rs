@@ -11,11 +11,13 @@
 
 pub mod admin;
 pub mod admission;
+pub mod client_addr;
 pub mod cluster;
 pub mod cmaf;
 pub mod config;
 pub mod context;
 pub mod deadline_io;
+pub mod fuzz;
 pub mod hls;
 pub mod http;
 pub mod media;
@@ -39,7 +41,7 @@ use config::Config;
 use context::NodeContext;
 use metrics::Metrics;
 use node::{NodeArgs, NodeMsg, NodeSupervisor};
-use seams::{Network, Seams, TokioNetwork};
+use seams::{Network, Seams};
 use stream::registry::StreamRegistry;
 
 /// Starts the media side of a node: binds its listeners and spawns its supervisor.
@@ -132,6 +134,7 @@ fn check_certificate(node_cert: &mesh::certs::Pem, metrics: &Metrics) -> anyhow:
 
 /// Runs a node on the OS network until SIGINT/SIGTERM: joins (or, in `--dev`,
 /// forms) the cluster, then serves media.
+#[cfg(feature = "rocksdb")]
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let seams = Seams::production();
     let metrics = Arc::new(Metrics::new());
@@ -140,7 +143,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (mesh, cluster) = start_cluster(
         &config,
         &seams,
-        &TokioNetwork,
+        &seams::TokioNetwork,
         &metrics,
         storage,
         &ca_cert,
@@ -151,7 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (node, handle) = start(
         config,
         seams,
-        TokioNetwork,
+        seams::TokioNetwork,
         metrics,
         registry,
         Some(mesh.clone()),
@@ -175,6 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     outcome
 }
 
+#[cfg(feature = "rocksdb")]
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

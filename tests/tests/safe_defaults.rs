@@ -1,6 +1,7 @@
 //! What a node does when an operator sets nothing special: a config file does not
-//! open publishing to anyone, and the binary the README tells an operator to build
-//! has no test switches.
+//! open publishing to anyone, open publishing (`--dev`) bounds and forgets the streams
+//! it creates, and the binary the README tells an operator to build has no test
+//! switches.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,4 +104,45 @@ fn the_operators_binary_has_no_fault_injection() {
     node.wait_for_stream("target", 1);
     assert_eq!(node.post("/debug/streams/target/crash/segmenter"), 404);
     assert!(!node.log_text().contains("fault injection"));
+}
+
+/// Open publishing (`--dev`): each new key is a stream in the replicated state, so one
+/// address may create only so many (here 2), and a stream nobody publishes any more
+/// is forgotten after the stream retention (here 1 s, after a 1 s grace period).
+#[test]
+fn open_publishing_creates_few_streams_per_address_and_forgets_them() {
+    use castmesh_tests::rtmp_raw::{connect, connect_and_publish, handshake, read_until};
+
+    let node = Node::start(
+        "open-publishing-budget",
+        &[
+            "--set",
+            "cluster.max_open_streams_per_ip=2",
+            "--set",
+            "streams.grace_period=1s",
+            "--set",
+            "streams.retention=1s",
+        ],
+    );
+    let publish = |key: &str, answer: &str| {
+        let mut s = connect(node.rtmp);
+        handshake(&mut s);
+        connect_and_publish(&mut s, "live", key);
+        read_until(&mut s, answer, Duration::from_secs(5));
+    };
+    publish("open-a", "Successfully started publishing");
+    publish("open-b", "Successfully started publishing");
+    publish("open-c", "this address created too many streams");
+    let status = |id: &str| node.get(&format!("/api/v1/streams/{id}")).unwrap().0;
+    assert_eq!(status("open-c"), 404, "the refused key made no stream");
+    // Both publishers left: ended after the grace period, forgotten after the retention.
+    assert_eq!(status("open-a"), 200);
+    wait_for("both streams forgotten", Duration::from_secs(20), || {
+        (status("open-a") == 404 && status("open-b") == 404).then_some(())
+    });
+    assert!(
+        node.log_text()
+            .contains("open-publishing stream forgotten after its retention"),
+        "forgetting is logged"
+    );
 }

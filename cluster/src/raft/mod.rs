@@ -10,6 +10,7 @@ pub mod codec;
 pub mod log_store;
 pub mod memory;
 pub mod network;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 pub mod runtime;
 pub mod service;

@@ -28,6 +28,7 @@ pub fn rejection_status(r: Rejection) -> Status {
         | Rejection::NoLease(_)
         | Rejection::StaleEpoch { .. }
         | Rejection::LeaseLost(_)
-        | Rejection::OriginAlive(_) => Status::failed_precondition(message),
+        | Rejection::OriginAlive(_)
+        | Rejection::NotForgettable(_) => Status::failed_precondition(message),
     }
 }

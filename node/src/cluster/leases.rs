@@ -281,7 +281,7 @@ impl Leases {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rocksdb"))]
 mod tests {
     use std::collections::BTreeMap;
 

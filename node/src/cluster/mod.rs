@@ -133,6 +133,7 @@ impl ClusterNode {
                 member.clone(),
                 seams.clock.clone(),
                 config.streams.grace_period,
+                config.streams.retention,
             )),
         ];
         tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), storage = %storage, "cluster member started");
@@ -150,7 +151,7 @@ impl ClusterNode {
         ClusterRegistry::new(
             self.member.clone(),
             config.cluster.node_id,
-            config.cluster.open_publishing,
+            &config.cluster,
             seams.clock.clone(),
             self.leases.clone(),
             self.channels.clone(),

@@ -6,7 +6,7 @@
 //! another node is how a publisher takeover across nodes works: the old origin's next
 //! renewal fails and it drops its publisher.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,11 +22,16 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::leases::Leases;
 use super::probe::{self, Health};
+use crate::admission::AddressBudget;
+use crate::config::ClusterConfig;
 use crate::seams::Clock;
 use crate::stream::registry::{
     FenceRefused, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta,
     StreamRegistry,
 };
+
+/// Client addresses whose open-publishing creations are remembered at once.
+const OPEN_CREATOR_ADDRESSES: usize = 10_000;
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
 const ACQUIRE_ATTEMPTS: usize = 5;
@@ -35,6 +40,8 @@ pub struct ClusterRegistry {
     member: ClusterMember,
     node: NodeId,
     open_publishing: bool,
+    /// Streams each client address created by open publishing, per window.
+    open_creations: AddressBudget,
     clock: Arc<dyn Clock>,
     leases: Leases,
     /// To peers' gRPC servers, for [`StreamRegistry::down`].
@@ -67,7 +74,7 @@ impl ClusterRegistry {
     pub fn new(
         member: ClusterMember,
         node: NodeId,
-        open_publishing: bool,
+        open: &ClusterConfig,
         clock: Arc<dyn Clock>,
         leases: Leases,
         channels: Channels,
@@ -75,7 +82,12 @@ impl ClusterRegistry {
         Self {
             member,
             node,
-            open_publishing,
+            open_publishing: open.open_publishing,
+            open_creations: AddressBudget::new(
+                open.max_open_streams_per_ip,
+                open.open_stream_window,
+                OPEN_CREATOR_ADDRESSES,
+            ),
             clock,
             leases,
             channels,
@@ -95,23 +107,33 @@ impl ClusterRegistry {
             .map_err(unavailable)
     }
 
-    /// Open publishing: the key names a new stream whose id is the key.
-    async fn create_open(&self, key: &StreamKey) -> Result<(), PublishDenied> {
+    /// Open publishing: the key names a new stream whose id is the key, within the
+    /// client address's budget of new streams.
+    async fn create_open(&self, key: &StreamKey, client: IpAddr) -> Result<(), PublishDenied> {
         let id = StreamId::parse(key.expose())
             .map_err(|reason| denied("NetStream.Publish.BadName", reason))?;
-        let command = Command::CreateStream {
+        if let Some(wait) = self.open_creations.exhausted(client) {
+            return Err(denied(
+                "NetStream.Publish.Failed",
+                format!(
+                    "this address created too many streams; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ));
+        }
+        let command = Command::CreateOpenStream {
             id,
-            title: String::new(),
-            owner: String::new(),
             key_hash: keys::hash(key),
-            scheduled_at: None,
             now: self.clock.now_ms(),
         };
         match self.member.write(command).await.map_err(unavailable)? {
-            // Created here, concurrently by the same key elsewhere, or by a retried
-            // write that had committed: the caller looks the key up again.
-            Response::Stream(_)
-            | Response::Rejected(Rejection::KeyInUse)
+            Response::Stream(_) => {
+                self.open_creations.record(client);
+                Ok(())
+            }
+            // Created concurrently by the same key elsewhere, or by a retried write
+            // that had committed: the caller looks the key up again.
+            Response::Rejected(Rejection::KeyInUse)
             | Response::Rejected(Rejection::StreamExists(_)) => Ok(()),
             other => Err(unavailable(format!("unexpected answer {other:?}"))),
         }
@@ -142,10 +164,14 @@ impl ClusterRegistry {
 
 #[async_trait]
 impl StreamRegistry for ClusterRegistry {
-    async fn authorize_publish(&self, key: &StreamKey) -> Result<PublishGrant, PublishDenied> {
+    async fn authorize_publish(
+        &self,
+        key: &StreamKey,
+        client: IpAddr,
+    ) -> Result<PublishGrant, PublishDenied> {
         let mut found = self.lookup(key).await?;
         if found.is_none() && self.open_publishing {
-            self.create_open(key).await?;
+            self.create_open(key, client).await?;
             found = self.lookup(key).await?;
             if found.is_none() {
                 return Err(denied(

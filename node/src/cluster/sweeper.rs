@@ -3,6 +3,10 @@
 //! stream would read `live` forever. The leader checks every few seconds for live
 //! streams whose origin lease expired more than a grace period ago and ends them
 //! (`EndOrphaned`, refused if a new origin took the stream meanwhile).
+//!
+//! It also forgets streams open publishing created, once nobody has published them for
+//! the stream retention (`ForgetOpenStream`): in open mode every new key is a stream,
+//! and without this each would stay in the replicated state for good.
 
 use std::time::Duration;
 
@@ -15,10 +19,16 @@ use crate::seams::Clock;
 
 const INTERVAL: Duration = Duration::from_secs(2);
 
-pub async fn run(member: ClusterMember, clock: std::sync::Arc<dyn Clock>, grace: Duration) {
+pub async fn run(
+    member: ClusterMember,
+    clock: std::sync::Arc<dyn Clock>,
+    grace: Duration,
+    retention: Duration,
+) {
     let mut ticker = tokio::time::interval(INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let grace_ms = grace.as_millis() as u64;
+    let retention_ms = retention.as_millis() as u64;
     loop {
         ticker.tick().await;
         if member.raft().metrics().borrow().current_leader != Some(member.id()) {
@@ -54,6 +64,35 @@ pub async fn run(member: ClusterMember, clock: std::sync::Arc<dyn Clock>, grace:
                     tracing::debug!(stream = %id, error = %e, "could not end an orphaned stream")
                 }
             }
+        }
+        forget_open_streams(&member, now, retention_ms).await;
+    }
+}
+
+/// Open-publishing streams removed per sweep: a backlog goes in bounded steps.
+const FORGET_PER_SWEEP: usize = 100;
+
+async fn forget_open_streams(member: &ClusterMember, now: u64, retention_ms: u64) {
+    let expired: Vec<_> = member.read_local(|s| {
+        s.streams
+            .values()
+            .filter(|r| s.forgettable(r, now, retention_ms))
+            .map(|r| r.id.clone())
+            .take(FORGET_PER_SWEEP)
+            .collect()
+    });
+    for id in expired {
+        let command = Command::ForgetOpenStream {
+            id: id.clone(),
+            now,
+            retention_ms,
+        };
+        match member.write(command).await {
+            Ok(castmesh_cluster::Response::Done) => {
+                tracing::info!(stream = %id, "open-publishing stream forgotten after its retention");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(stream = %id, error = %e, "could not forget a stream"),
         }
     }
 }

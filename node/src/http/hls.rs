@@ -6,7 +6,7 @@
 //! return as soon as the part exists, not after a poll interval.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::viewer;
-use super::{AppState, PeerAddr, error};
+use super::{AppState, ClientAddr, error};
 use crate::hls::blocking::{self, Readiness};
 use crate::hls::live::Snapshot;
 use crate::hls::names::{self, MediaName};
@@ -87,9 +87,9 @@ fn note_viewer(
     state: &AppState,
     stream: &StreamHandle,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> Option<String> {
-    let id = viewer::identify(headers, peer, state.viewer_salt, || {
+    let id = viewer::identify(headers, client, state.viewer_salt, || {
         state.ctx.seams.entropy.next_u64()
     });
     stream.stats.viewer_seen(id.seen);
@@ -100,13 +100,13 @@ fn note_viewer(
 pub async fn multivariant(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
 ) -> Response {
     let Some(stream) = find(&state, &id).await else {
         return unknown_stream(&id);
     };
-    let set_cookie = note_viewer(&state, &stream, &headers, peer);
+    let set_cookie = note_viewer(&state, &stream, &headers, client);
     // Codecs are known once the first keyframe arrived; a viewer who comes a moment
     // after the publisher is held briefly rather than turned away.
     let ready = |s: &Snapshot| s.multivariant.is_some() || s.position.ended;
@@ -142,7 +142,7 @@ pub async fn media_playlist(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
 ) -> Response {
     let Some(stream) = find(&state, &id).await else {
@@ -155,7 +155,7 @@ pub async fn media_playlist(
         Ok(r) => r,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
-    let set_cookie = note_viewer(&state, &stream, &headers, peer);
+    let set_cookie = note_viewer(&state, &stream, &headers, client);
     let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
     let ready: Box<dyn Fn(&Snapshot) -> bool + Send + Sync> = match request {
         // A new stream has no media for its first second or two: hold the first
@@ -214,7 +214,7 @@ fn lookup(stream: &StreamHandle, name: MediaName) -> Option<Bytes> {
 pub async fn media(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
 ) -> Response {
     let Some(stream) = find(&state, &id).await else {
@@ -230,7 +230,7 @@ pub async fn media(
         );
     }
     if matches!(name, MediaName::Part(..)) {
-        note_viewer(&state, &stream, &headers, peer);
+        note_viewer(&state, &stream, &headers, client);
     }
     let mut body = lookup(&stream, name);
     if body.is_none() {

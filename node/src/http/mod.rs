@@ -8,7 +8,7 @@ pub mod hls;
 pub mod ops;
 pub mod viewer;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -71,7 +71,14 @@ where
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
         };
-        let slot = match slots.try_acquire(peer.ip()) {
+        let proxies = &config.trusted_proxies;
+        let via_proxy = proxies.contains(peer.ip());
+        let admitted = if via_proxy {
+            slots.try_acquire_shared()
+        } else {
+            slots.try_acquire(peer.ip())
+        };
+        let slot = match admitted {
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::debug!(%peer, "HTTP connection refused: {refusal}");
@@ -81,8 +88,13 @@ where
         };
         let io = TokioIo::new(DeadlineIo::new(io, None, config.write_timeout));
         let app = app.clone();
+        let proxies = via_proxy.then(|| proxies.clone());
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            let client = match &proxies {
+                Some(p) => p.http_client(peer.ip(), req.headers()),
+                None => peer.ip(),
+            };
+            req.extensions_mut().insert(ConnectInfo(ClientAddr(client)));
             app.clone().oneshot(req.map(Body::new))
         });
         let connection = http1.serve_connection(io, service).with_upgrades();
@@ -160,9 +172,10 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
-/// The client's address, as handlers extract it (`ConnectInfo<PeerAddr>`).
+/// The client's address, as handlers extract it (`ConnectInfo<ClientAddr>`): the TCP
+/// peer's, or the one a trusted proxy forwarded (`http.trusted_proxies`).
 #[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
+pub struct ClientAddr(pub IpAddr);
 
 /// A short plain-text error, as every client (ffmpeg, curl, browsers) can show it.
 pub fn error(status: StatusCode, reason: impl Into<String>) -> Response {

@@ -7,7 +7,7 @@
 //! address and User-Agent count once (documented limitation).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, USER_AGENT};
@@ -49,7 +49,7 @@ fn cookie_value(headers: &HeaderMap) -> Option<(u64, u64)> {
 /// `nonce` is only drawn for a client that has no session cookie yet.
 pub fn identify(
     headers: &HeaderMap,
-    peer: SocketAddr,
+    client: IpAddr,
     salt: u64,
     nonce: impl FnOnce() -> u64,
 ) -> Identified {
@@ -57,8 +57,8 @@ pub fn identify(
         .get(USER_AGENT)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let anonymous = hash((salt, peer.ip(), agent));
-    let address = hash((salt, peer.ip()));
+    let anonymous = hash((salt, client, agent));
+    let address = hash((salt, client));
     match cookie_value(headers) {
         Some((anon, cookie_nonce)) => Identified {
             seen: ViewerMsg::Seen {
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn cookie_session_replaces_the_anonymous_one() {
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static("player/1"));
         let first = identify(&headers, peer, 7, || 99);
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn different_agents_are_different_viewers() {
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let mut a = HeaderMap::new();
         a.insert(USER_AGENT, HeaderValue::from_static("a"));
         let mut b = HeaderMap::new();

@@ -18,6 +18,11 @@ use scuffle_flv::video::header::{VideoFrameType, VideoTagHeaderData};
 
 use super::{AudioConfig, Frame, MediaEvent, TrackKind, VideoConfig};
 
+/// FLV tag type of audio (and RTMP message type of audio).
+pub const AUDIO_TAG: u8 = 8;
+/// FLV tag type of video (and RTMP message type of video).
+pub const VIDEO_TAG: u8 = 9;
+
 /// Why a tag could not be used. The connection logs it; repeated failures end the publish.
 #[derive(Debug, thiserror::Error)]
 pub enum TagError {

@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use super::guard::{ChunkGuard, GuardLimits, Violation};
 use crate::context::NodeContext;
-use crate::media::aggregate;
+use crate::media::{aggregate, flv};
 use crate::metrics::ReasonLabel;
 use crate::node::NodeMsg;
 use crate::stream::ingest::{IngestMsg, MediaKind};
@@ -99,8 +99,15 @@ impl Closed {
     }
 }
 
-pub async fn serve<S>(socket: S, peer: SocketAddr, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
-where
+/// Serves one connection from `peer` (the client: behind a trusted proxy, the address
+/// its PROXY header named); `early` is what the client sent that was read already.
+pub async fn serve<S>(
+    socket: S,
+    peer: SocketAddr,
+    early: Vec<u8>,
+    ctx: Arc<NodeContext>,
+    node: ActorRef<NodeMsg>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
@@ -123,6 +130,7 @@ where
             ctx,
             node,
             buf: vec![0; READ_BUFFER],
+            early,
             session: None,
             binding: None,
             kicked: None,
@@ -155,6 +163,8 @@ struct Connection<S> {
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
     buf: Vec<u8>,
+    /// Handshake bytes read before the connection was served (after a PROXY header).
+    early: Vec<u8>,
     session: Option<ServerSession>,
     binding: Option<PublisherBinding>,
     /// Resolves when the stream wants this publisher gone (takeover, bad media).
@@ -240,15 +250,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     async fn handshake(&mut self) -> Result<Vec<u8>, Closed> {
         let mut handshake = Handshake::new(PeerType::Server);
+        let mut early = std::mem::take(&mut self.early);
         loop {
-            let n = self.socket.read(&mut self.buf).await?;
-            if n == 0 {
-                return Err(Closed::HandshakeIncomplete);
-            }
-            match handshake
-                .process_bytes(&self.buf[..n])
-                .map_err(|e| Closed::Malformed(format!("bad handshake: {e}")))?
-            {
+            let processed = if early.is_empty() {
+                let n = self.socket.read(&mut self.buf).await?;
+                if n == 0 {
+                    return Err(Closed::HandshakeIncomplete);
+                }
+                handshake.process_bytes(&self.buf[..n])
+            } else {
+                handshake.process_bytes(&std::mem::take(&mut early))
+            };
+            match processed.map_err(|e| Closed::Malformed(format!("bad handshake: {e}")))? {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     self.write(&response_bytes).await?;
                 }
@@ -428,10 +441,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 other => other,
             };
         }
-        let grant = match self.ctx.registry.authorize_publish(&key).await {
+        let grant = match self.ctx.registry.authorize_publish(&key, ip).await {
             Ok(grant) => grant,
             Err(denied) => {
-                self.ctx.failed_publishes.record_failure(ip);
+                self.ctx.failed_publishes.record(ip);
                 return self.reject(request_id, denied.code, &denied.reason).await;
             }
         };
@@ -516,11 +529,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let messages = aggregate::split(timestamp_ms, body, max_tags).map_err(Closed::Malformed)?;
         for m in messages {
             match m.tag_type {
-                8 => {
+                flv::AUDIO_TAG => {
                     self.forward(MediaKind::Audio, m.timestamp_ms, m.body)
                         .await?
                 }
-                9 => {
+                flv::VIDEO_TAG => {
                     self.forward(MediaKind::Video, m.timestamp_ms, m.body)
                         .await?
                 }

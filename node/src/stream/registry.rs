@@ -5,7 +5,7 @@
 //! the node uses the Raft-backed `cluster::registry::ClusterRegistry` (also in
 //! `--dev`, as a one-node cluster); a simulator can substitute its own.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -75,7 +75,13 @@ pub enum OriginLookup {
 pub trait StreamRegistry: Send + Sync + 'static {
     /// Checks a publish request and makes this node the stream's origin; called
     /// before "publish started" is sent.
-    async fn authorize_publish(&self, key: &StreamKey) -> Result<PublishGrant, PublishDenied>;
+    /// `client` is the publisher's address (new streams by open publishing are
+    /// counted per address).
+    async fn authorize_publish(
+        &self,
+        key: &StreamKey,
+        client: IpAddr,
+    ) -> Result<PublishGrant, PublishDenied>;
     /// The stream has a publisher on this node, under the lease of `epoch`.
     async fn stream_live(&self, id: &StreamId, epoch: u64);
     /// The grace period after the publisher of `epoch` left ran out: the stream ended.

@@ -1,0 +1,346 @@
+//! Entry points of the fuzz targets (`node/fuzz`, `make fuzz`) and of their
+//! regression replay (`node/tests/fuzz_regressions.rs`, in `make test` on stable).
+//!
+//! Each takes arbitrary bytes, drives the same code a stranger's (or a peer's) bytes
+//! reach, and must return without panicking, aborting or growing without bound,
+//! whatever the input. They live in the library so the fuzzer and the replay run
+//! exactly the same thing.
+
+use bytes::Bytes;
+use castmesh_proto::mesh::v1 as pb;
+use prost::Message as _;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+
+use crate::client_addr::{self, TrustedProxies};
+use crate::config::Config;
+use crate::hls::segmenter::{CutRules, Segmenter};
+use crate::hls::window::{Position, Window, WindowConfig};
+use crate::hls::{blocking, names, replica};
+use crate::media::codecs::Codecs;
+use crate::media::{MediaEvent, aggregate, flv};
+use crate::mesh::wire;
+use crate::rtmp::guard::{ChunkGuard, GuardLimits};
+
+/// The RTMP connection input through the real session code: the first byte picks the
+/// mode and how the rest is cut into reads. Mode 0: the rest is a client's handshake.
+/// Otherwise a real client completes the handshake and the rest is what it sends
+/// next: checked by [`ChunkGuard`] (default limits), then handled by rml_rtmp's
+/// session, which accepts `connect` and `publish` as the node would for a good key;
+/// media is parsed as ingest does, aggregates are split as the connection does.
+pub fn rtmp_session(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let reads = read_sizes(mode);
+    if mode & 1 == 0 {
+        let mut server = Handshake::new(PeerType::Server);
+        for piece in pieces(input, reads) {
+            match server.process_bytes(piece) {
+                Ok(HandshakeProcessResult::InProgress { .. }) => {}
+                Ok(HandshakeProcessResult::Completed { .. }) | Err(_) => return,
+            }
+        }
+        return;
+    }
+    let Some(leftover) = handshake() else {
+        return;
+    };
+    let rtmp = Config::default().rtmp;
+    let mut guard = ChunkGuard::new(GuardLimits {
+        max_media_message: rtmp.max_pending_bytes,
+        max_command_message: rtmp.max_command_bytes,
+        max_commands: rtmp.max_commands,
+        max_amf_depth: rtmp.max_amf_depth,
+    });
+    let Ok((mut session, _)) = ServerSession::new(ServerSessionConfig::new()) else {
+        return;
+    };
+    let mut media = MediaSink::default();
+    let first = std::iter::once(leftover.as_slice());
+    for piece in first.chain(pieces(input, reads)) {
+        if piece.is_empty() {
+            continue;
+        }
+        if guard.check(piece).is_err() {
+            return;
+        }
+        let Ok(results) = session.handle_input(piece) else {
+            return;
+        };
+        let mut queue = std::collections::VecDeque::from(results);
+        while let Some(result) = queue.pop_front() {
+            match result {
+                ServerSessionResult::RaisedEvent(event) => match event {
+                    ServerSessionEvent::ConnectionRequested { request_id, .. }
+                    | ServerSessionEvent::PublishStreamRequested { request_id, .. } => {
+                        let publish =
+                            matches!(event, ServerSessionEvent::PublishStreamRequested { .. });
+                        let Ok(more) = session.accept_request(request_id) else {
+                            return;
+                        };
+                        if publish {
+                            guard.publishing();
+                        }
+                        queue.extend(more);
+                    }
+                    ServerSessionEvent::AudioDataReceived {
+                        data, timestamp, ..
+                    } => media.tag(flv::AUDIO_TAG, timestamp.value, data),
+                    ServerSessionEvent::VideoDataReceived {
+                        data, timestamp, ..
+                    } => media.tag(flv::VIDEO_TAG, timestamp.value, data),
+                    _ => {}
+                },
+                ServerSessionResult::UnhandleableMessageReceived(payload)
+                    if payload.type_id == aggregate::MESSAGE_TYPE =>
+                {
+                    media.aggregate(payload.timestamp.value, payload.data);
+                }
+                _ => {}
+            }
+        }
+    }
+    media.finish();
+}
+
+/// Completes a handshake between a real client and the server; returns what the
+/// server had left over (nothing, as the client sends no more).
+fn handshake() -> Option<Vec<u8>> {
+    let mut client = Handshake::new(PeerType::Client);
+    let mut server = Handshake::new(PeerType::Server);
+    let c0c1 = client.generate_outbound_p0_and_p1().ok()?;
+    let HandshakeProcessResult::InProgress { response_bytes } = server.process_bytes(&c0c1).ok()?
+    else {
+        return None;
+    };
+    let HandshakeProcessResult::Completed { response_bytes, .. } =
+        client.process_bytes(&response_bytes).ok()?
+    else {
+        return None;
+    };
+    match server.process_bytes(&response_bytes).ok()? {
+        HandshakeProcessResult::Completed {
+            remaining_bytes, ..
+        } => Some(remaining_bytes),
+        HandshakeProcessResult::InProgress { .. } => None,
+    }
+}
+
+/// How a connection's input is cut into reads, by the mode byte's upper bits: a
+/// client's bytes arrive in pieces of any size, and the guard must not care.
+fn read_sizes(mode: u8) -> usize {
+    [1, 7, 128, 4096][usize::from(mode >> 1) & 3]
+}
+
+fn pieces(input: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
+    input.chunks(size)
+}
+
+/// FLV tag bodies through ingest's parsing (AVC/AAC configurations, frames) and the
+/// segmenter (timeline, cutting, CMAF writing). The input is a sequence of
+/// `[tag type][timestamp: u32 BE][length: u16 BE][body]`.
+pub fn flv_media(data: &[u8]) {
+    let mut media = MediaSink::default();
+    let mut rest = data;
+    while rest.len() >= 7 {
+        let tag_type = rest[0];
+        let timestamp = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+        let len = usize::from(u16::from_be_bytes([rest[5], rest[6]]));
+        rest = &rest[7..];
+        let body = &rest[..len.min(rest.len())];
+        rest = &rest[body.len()..];
+        media.tag(tag_type, timestamp, Bytes::copy_from_slice(body));
+    }
+    media.finish();
+}
+
+/// An RTMP aggregate message (type 22) split as a publishing connection splits it,
+/// its sub-messages parsed as media. The first four bytes are the message timestamp.
+pub fn aggregate_message(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let timestamp = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+    let mut media = MediaSink::default();
+    media.aggregate(timestamp, Bytes::copy_from_slice(&data[4..]));
+    media.finish();
+}
+
+/// What ingest and the segmenter do with media tags, without actors.
+struct MediaSink {
+    codecs: Codecs,
+    segmenter: Segmenter,
+}
+
+impl Default for MediaSink {
+    fn default() -> Self {
+        let rules = CutRules {
+            segment_target_ms: 2000,
+            segment_max_ms: 2499,
+            part_target_ms: 200,
+            jump_threshold_ms: 1000,
+        };
+        Self {
+            codecs: Codecs::default(),
+            segmenter: Segmenter::new(rules, 0, false),
+        }
+    }
+}
+
+impl MediaSink {
+    fn tag(&mut self, tag_type: u8, timestamp: u32, body: Bytes) {
+        let event = match tag_type {
+            flv::AUDIO_TAG => flv::audio_event(timestamp, body),
+            flv::VIDEO_TAG => flv::video_event(timestamp, body),
+            _ => return,
+        };
+        // Errors are what a bad publisher gets: its tag is dropped, nothing else.
+        let _ = match event {
+            Ok(MediaEvent::VideoConfig(v)) => {
+                self.codecs.video = Some(v.into());
+                self.segmenter.set_codecs(self.codecs.clone())
+            }
+            Ok(MediaEvent::AudioConfig(a)) => {
+                self.codecs.audio = Some(a.into());
+                self.segmenter.set_codecs(self.codecs.clone())
+            }
+            Ok(MediaEvent::Frame(frame)) => self.segmenter.push(frame),
+            Ok(MediaEvent::Ignored) | Err(_) => return,
+        };
+    }
+
+    fn aggregate(&mut self, timestamp: u32, body: Bytes) {
+        let max_tags = Config::default().rtmp.max_aggregate_tags;
+        if let Ok(messages) = aggregate::split(timestamp, body, max_tags) {
+            for m in messages {
+                self.tag(m.tag_type, m.timestamp_ms, m.body);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let _ = self.segmenter.finish();
+    }
+}
+
+/// What an HLS request names: a media file name, and the blocking-reload query
+/// (`_HLS_msn`, `_HLS_part`) checked against a live edge. Lines of the input: name,
+/// msn, part.
+pub fn hls_request(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.split('\n');
+    let name = lines.next().unwrap_or_default();
+    let _ = names::parse(name);
+    let (msn, part) = (lines.next(), lines.next());
+    if let Ok(Some(request)) = blocking::parse(msn, part) {
+        let edge = Position {
+            last_complete: Some(5),
+            open_msn: 6,
+            open_parts: 3,
+            ended: false,
+        };
+        let _ = blocking::readiness(request, &edge, blocking::advance_limit_parts(200));
+    }
+}
+
+/// What a mesh peer sends, as an edge takes it: frames of `[length: u16 BE][protobuf]`.
+/// The first is also tried as a request; deliveries then follow as a subscription's
+/// do: a `Subscribed` answer merged into the edge's window with the replay events
+/// before `ReplayDone`, then live events followed one by one.
+pub fn mesh_frames(data: &[u8]) {
+    let mut frames = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+        let frame = &rest[..len.min(rest.len())];
+        rest = &rest[frame.len()..];
+        frames.push(frame);
+    }
+    if let Some(first) = frames.first() {
+        let _ = pb::Request::decode(*first);
+    }
+    let config = WindowConfig {
+        target_duration_s: 2,
+        part_target_ms: 200,
+        segments: 3,
+    };
+    let mut window = Window::new(config, 1);
+    let mut replay = None;
+    for frame in frames {
+        let Ok(pb::Delivery {
+            kind: Some(kind), ..
+        }) = pb::Delivery::decode(frame)
+        else {
+            continue;
+        };
+        match kind {
+            pb::delivery::Kind::Subscribed(s) => replay = wire::replay_from_wire(s).ok(),
+            pb::delivery::Kind::Event(e) => {
+                let Ok(event) = wire::event_from_wire(e) else {
+                    continue;
+                };
+                match replay.as_mut() {
+                    Some(r) => r.events.push(event),
+                    None => {
+                        let _ = replica::follow(&mut window, event);
+                    }
+                }
+            }
+            pb::delivery::Kind::ReplayDone(_) => {
+                if let Some(r) = replay.take() {
+                    replica::merge(&mut window, r);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The forwarding headers of an HTTP request from a trusted proxy (every address is
+/// trusted here, so every hop is read). The input is header lines `name: value`.
+pub fn forwarded_headers(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.trim().as_bytes()),
+            axum::http::HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let everyone = TrustedProxies::try_from(vec!["0.0.0.0/0".to_string(), "::/0".to_string()])
+        .expect("valid ranges");
+    let _ = everyone.http_client(std::net::Ipv4Addr::LOCALHOST.into(), &headers);
+}
+
+/// The first bytes of an RTMP connection from a trusted TCP load balancer. The
+/// listener splits its input at the length a complete header reports, so that length
+/// must lie within the input.
+pub fn proxy_header(data: &[u8]) {
+    if let client_addr::ProxyHeader::Done { len, .. } = client_addr::proxy_header(data) {
+        assert!(
+            len <= data.len(),
+            "a {len}-byte header in {} bytes",
+            data.len()
+        );
+    }
+}
+
+/// A configuration file's text, parsed and validated as `--config` does.
+pub fn config_file(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = Config::from_text(text, std::path::Path::new("fuzz.toml"));
+    }
+}
