@@ -43,7 +43,15 @@ impl BearerToken {
 /// to the message size limit (32 MiB for Raft).
 impl Interceptor for BearerToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        self.check(request.metadata())?;
+        if let Err(refused) = self.check(request.metadata()) {
+            // Debug, not warn: anyone who reaches the port can cause one per call.
+            tracing::debug!(
+                remote = ?request.remote_addr(),
+                reason = refused.message(),
+                "gRPC call refused"
+            );
+            return Err(refused);
+        }
         Ok(request)
     }
 }

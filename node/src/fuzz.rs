@@ -25,11 +25,12 @@ use crate::mesh::wire;
 use crate::rtmp::guard::{ChunkGuard, GuardLimits};
 
 /// The RTMP connection input through the real session code: the first byte picks the
-/// mode and how the rest is cut into reads. Mode 0: the rest is a client's handshake.
-/// Otherwise a real client completes the handshake and the rest is what it sends
-/// next: checked by [`ChunkGuard`] (default limits), then handled by rml_rtmp's
-/// session, which accepts `connect` and `publish` as the node would for a good key;
-/// media is parsed as ingest does, aggregates are split as the connection does.
+/// mode and how the rest is cut into reads. Even: the rest is a client's handshake.
+/// Odd: the rest is what a client sends once the handshake is done (a completed
+/// handshake leaves the session nothing: see the replay test), checked by
+/// [`ChunkGuard`] (default limits), then handled by rml_rtmp's session, which accepts
+/// `connect` and `publish` as the node would for a good key; media is parsed as
+/// ingest does, aggregates are split as the connection does.
 pub fn rtmp_session(data: &[u8]) {
     let Some((&mode, input)) = data.split_first() else {
         return;
@@ -45,9 +46,6 @@ pub fn rtmp_session(data: &[u8]) {
         }
         return;
     }
-    let Some(leftover) = handshake() else {
-        return;
-    };
     let rtmp = Config::default().rtmp;
     let mut guard = ChunkGuard::new(GuardLimits {
         max_media_message: rtmp.max_pending_bytes,
@@ -59,11 +57,7 @@ pub fn rtmp_session(data: &[u8]) {
         return;
     };
     let mut media = MediaSink::default();
-    let first = std::iter::once(leftover.as_slice());
-    for piece in first.chain(pieces(input, reads)) {
-        if piece.is_empty() {
-            continue;
-        }
+    for piece in pieces(input, reads) {
         if guard.check(piece).is_err() {
             return;
         }
@@ -106,9 +100,9 @@ pub fn rtmp_session(data: &[u8]) {
     media.finish();
 }
 
-/// Completes a handshake between a real client and the server; returns what the
-/// server had left over (nothing, as the client sends no more).
-fn handshake() -> Option<Vec<u8>> {
+/// Completes a handshake between a real client (rml_rtmp's) and the server; returns
+/// what the server had left over for the session.
+pub fn handshake_leftover() -> Option<Vec<u8>> {
     let mut client = Handshake::new(PeerType::Client);
     let mut server = Handshake::new(PeerType::Server);
     let c0c1 = client.generate_outbound_p0_and_p1().ok()?;

@@ -29,6 +29,12 @@ fn replay(name: &str, target: fn(&[u8])) -> usize {
     replayed
 }
 
+/// The session part of `rtmp_session` starts from nothing, as after a real handshake.
+#[test]
+fn a_real_handshake_leaves_the_session_nothing() {
+    assert_eq!(fuzz::handshake_leftover(), Some(Vec::new()));
+}
+
 #[test]
 fn rtmp_session() {
     replay("rtmp_session", fuzz::rtmp_session);
