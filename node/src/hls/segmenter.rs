@@ -207,9 +207,7 @@ impl Segmenter {
         if frame.keyframe
             && dts - self.segment_start_ms + duration / 2 >= self.rules.segment_target_ms
         {
-            self.close_part(end, out)?;
-            self.end_segment(out);
-            self.begin_segment(dts, out);
+            self.cut_segment(end, dts, out)?;
         } else if gap > duration {
             self.close_part(end, out)?;
             self.part_start_ms = dts;
@@ -238,9 +236,7 @@ impl Segmenter {
         let end = start + duration_ms;
         if !self.part_is_empty() {
             if end - self.segment_start_ms > self.rules.segment_max_ms {
-                self.close_part(start, out)?;
-                self.end_segment(out);
-                self.begin_segment(start, out);
+                self.cut_segment(start, start, out)?;
             } else if end - self.part_start_ms > self.rules.part_target_ms {
                 self.close_part(start, out)?;
             }
@@ -264,9 +260,7 @@ impl Segmenter {
         } else if self.audio_only() {
             let frame_ms = self.audio_frame_ms();
             if dts - self.segment_start_ms + frame_ms / 2 >= self.rules.segment_target_ms {
-                self.close_part(dts, out)?;
-                self.end_segment(out);
-                self.begin_segment(dts, out);
+                self.cut_segment(dts, dts, out)?;
             } else if dts - self.part_start_ms + frame_ms > self.rules.part_target_ms {
                 self.close_part(dts, out)?;
             }
@@ -278,11 +272,10 @@ impl Segmenter {
                 let duration = (dts - prev.dts_ms).clamp(1, self.rules.part_target_ms);
                 self.add_video(prev, duration, out)?;
             }
-            let segment_too_long = dts - self.segment_start_ms > self.rules.segment_max_ms;
-            self.close_part(dts, out)?;
-            if segment_too_long {
-                self.end_segment(out);
-                self.begin_segment(dts, out);
+            if dts - self.segment_start_ms > self.rules.segment_max_ms {
+                self.cut_segment(dts, dts, out)?;
+            } else {
+                self.close_part(dts, out)?;
             }
         }
         let rate = u64::from(self.audio_rate());
@@ -340,6 +333,20 @@ impl Segmenter {
         }
         self.in_segment = true;
         self.begin_segment(dts, out);
+        Ok(())
+    }
+
+    /// Ends the segment: its last part closes at `close_ms`, and the next segment
+    /// begins at `begin_ms` (later than `close_ms` across a gap in the source).
+    fn cut_segment(
+        &mut self,
+        close_ms: i64,
+        begin_ms: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), EncodeError> {
+        self.close_part(close_ms, out)?;
+        self.end_segment(out);
+        self.begin_segment(begin_ms, out);
         Ok(())
     }
 

@@ -29,10 +29,10 @@ use tracing::Instrument;
 
 use super::guard::{ChunkGuard, GuardLimits, Violation};
 use crate::context::NodeContext;
-use crate::media::{aggregate, flv};
+use crate::media::{TrackKind, aggregate, flv};
 use crate::metrics::ReasonLabel;
 use crate::node::NodeMsg;
-use crate::stream::ingest::{IngestMsg, MediaKind};
+use crate::stream::ingest::IngestMsg;
 use crate::stream::registry::StreamKey;
 use crate::stream::supervisor::{PublisherBinding, PublisherConn};
 use crate::stream::takeover;
@@ -380,14 +380,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
             } => {
-                self.forward(MediaKind::Audio, timestamp.value, data)
+                self.forward(TrackKind::Audio, timestamp.value, data)
                     .await?;
                 Ok(Vec::new())
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
             } => {
-                self.forward(MediaKind::Video, timestamp.value, data)
+                self.forward(TrackKind::Video, timestamp.value, data)
                     .await?;
                 Ok(Vec::new())
             }
@@ -493,7 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     /// Hands one media message to ingest, waiting for a pipeline credit.
     async fn forward(
         &mut self,
-        kind: MediaKind,
+        kind: TrackKind,
         timestamp_ms: u32,
         body: Bytes,
     ) -> Result<(), Closed> {
@@ -530,11 +530,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         for m in messages {
             match m.tag_type {
                 flv::AUDIO_TAG => {
-                    self.forward(MediaKind::Audio, m.timestamp_ms, m.body)
+                    self.forward(TrackKind::Audio, m.timestamp_ms, m.body)
                         .await?
                 }
                 flv::VIDEO_TAG => {
-                    self.forward(MediaKind::Video, m.timestamp_ms, m.body)
+                    self.forward(TrackKind::Video, m.timestamp_ms, m.body)
                         .await?
                 }
                 _ => {}

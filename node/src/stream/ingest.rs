@@ -20,7 +20,7 @@ use super::segmenter::SegmenterMsg;
 use super::stats::StreamStats;
 use crate::context::NodeContext;
 use crate::media::flv::{self, TagError};
-use crate::media::{Codecs, MediaEvent};
+use crate::media::{Codecs, MediaEvent, TrackKind};
 use crate::metrics::StreamMetrics;
 
 /// After this many malformed tags in a row the publisher is disconnected.
@@ -29,15 +29,9 @@ const MALFORMED_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Bitrate is measured over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Audio,
-    Video,
-}
-
 pub enum IngestMsg {
     Media {
-        kind: MediaKind,
+        kind: TrackKind,
         timestamp_ms: u32,
         body: Bytes,
         permit: OwnedSemaphorePermit,
@@ -139,7 +133,7 @@ impl Actor for IngestActor {
 impl IngestState {
     fn media(
         &mut self,
-        kind: MediaKind,
+        kind: TrackKind,
         timestamp_ms: u32,
         body: Bytes,
         permit: OwnedSemaphorePermit,
@@ -148,8 +142,8 @@ impl IngestState {
         self.measure_bitrate(len)?;
         self.metrics.ingest_bytes.inc_by(len);
         let event = match kind {
-            MediaKind::Video => flv::video_event(timestamp_ms, body),
-            MediaKind::Audio => flv::audio_event(timestamp_ms, body),
+            TrackKind::Video => flv::video_event(timestamp_ms, body),
+            TrackKind::Audio => flv::audio_event(timestamp_ms, body),
         };
         let event = match event {
             Ok(event) => {
@@ -188,8 +182,8 @@ impl IngestState {
             }
             MediaEvent::Frame(frame) => {
                 match kind {
-                    MediaKind::Video => self.metrics.video_frames.inc(),
-                    MediaKind::Audio => self.metrics.audio_frames.inc(),
+                    TrackKind::Video => self.metrics.video_frames.inc(),
+                    TrackKind::Audio => self.metrics.audio_frames.inc(),
                 };
                 let msg = SegmenterMsg::Frame {
                     publisher: self.publisher,
