@@ -60,34 +60,32 @@ impl Slots {
     }
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let mut held = self.held.lock().expect("slots lock");
-        let (count, by_ip) = &mut *held;
-        if *count >= self.total {
-            return Err(Refusal::Total);
-        }
-        let mine = by_ip.entry(ip).or_insert(0);
-        if *mine >= self.per_ip {
-            return Err(Refusal::PerAddress);
-        }
-        *mine += 1;
-        *count += 1;
-        Ok(Slot {
-            slots: self.clone(),
-            ip: Some(ip),
-        })
+        self.acquire(Some(ip))
     }
 
     /// A slot counted only in the total: a trusted proxy's connections carry many
     /// clients, whose own addresses are limited where they are known.
     pub fn try_acquire_shared(self: &Arc<Self>) -> Result<Slot, Refusal> {
+        self.acquire(None)
+    }
+
+    fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Refusal> {
         let mut held = self.held.lock().expect("slots lock");
-        if held.0 >= self.total {
+        let (count, by_ip) = &mut *held;
+        if *count >= self.total {
             return Err(Refusal::Total);
         }
-        held.0 += 1;
+        if let Some(ip) = ip {
+            let mine = by_ip.entry(ip).or_insert(0);
+            if *mine >= self.per_ip {
+                return Err(Refusal::PerAddress);
+            }
+            *mine += 1;
+        }
+        *count += 1;
         Ok(Slot {
             slots: self.clone(),
-            ip: None,
+            ip,
         })
     }
 

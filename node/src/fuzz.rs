@@ -38,7 +38,7 @@ pub fn rtmp_session(data: &[u8]) {
     let reads = read_sizes(mode);
     if mode & 1 == 0 {
         let mut server = Handshake::new(PeerType::Server);
-        for piece in pieces(input, reads) {
+        for piece in input.chunks(reads) {
             match server.process_bytes(piece) {
                 Ok(HandshakeProcessResult::InProgress { .. }) => {}
                 Ok(HandshakeProcessResult::Completed { .. }) | Err(_) => return,
@@ -57,7 +57,7 @@ pub fn rtmp_session(data: &[u8]) {
         return;
     };
     let mut media = MediaSink::default();
-    for piece in pieces(input, reads) {
+    for piece in input.chunks(reads) {
         if guard.check(piece).is_err() {
             return;
         }
@@ -127,10 +127,6 @@ pub fn handshake_leftover() -> Option<Vec<u8>> {
 /// client's bytes arrive in pieces of any size, and the guard must not care.
 fn read_sizes(mode: u8) -> usize {
     [1, 7, 128, 4096][usize::from(mode >> 1) & 3]
-}
-
-fn pieces(input: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
-    input.chunks(size)
 }
 
 /// FLV tag bodies through ingest's parsing (AVC/AAC configurations, frames) and the

@@ -93,13 +93,7 @@ async fn only_peers_certified_by_the_cluster_ca_get_in() {
     let (stranger, _) = start(&other_ca, &certs::new_node(&other_ca, 9, &[]).unwrap(), 9);
     assert!(stranger.ping(addr, 1).await.is_err());
     assert!(one.ping(stranger.local_addr().unwrap(), 9).await.is_err());
-    let refused = || {
-        let text = one_metrics.encode();
-        text.lines()
-            .find_map(|l| l.strip_prefix("castmesh_mesh_handshakes_refused_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let refused = || metric(&one_metrics, "castmesh_mesh_handshakes_refused_total ");
     // The refusal is counted by the node that refused it.
     for _ in 0..50 {
         if refused() >= 1.0 {
@@ -297,14 +291,7 @@ async fn a_stalled_subscriber_is_cut_off_without_holding_up_the_others() {
         }
     }
     producer.await.unwrap();
-    let gauge = |name: &str| {
-        metrics
-            .encode()
-            .lines()
-            .find_map(|l| l.strip_prefix(name).map(str::to_string))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let gauge = |name: &str| metric(&metrics, name);
     let subscriptions = "castmesh_mesh_subscriptions{stream=\"show\"} ";
     assert_eq!(gauge(subscriptions), 2.0);
     // The fast subscriber leaves while the stream is quiet: its subscription ends
@@ -317,14 +304,7 @@ async fn a_stalled_subscriber_is_cut_off_without_holding_up_the_others() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(gauge(subscriptions), 1.0, "the departed subscriber is gone");
-    let overflows = || {
-        metrics
-            .encode()
-            .lines()
-            .find_map(|l| l.strip_prefix("castmesh_mesh_subscriber_overflows_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let overflows = || metric(&metrics, "castmesh_mesh_subscriber_overflows_total ");
     // Every change reached the fast subscriber while the slow one still held its
     // subscription: the origin did not wait for it.
     assert_eq!(overflows(), 0.0);

@@ -30,6 +30,23 @@ pub fn connect_from(local: &str, to: std::net::SocketAddr) -> std::net::TcpStrea
     s
 }
 
+/// `GET path` from the local address `local` on a connection of its own, with one
+/// extra header line (`Name: value`); the whole answer, or what came within 5 s.
+pub fn http_get_from(local: &str, to: std::net::SocketAddr, path: &str, header: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = connect_from(local, to);
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use castmesh_tests::ffmpeg::Publisher;
 use castmesh_tests::node::Node;
 use castmesh_tests::rtmp_raw::{closed_within, connect_and_publish, handshake, read_until};
-use castmesh_tests::{connect_from, wait_for};
+use castmesh_tests::{connect_from, http_get_from, wait_for};
 
 const PROXY: &str = "127.0.0.10";
 const CLOSE: Duration = Duration::from_secs(5);
@@ -94,16 +94,8 @@ fn a_trusted_proxy_names_the_rtmp_client_and_nobody_else_can() {
 
 /// Fetches the stream's playlist from `local`, as forwarded for `client`.
 fn get_for(local: &str, node: &Node, client: &str) -> String {
-    let mut s = connect_from(local, node.http);
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET /hls/counted/media.m3u8 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
-    answer
+    let header = format!("X-Forwarded-For: {client}");
+    http_get_from(local, node.http, "/hls/counted/media.m3u8", &header)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use castmesh_tests::ffmpeg::{Publisher, Reader};
 use castmesh_tests::hls_check::parse;
 use castmesh_tests::node::Node;
 use castmesh_tests::rtmp_raw::closed_within;
-use castmesh_tests::{connect_from, wait_for};
+use castmesh_tests::{connect_from, http_get_from, wait_for};
 
 fn closed_count(node: &Node, reason: &str) -> f64 {
     node.metric(&format!(
@@ -123,16 +123,8 @@ fn a_client_that_stops_reading_is_closed_and_one_address_gets_its_share() {
 
 /// Fetches `path` from `local` with `cookie`, on a connection of its own.
 fn get_with_cookie(local: &str, node: &Node, path: &str, cookie: &str) -> String {
-    let mut s = connect_from(local, node.http);
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nCookie: castmesh_viewer={cookie}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut answer);
-    answer
+    let header = format!("Cookie: castmesh_viewer={cookie}");
+    http_get_from(local, node.http, path, &header)
 }
 
 #[test]
