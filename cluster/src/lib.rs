@@ -13,10 +13,10 @@ pub mod member;
 pub mod membership;
 pub mod model;
 pub mod raft;
-pub mod sabotage;
 pub mod state;
 pub mod transport;
 
+pub use castmesh_sabotage as sabotage;
 pub use openraft;
 
 pub use command::{Command, Rejection, Response};

@@ -16,13 +16,13 @@ use rml_rtmp::sessions::{
 
 use crate::client_addr::{self, TrustedProxies};
 use crate::config::Config;
-use crate::hls::segmenter::{CutRules, Segmenter};
-use crate::hls::window::{Position, Window, WindowConfig};
-use crate::hls::{blocking, names, replica};
-use crate::media::codecs::Codecs;
-use crate::media::{MediaEvent, aggregate, flv};
 use crate::mesh::wire;
 use crate::rtmp::guard::{ChunkGuard, GuardLimits};
+use castmesh_media::codecs::Codecs;
+use castmesh_media::hls::packager::{CutRules, Packager};
+use castmesh_media::hls::window::{Position, Window, WindowConfig};
+use castmesh_media::hls::{blocking, names, replica};
+use castmesh_media::{MediaEvent, aggregate, flv};
 
 /// The RTMP connection input through the real session code: the first byte picks the
 /// mode and how the rest is cut into reads. Even: the rest is a client's handshake.
@@ -162,7 +162,7 @@ pub fn aggregate_message(data: &[u8]) {
 /// What ingest and the segmenter do with media tags, without actors.
 struct MediaSink {
     codecs: Codecs,
-    segmenter: Segmenter,
+    packager: Packager,
 }
 
 impl Default for MediaSink {
@@ -175,7 +175,7 @@ impl Default for MediaSink {
         };
         Self {
             codecs: Codecs::default(),
-            segmenter: Segmenter::new(rules, 0, false),
+            packager: Packager::new(rules, 0, false),
         }
     }
 }
@@ -191,13 +191,13 @@ impl MediaSink {
         let _ = match event {
             Ok(MediaEvent::VideoConfig(v)) => {
                 self.codecs.video = Some(v.into());
-                self.segmenter.set_codecs(self.codecs.clone())
+                self.packager.set_codecs(self.codecs.clone())
             }
             Ok(MediaEvent::AudioConfig(a)) => {
                 self.codecs.audio = Some(a.into());
-                self.segmenter.set_codecs(self.codecs.clone())
+                self.packager.set_codecs(self.codecs.clone())
             }
-            Ok(MediaEvent::Frame(frame)) => self.segmenter.push(frame),
+            Ok(MediaEvent::Frame(frame)) => self.packager.push(frame),
             Ok(MediaEvent::Ignored) | Err(_) => return,
         };
     }
@@ -212,7 +212,7 @@ impl MediaSink {
     }
 
     fn finish(&mut self) {
-        let _ = self.segmenter.finish();
+        let _ = self.packager.finish();
     }
 }
 

@@ -14,8 +14,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::task::JoinHandle;
 
 use crate::context::NodeContext;
-use crate::hls::live::LiveStream;
-use crate::hls::window::WindowConfig;
+use crate::live::LiveStream;
 use crate::seams::Network;
 use crate::stream::directory::{self, StreamHandle};
 use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
@@ -27,6 +26,7 @@ use crate::stream::supervisor::{
 #[cfg(feature = "test-hooks")]
 use crate::supervision::StreamChild;
 use crate::{http, rtmp};
+use castmesh_media::hls::window::WindowConfig;
 
 /// How long a publish waits for the stream's edge here to stop before it takes its
 /// window over.

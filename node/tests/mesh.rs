@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use castmesh_node::hls::live::LiveStream;
-use castmesh_node::hls::window::{Part, WindowConfig, WindowEvent};
-use castmesh_node::media::Codecs;
+use castmesh_media::Codecs;
+use castmesh_media::hls::window::{Part, WindowConfig, WindowEvent};
+use castmesh_node::live::LiveStream;
 use castmesh_node::mesh::certs::{self, Pem};
 use castmesh_node::mesh::subscription::{HandOver, StreamSource, SubscriptionError};
 use castmesh_node::mesh::{Members, Mesh};

@@ -17,14 +17,14 @@ use bytes::Bytes;
 
 use super::viewer;
 use super::{AppState, ClientAddr, error};
-use crate::hls::blocking::{self, Readiness};
-use crate::hls::live::Snapshot;
-use crate::hls::names::{self, MediaName};
-use crate::hls::window::Position;
+use crate::live::Snapshot;
 use crate::node::NodeMsg;
 use crate::stream::directory::{Role, StreamHandle};
 use crate::stream::registry::{OriginLookup, StreamId};
 use crate::stream::stats::Phase;
+use castmesh_media::hls::blocking::{self, Readiness};
+use castmesh_media::hls::names::{self, MediaName};
+use castmesh_media::hls::window::Position;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 

@@ -20,9 +20,9 @@ use castmesh_proto::mesh::v1::{Ping, Pong, Request, Subscribe, ViewerCounts, Vie
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::hls::window::Replay;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::seams::Clock;
+use castmesh_media::hls::window::Replay;
 use certs::Pem;
 use subscription::{Replayed, Serving, StreamSource, Subscription, SubscriptionError};
 use tls::{MeshTls, peer_node};

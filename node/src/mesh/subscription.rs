@@ -16,11 +16,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::{framing, wire};
-use crate::hls::window::{Replay, WindowEvent};
 use crate::metrics::{GaugeHold, Metrics, ReasonLabel};
 use crate::seams::Clock;
 use crate::stream::directory::StreamHandle;
 use crate::stream::stats::StreamStats;
+use castmesh_media::hls::window::{Replay, WindowEvent};
 
 /// QUIC stream reset code: the subscriber fell behind and was cut off.
 pub const RESET_OVERFLOW: u32 = 1;

@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use castmesh_proto::mesh::v1 as pb;
 use pb::window_event::Kind;
 
-use crate::hls::window::{Part, Replay, WindowConfig, WindowEvent};
-use crate::media::{AudioConfig, Codecs, VideoConfig};
+use castmesh_media::hls::window::{Part, Replay, WindowConfig, WindowEvent};
+use castmesh_media::{AudioConfig, Codecs, VideoConfig};
 
 /// Bounds on a peer's window config (far above any sensible setting).
 const MAX_TARGET_DURATION_S: u32 = 60;
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn events_survive_the_wire() {
-        let codecs = crate::media::codecs::tests::h264_aac();
+        let codecs = castmesh_media::testing::h264_aac();
         let pdt = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let events = [
             WindowEvent::Init {

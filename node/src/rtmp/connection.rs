@@ -29,13 +29,13 @@ use tracing::Instrument;
 
 use super::guard::{ChunkGuard, GuardLimits, Violation};
 use crate::context::NodeContext;
-use crate::media::{TrackKind, aggregate, flv};
 use crate::metrics::ReasonLabel;
 use crate::node::NodeMsg;
 use crate::stream::ingest::IngestMsg;
 use crate::stream::registry::StreamKey;
 use crate::stream::supervisor::{PublisherBinding, PublisherConn};
 use crate::stream::takeover;
+use castmesh_media::{TrackKind, aggregate, flv};
 
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a publish request may wait for the node to attach it.

@@ -10,7 +10,7 @@ use ractor::ActorRef;
 use super::registry::StreamId;
 use super::stats::StreamStats;
 use super::supervisor::StreamMsg;
-use crate::hls::live::LiveStream;
+use crate::live::LiveStream;
 
 /// Whether this node makes a stream's media or relays it from another node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

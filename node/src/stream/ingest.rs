@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use super::segmenter::SegmenterMsg;
 use super::stats::StreamStats;
 use crate::context::NodeContext;
-use crate::media::flv::{self, TagError};
-use crate::media::{Codecs, MediaEvent, TrackKind};
 use crate::metrics::StreamMetrics;
+use castmesh_media::flv::{self, TagError};
+use castmesh_media::{Codecs, MediaEvent, TrackKind};
 
 /// After this many malformed tags in a row the publisher is disconnected.
 const MAX_MALFORMED_IN_A_ROW: u32 = 50;

@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 use super::registry::{OriginLookup, StreamId};
 use super::stats::{Phase, StreamStats};
 use crate::context::NodeContext;
-use crate::hls::live::LiveStream;
-use crate::hls::replica::{self, Merged};
-use crate::hls::window::WindowEvent;
+use crate::live::LiveStream;
 use crate::mesh::Mesh;
 use crate::mesh::subscription::{Subscription, SubscriptionError};
 use crate::metrics::{GaugeHold, ReasonLabel};
+use castmesh_media::hls::replica::{self, Merged};
+use castmesh_media::hls::window::WindowEvent;
 
 /// How often the relay checks that the lease still names the node it follows and
 /// that someone still watches.

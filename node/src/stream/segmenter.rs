@@ -1,4 +1,4 @@
-//! The segmenter actor: runs [`hls::segmenter::Segmenter`] for one stream and
+//! The segmenter actor: runs the pure [`Packager`] for one stream and
 //! applies its output to the stream's [`LiveStream`] window.
 //!
 //! The window outlives this actor. When it is restarted after a panic, the new
@@ -12,11 +12,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::context::NodeContext;
-use crate::hls::live::LiveStream;
-use crate::hls::segmenter::{CutRules, Output, Segmenter};
-use crate::hls::window::Part;
-use crate::media::{Codecs, Frame};
+use crate::live::LiveStream;
 use crate::metrics::StreamMetrics;
+use castmesh_media::hls::packager::{CutRules, Output, Packager};
+use castmesh_media::hls::window::Part;
+use castmesh_media::{Codecs, Frame};
 
 /// Media messages carry the generation of the publisher that sent them: after a
 /// takeover, a frame the old ingest was still handling is recognised and dropped.
@@ -51,7 +51,7 @@ pub struct SegmenterArgs {
 
 pub struct SegmenterState {
     args: SegmenterArgs,
-    segmenter: Segmenter,
+    packager: Packager,
     publisher: u64,
     metrics: StreamMetrics,
     /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
@@ -89,7 +89,7 @@ impl Actor for SegmenterActor {
             tracing::warn!(stream = %args.stream, "segmenter restarted; continuing after a discontinuity");
         }
         Ok(SegmenterState {
-            segmenter: Segmenter::new(rules, start_at, restarted),
+            packager: Packager::new(rules, start_at, restarted),
             publisher: args.publisher,
             metrics: args.ctx.metrics.for_stream(&args.stream),
             args,
@@ -105,18 +105,18 @@ impl Actor for SegmenterActor {
     ) -> Result<(), ActorProcessingErr> {
         let outputs = match msg {
             SegmenterMsg::Codecs { publisher, codecs } if publisher == state.publisher => {
-                state.segmenter.set_codecs(codecs)?
+                state.packager.set_codecs(codecs)?
             }
             SegmenterMsg::Frame {
                 publisher, frame, ..
-            } if publisher == state.publisher => state.segmenter.push(frame)?,
+            } if publisher == state.publisher => state.packager.push(frame)?,
             SegmenterMsg::Codecs { .. } | SegmenterMsg::Frame { .. } => return Ok(()),
             SegmenterMsg::NewPublisher(publisher) => {
                 state.publisher = publisher;
-                state.segmenter.new_publisher()?
+                state.packager.new_publisher()?
             }
             SegmenterMsg::EndOfStream => {
-                let out = state.segmenter.finish()?;
+                let out = state.packager.finish()?;
                 state.apply(out);
                 state.args.live.update(|w| w.end_stream());
                 return Ok(());
@@ -138,14 +138,14 @@ impl SegmenterState {
         let wall = self.args.ctx.seams.clock.wall();
         let anchor = &mut self.anchor;
         // Where the stream timeline stands, so a restarted segmenter continues after it.
-        let part_end = self.segmenter.timeline_end_ms().unwrap_or(0);
+        let part_end = self.packager.timeline_end_ms().unwrap_or(0);
         let bytes_held = self.args.live.update(|w| {
             for output in outputs {
                 match output {
                     Output::Init { bytes, codecs } => {
                         w.add_init(bytes, codecs);
                     }
-                    Output::SegmentStart {
+                    Output::BeginSegment {
                         discontinuity,
                         start_ms,
                     } => {
@@ -171,7 +171,7 @@ impl SegmenterState {
                         );
                         metrics.parts.inc();
                     }
-                    Output::SegmentEnd => {
+                    Output::EndSegment => {
                         w.end_segment();
                         metrics.segments.inc();
                     }

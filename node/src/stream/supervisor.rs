@@ -26,7 +26,7 @@ use super::stats::{Phase, StreamStats};
 use super::takeover::{self, Predecessor};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
 use crate::context::NodeContext;
-use crate::hls::live::LiveStream;
+use crate::live::LiveStream;
 use crate::mesh::subscription::HandOver;
 use crate::metrics::ActorLabel;
 use crate::supervision::{RestartIntensity, StreamChild};

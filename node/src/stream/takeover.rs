@@ -23,9 +23,9 @@ use tokio::task::JoinSet;
 use super::registry::{PublishDenied, StreamId};
 use crate::config::Config;
 use crate::context::NodeContext;
-use crate::hls::replica::{self, Merged};
-use crate::hls::window::{Replay, Window, WindowEvent};
 use crate::mesh::subscription::SubscriptionError;
+use castmesh_media::hls::replica::{self, Merged};
+use castmesh_media::hls::window::{Replay, Window, WindowEvent};
 
 /// Longest a publish waits for the other nodes' answers.
 const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -177,9 +177,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::hls::playlist;
-    use crate::hls::window::tests::{fill_segment, window};
-    use crate::media::Codecs;
+    use castmesh_media::Codecs;
+    use castmesh_media::hls::playlist;
+    use castmesh_media::testing::{fill_segment, window};
 
     /// An origin's window: segments 0 and 1 complete, 2 open with 4 parts.
     fn produced(run: u32) -> Window {

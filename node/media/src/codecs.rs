@@ -111,31 +111,3 @@ impl Codecs {
         parts.join(",")
     }
 }
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// 1280x720 H.264 High + AAC-LC stereo, as unit tests' publishers send.
-    pub(crate) fn h264_aac() -> Codecs {
-        Codecs {
-            video: Some(Arc::new(VideoConfig {
-                profile: 100,
-                compatibility: 0,
-                level: 31,
-                nal_length_size: 4,
-                sps: vec![Bytes::from_static(&[0x67, 0x64, 0, 0x1f])],
-                pps: vec![Bytes::from_static(&[0x68, 0xee])],
-                width: 1280,
-                height: 720,
-                frame_rate: Some(30.0),
-            })),
-            audio: Some(Arc::new(AudioConfig {
-                asc: Bytes::from_static(&[0x12, 0x10]),
-                object_type: 2,
-                sample_rate: 44_100,
-                channels: 2,
-            })),
-        }
-    }
-}

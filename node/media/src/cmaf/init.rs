@@ -7,7 +7,7 @@ use mp4_atom::{
 };
 
 use super::{AUDIO_TRACK_ID, EncodeError, VIDEO_TIMESCALE, VIDEO_TRACK_ID};
-use crate::media::{AudioConfig, Codecs, VideoConfig};
+use crate::{AudioConfig, Codecs, VideoConfig};
 
 /// Track ids and timescales an init segment declares; fragments must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -155,9 +155,9 @@ fn part_lines(out: &mut String, run: u32, seg: &Segment) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Codecs;
     use crate::hls::window::WindowConfig;
-    use crate::hls::window::tests::fill_segment;
-    use crate::media::Codecs;
+    use crate::testing::fill_segment;
     use bytes::Bytes;
 
     fn w() -> Window {
@@ -207,7 +207,7 @@ mod tests {
             1,
         );
         assert_eq!(render_multivariant(&w), None, "no init yet");
-        let video = crate::media::VideoConfig {
+        let video = crate::VideoConfig {
             profile: 100,
             compatibility: 0,
             level: 31,

@@ -12,8 +12,8 @@
 use bytes::Bytes;
 
 use crate::cmaf::{self, EncodeError, Sample, TrackRun, VIDEO_TIMESCALE, init::TrackLayout};
-use crate::media::timeline::Timeline;
-use crate::media::{AudioConfig, Codecs, Frame, TrackKind};
+use crate::timeline::Timeline;
+use crate::{AudioConfig, Codecs, Frame, TrackKind};
 
 /// In an audio+video stream, audio closes the part itself once video has been silent
 /// for this many part targets (normal interleaving jitter stays well below it).
@@ -30,7 +30,7 @@ pub struct CutRules {
     pub jump_threshold_ms: u32,
 }
 
-/// What the segmenter produced, in order.
+/// What the packager produced, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// A new init segment; segments after it are decoded with it.
@@ -39,7 +39,7 @@ pub enum Output {
         codecs: Codecs,
     },
     /// A new segment begins at `start_ms` on the stream timeline.
-    SegmentStart {
+    BeginSegment {
         discontinuity: bool,
         start_ms: i64,
     },
@@ -48,7 +48,7 @@ pub enum Output {
         duration_ms: f64,
         independent: bool,
     },
-    SegmentEnd,
+    EndSegment,
 }
 
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl Run {
     }
 }
 
-pub struct Segmenter {
+pub struct Packager {
     rules: CutRules,
     timeline: Timeline,
     codecs: Codecs,
@@ -91,9 +91,9 @@ pub struct Segmenter {
     audio_next: Option<u64>,
 }
 
-impl Segmenter {
+impl Packager {
     /// `start_at_ms` continues an existing timeline; `discontinuity` marks the first
-    /// segment (a restarted segmenter continuing a stream's playlist).
+    /// segment (a restarted segmenter actor continuing a stream's playlist).
     pub fn new(rules: CutRules, start_at_ms: i64, discontinuity: bool) -> Self {
         Self {
             rules,
@@ -113,7 +113,7 @@ impl Segmenter {
         }
     }
 
-    /// Latest point of the timeline; a successor segmenter starts after it.
+    /// Latest point of the timeline; a successor packager starts after it.
     pub fn timeline_end_ms(&self) -> Option<i64> {
         self.timeline.latest()
     }
@@ -351,7 +351,7 @@ impl Segmenter {
     }
 
     fn begin_segment(&mut self, dts: i64, out: &mut Vec<Output>) {
-        out.push(Output::SegmentStart {
+        out.push(Output::BeginSegment {
             discontinuity: std::mem::take(&mut self.discontinuity_next),
             start_ms: dts,
         });
@@ -360,7 +360,7 @@ impl Segmenter {
     }
 
     fn end_segment(&mut self, out: &mut Vec<Output>) {
-        out.push(Output::SegmentEnd);
+        out.push(Output::EndSegment);
     }
 
     /// Closes the current part at `boundary_ms` (the first frame of the next part).
@@ -441,7 +441,7 @@ mod tests {
     }
 
     fn codecs() -> Codecs {
-        crate::media::codecs::tests::h264_aac()
+        crate::testing::h264_aac()
     }
 
     fn video(ms: u32, keyframe: bool) -> Frame {
@@ -465,7 +465,7 @@ mod tests {
     }
 
     /// Feeds `seconds` of 30 fps video with a keyframe every `gop` frames, plus audio.
-    fn feed(seg: &mut Segmenter, from_frame: u32, frames: u32, gop: u32) -> Vec<Output> {
+    fn feed(seg: &mut Packager, from_frame: u32, frames: u32, gop: u32) -> Vec<Output> {
         let mut out = Vec::new();
         let mut next_audio = from_frame * 1000 / 30;
         for i in from_frame..from_frame + frames {
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn cuts_segments_at_keyframes_and_parts_under_target() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         let out = feed(&mut seg, 0, 30 * 7, 60);
         assert!(matches!(out[0], Output::Init { .. }));
@@ -491,7 +491,7 @@ mod tests {
         let mut at_segment_start = false;
         for o in &out {
             match o {
-                Output::SegmentStart { .. } => {
+                Output::BeginSegment { .. } => {
                     segment_ms = 0.0;
                     at_segment_start = true;
                 }
@@ -507,7 +507,7 @@ mod tests {
                         at_segment_start = false;
                     }
                 }
-                Output::SegmentEnd => durations.push(segment_ms),
+                Output::EndSegment => durations.push(segment_ms),
                 Output::Init { .. } => {}
             }
         }
@@ -520,15 +520,15 @@ mod tests {
 
     #[test]
     fn long_gops_are_cut_at_the_target_duration() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         let out = feed(&mut seg, 0, 30 * 9, 250);
         let mut segment_ms = 0.0;
         for o in &out {
             match o {
-                Output::SegmentStart { .. } => segment_ms = 0.0,
+                Output::BeginSegment { .. } => segment_ms = 0.0,
                 Output::Part { duration_ms, .. } => segment_ms += duration_ms,
-                Output::SegmentEnd => assert!(segment_ms < 2500.0, "{segment_ms}"),
+                Output::EndSegment => assert!(segment_ms < 2500.0, "{segment_ms}"),
                 _ => {}
             }
         }
@@ -536,18 +536,18 @@ mod tests {
 
     #[test]
     fn a_new_publisher_gives_one_discontinuity_and_continues_the_timeline() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         feed(&mut seg, 0, 90, 60);
         let end = seg.timeline_end_ms().unwrap();
         let flushed = seg.new_publisher().unwrap();
-        assert_eq!(flushed.last(), Some(&Output::SegmentEnd));
+        assert_eq!(flushed.last(), Some(&Output::EndSegment));
         seg.set_codecs(codecs()).unwrap();
         let out = feed(&mut seg, 0, 90, 60);
         let starts: Vec<_> = out
             .iter()
             .filter_map(|o| match o {
-                Output::SegmentStart {
+                Output::BeginSegment {
                     discontinuity,
                     start_ms,
                 } => Some((*discontinuity, *start_ms)),
@@ -568,7 +568,7 @@ mod tests {
     /// every segment must still start at a keyframe.
     #[test]
     fn ntsc_frame_rates_keep_segments_on_keyframes() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         let mut out = Vec::new();
         for i in 0..(60 * 6) {
@@ -579,7 +579,7 @@ mod tests {
         let mut segments = 0;
         for o in &out {
             match o {
-                Output::SegmentStart { .. } => expect_independent = true,
+                Output::BeginSegment { .. } => expect_independent = true,
                 Output::Part {
                     independent,
                     duration_ms,
@@ -594,7 +594,7 @@ mod tests {
                     }
                     assert!(*duration_ms <= 200.0, "part of {duration_ms} ms");
                 }
-                Output::SegmentEnd => segments += 1,
+                Output::EndSegment => segments += 1,
                 _ => {}
             }
         }
@@ -605,7 +605,7 @@ mod tests {
     /// sample is frozen for the whole gap, and nothing accumulates.
     #[test]
     fn a_video_stall_does_not_stop_the_parts() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         let mut out = feed(&mut seg, 0, 60, 60);
         let mut ms = 2000;
@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn audio_only_streams_are_cut_by_time() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         let only_audio = Codecs {
             video: None,
             ..codecs()
@@ -660,7 +660,7 @@ mod tests {
                     assert!(*duration_ms <= 200.0 && *independent, "{duration_ms}");
                     parts += 1;
                 }
-                Output::SegmentEnd => segments += 1,
+                Output::EndSegment => segments += 1,
                 _ => {}
             }
         }
@@ -670,7 +670,7 @@ mod tests {
 
     #[test]
     fn frames_before_the_first_keyframe_are_dropped() {
-        let mut seg = Segmenter::new(rules(), 0, false);
+        let mut seg = Packager::new(rules(), 0, false);
         seg.set_codecs(codecs()).unwrap();
         assert!(seg.push(video(0, false)).unwrap().is_empty());
         assert!(seg.push(audio(10)).unwrap().is_empty());

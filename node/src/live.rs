@@ -12,9 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use super::playlist;
-use super::window::{Position, Replay, Window, WindowConfig, WindowEvent};
-use crate::media::Codecs;
+use castmesh_media::Codecs;
+use castmesh_media::hls::playlist;
+use castmesh_media::hls::window::{Position, Replay, Window, WindowConfig, WindowEvent};
 
 /// One rendered state of the playlist.
 #[derive(Debug, Clone, Default)]

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use castmesh_cluster::sabotage::{self, Bug};
+use castmesh_sabotage::{self as sabotage, Bug};
 
-use crate::media::Codecs;
+use crate::Codecs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
@@ -565,37 +565,9 @@ impl Window {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn window(segments: usize) -> Window {
-        Window::new(
-            WindowConfig {
-                target_duration_s: 2,
-                part_target_ms: 200,
-                segments,
-            },
-            1,
-        )
-    }
-
-    /// Adds a segment of `parts` 200 ms parts; leaves it open unless `close`.
-    pub(crate) fn fill_segment(w: &mut Window, discontinuity: bool, parts: usize, close: bool) {
-        w.begin_segment(discontinuity, SystemTime::UNIX_EPOCH);
-        for i in 0..parts {
-            w.push_part(
-                Part {
-                    duration_ms: 200.0,
-                    independent: i == 0,
-                    data: Bytes::from(vec![i as u8; 10]),
-                },
-                0,
-            );
-        }
-        if close {
-            w.end_segment();
-        }
-    }
+    use crate::testing::{fill_segment, window};
 
     fn add_segment(w: &mut Window, discontinuity: bool, parts: usize) {
         fill_segment(w, discontinuity, parts, true);
