@@ -851,9 +851,9 @@ pub enum CertCommand {
         /// Extra host names or addresses the certificate should carry.
         #[arg(long)]
         host: Vec<String>,
-        /// Days the certificate is valid.
-        #[arg(long, default_value_t = crate::mesh::certs::NODE_DAYS)]
-        days: u32,
+        /// Days the certificate is valid [default: 365].
+        #[arg(long)]
+        days: Option<u32>,
     },
     /// Re-sign node N's certificate (same key and names) for another period, replacing
     /// DIR/node-N.pem; restart the node to use it.
@@ -862,9 +862,9 @@ pub enum CertCommand {
         dir: PathBuf,
         #[arg(long)]
         node_id: u64,
-        /// Days the certificate is valid from now.
-        #[arg(long, default_value_t = crate::mesh::certs::NODE_DAYS)]
-        days: u32,
+        /// Days the certificate is valid from now [default: 365].
+        #[arg(long)]
+        days: Option<u32>,
     },
 }
 

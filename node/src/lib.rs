@@ -14,7 +14,6 @@ pub mod admission;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;
-pub mod context;
 pub mod deadline_io;
 pub mod fuzz;
 pub mod http;
@@ -36,11 +35,12 @@ use tokio::task::JoinHandle;
 use cluster::ClusterNode;
 use cluster::storage::Storage;
 use config::Config;
-use context::NodeContext;
 use metrics::Metrics;
-use node::{NodeArgs, NodeMsg, NodeSupervisor};
+use node::{NodeArgs, NodeSupervisor};
 use seams::{Network, Seams};
+use stream::context::NodeContext;
 use stream::registry::StreamRegistry;
+use stream::requests::NodeMsg;
 
 /// Starts the media side of a node: binds its listeners and spawns its supervisor.
 pub async fn start<N: Network>(

@@ -16,8 +16,10 @@ fn cert(command: &CertCommand) -> ExitCode {
             node_id,
             host,
             days,
-        } => certs::issue(dir, *node_id, host, *days),
-        CertCommand::Renew { dir, node_id, days } => certs::renew(dir, *node_id, *days),
+        } => certs::issue(dir, *node_id, host, days.unwrap_or(certs::NODE_DAYS)),
+        CertCommand::Renew { dir, node_id, days } => {
+            certs::renew(dir, *node_id, days.unwrap_or(certs::NODE_DAYS))
+        }
     };
     match written {
         Ok(files) => {

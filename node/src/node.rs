@@ -10,48 +10,25 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
-use crate::context::NodeContext;
 use crate::live::LiveStream;
 use crate::seams::Network;
+use crate::stream::context::NodeContext;
 use crate::stream::directory::{self, StreamHandle};
 use crate::stream::edge::{EdgeArgs, EdgeMsg, EdgeSupervisor};
 use crate::stream::registry::{PublishDenied, StreamId};
+use crate::stream::requests::NodeMsg;
 use crate::stream::stats::{Phase, StreamStats};
-use crate::stream::supervisor::{
-    PublisherBinding, PublisherConn, SUPERSEDED, StreamArgs, StreamMsg, StreamSupervisor,
-};
-#[cfg(feature = "test-hooks")]
-use crate::supervision::StreamChild;
+use crate::stream::supervisor::{StreamArgs, StreamMsg, StreamSupervisor};
+use crate::supervision::{Exit, StopReason};
 use crate::{http, rtmp};
 use castmesh_media::hls::window::WindowConfig;
 
 /// How long a publish waits for the stream's edge here to stop before it takes its
 /// window over.
 const EDGE_STOP: std::time::Duration = std::time::Duration::from_secs(3);
-
-pub enum NodeMsg {
-    /// Attach a publisher to a stream, creating the stream if it is new.
-    Publish {
-        id: StreamId,
-        conn: PublisherConn,
-        reply: RpcReplyPort<Result<PublisherBinding, PublishDenied>>,
-    },
-    /// Serve a stream whose origin is another node (an HTTP request asked for it).
-    Relay {
-        id: StreamId,
-        reply: RpcReplyPort<Option<Arc<StreamHandle>>>,
-    },
-    /// Fault injection: make one of a stream's actors panic.
-    #[cfg(feature = "test-hooks")]
-    Crash {
-        id: StreamId,
-        child: StreamChild,
-        reply: RpcReplyPort<bool>,
-    },
-}
 
 pub struct NodeSupervisor<N>(PhantomData<fn() -> N>);
 
@@ -180,7 +157,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                             .as_ref()
                             .is_some_and(|h| h.stats.phase() == Phase::Ended)
                         {
-                            origin.stop(Some(SUPERSEDED.into()));
+                            origin.stop(Some(StopReason::Superseded.into()));
                         }
                         here
                     }
@@ -211,13 +188,11 @@ impl<N: Network> Actor for NodeSupervisor<N> {
         // A stream supervisor exits when its retention ends or when it gave up after
         // too many restarts; either way the stream is gone. Not restarted: its
         // publisher is gone too and will create it again by reconnecting.
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason),
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
-            _ => return Ok(()),
+        let Some((actor, exit)) = Exit::of(event) else {
+            return Ok(());
         };
-        if let Some(id) = state.by_actor.remove(&cell.get_id()) {
-            let moved = reason.as_deref() == Some(SUPERSEDED);
+        if let Some(id) = state.by_actor.remove(&actor) {
+            let moved = exit.stopped_for(StopReason::Superseded);
             if let Some(here) = state.ctx.directory.get(id.as_str()).filter(|_| moved) {
                 // Another node took the stream over: keep serving its window, now
                 // relayed from that node.
@@ -234,7 +209,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
             state.ctx.directory.remove(&id);
             state.ctx.metrics.forget_stream(id.as_str());
             state.ctx.metrics.streams_live.dec();
-            tracing::info!(stream = %id, reason = reason.as_deref().unwrap_or("stopped"), "stream supervisor exited");
+            tracing::info!(stream = %id, reason = %exit.reason(), "stream supervisor exited");
         }
         Ok(())
     }

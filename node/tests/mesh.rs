@@ -10,12 +10,10 @@ use castmesh_media::Codecs;
 use castmesh_media::hls::window::{Part, WindowConfig, WindowEvent};
 use castmesh_node::live::LiveStream;
 use castmesh_node::mesh::certs::{self, Pem};
-use castmesh_node::mesh::subscription::{HandOver, StreamSource, SubscriptionError};
+use castmesh_node::mesh::subscription::{HandOver, Served, StreamSource, SubscriptionError};
 use castmesh_node::mesh::{Members, Mesh};
 use castmesh_node::metrics::Metrics;
 use castmesh_node::seams::SystemClock;
-use castmesh_node::stream::directory::{Role, StreamHandle};
-use castmesh_node::stream::registry::StreamId;
 use castmesh_node::stream::stats::StreamStats;
 
 /// A mesh endpoint whose cluster has every node as a member.
@@ -43,12 +41,18 @@ fn metric(metrics: &Metrics, prefix: &str) -> f64 {
 }
 
 /// Serves one stream, "show".
-struct OneStream(Arc<StreamHandle>);
+struct OneStream {
+    live: Arc<LiveStream>,
+    stats: Arc<StreamStats>,
+}
 
 #[async_trait::async_trait]
 impl StreamSource for OneStream {
-    fn stream(&self, id: &str) -> Option<Arc<StreamHandle>> {
-        (id == self.0.id.as_str()).then(|| self.0.clone())
+    fn stream(&self, id: &str) -> Option<Served> {
+        (id == "show").then(|| Served {
+            live: self.live.clone(),
+            viewers: self.stats.clone(),
+        })
     }
 
     /// No publisher produces it here: it is only ever served.
@@ -67,13 +71,10 @@ fn live_stream(queue: usize) -> Arc<LiveStream> {
 }
 
 fn one_stream(live: Arc<LiveStream>) -> Arc<dyn StreamSource> {
-    Arc::new(OneStream(Arc::new(StreamHandle {
-        id: StreamId::parse("show").unwrap(),
-        role: Role::Origin,
+    Arc::new(OneStream {
         live,
         stats: StreamStats::new(std::time::SystemTime::UNIX_EPOCH),
-        origin: None,
-    })))
+    })
 }
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::{AppState, error};
-use crate::context::NodeContext;
-use crate::node::NodeMsg;
+use crate::stream::context::NodeContext;
 use crate::stream::registry::StreamId;
+use crate::stream::requests::NodeMsg;
 use crate::supervision::StreamChild;
 
 /// Adds the route to `app` when the node's config asks for it.

@@ -29,10 +29,10 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::Slots;
-use crate::context::NodeContext;
 use crate::deadline_io::{DeadlineIo, missed_deadline};
 use crate::metrics::{HttpLabel, ReasonLabel};
-use crate::node::NodeMsg;
+use crate::stream::context::NodeContext;
+use crate::stream::requests::NodeMsg;
 
 #[derive(Clone)]
 pub struct AppState {

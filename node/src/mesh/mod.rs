@@ -385,8 +385,8 @@ async fn answer(
                 return;
             };
             let by_node = serving.source.stream(&stream).map(|s| {
-                s.stats
-                    .viewers_by_node(shared.node_id, serving.clock.now_ms())
+                s.viewers
+                    .by_node(shared.node_id, serving.clock.now_ms())
                     .into_iter()
                     .collect()
             });

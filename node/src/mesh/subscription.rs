@@ -16,10 +16,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::{framing, wire};
+use crate::live::LiveStream;
 use crate::metrics::{GaugeHold, Metrics, ReasonLabel};
 use crate::seams::Clock;
-use crate::stream::directory::StreamHandle;
-use crate::stream::stats::StreamStats;
 use castmesh_media::hls::window::{Replay, WindowEvent};
 
 /// QUIC stream reset code: the subscriber fell behind and was cut off.
@@ -36,13 +35,30 @@ const MAX_REPLAY_BYTES: usize = 1 << 30;
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The streams a node serves to subscribers: its own, as origin or as an edge.
+/// Implemented by the stream layer; the mesh knows streams only through it.
 #[async_trait::async_trait]
 pub trait StreamSource: Send + Sync + 'static {
-    fn stream(&self, id: &str) -> Option<Arc<StreamHandle>>;
+    fn stream(&self, id: &str) -> Option<Served>;
     /// Node `by` says it holds stream `id`'s origin lease of `epoch`: if the
     /// replicated lease confirms it, stop producing the stream under any older epoch,
     /// now and later (see `Subscribe.take_over_epoch`).
     async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver;
+}
+
+/// One stream as the mesh serves it.
+pub struct Served {
+    pub live: Arc<LiveStream>,
+    /// Where subscribers' viewer counts go, and where a node's question for the
+    /// stream's viewers by node is answered from.
+    pub viewers: Arc<dyn ViewerReports>,
+}
+
+/// Viewer counts of one stream by node: edges report theirs to the origin.
+pub trait ViewerReports: Send + Sync {
+    /// Node `node` had `viewers` viewers at `now_ms`.
+    fn report(&self, node: u64, viewers: u64, now_ms: u64);
+    /// Viewers by node as known at `now_ms`: node `me`'s own and the recent reports.
+    fn by_node(&self, me: u64, now_ms: u64) -> std::collections::BTreeMap<u64, u64>;
 }
 
 /// What a node did when another took a stream over.
@@ -128,7 +144,7 @@ pub(super) async fn serve(
     if !request.replay_only {
         tokio::spawn(take_reports(
             recv,
-            stream.stats.clone(),
+            stream.viewers.clone(),
             serving.peer,
             serving.clock.clone(),
         ));
@@ -206,14 +222,14 @@ pub(super) async fn serve(
 /// Records the viewer counts a subscriber reports, until it closes its side.
 async fn take_reports(
     mut recv: quinn::RecvStream,
-    stats: Arc<StreamStats>,
+    viewers: Arc<dyn ViewerReports>,
     peer: u64,
     clock: Arc<dyn Clock>,
 ) {
     while let Ok(Some(report)) =
         framing::read::<pb::SubscriberReport>(&mut recv, framing::MAX_SMALL_FRAME).await
     {
-        stats.report_viewers(peer, report.viewers, clock.now_ms());
+        viewers.report(peer, report.viewers, clock.now_ms());
     }
 }
 

@@ -28,11 +28,11 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::guard::{ChunkGuard, GuardLimits, Violation};
-use crate::context::NodeContext;
 use crate::metrics::ReasonLabel;
-use crate::node::NodeMsg;
+use crate::stream::context::NodeContext;
 use crate::stream::ingest::IngestMsg;
 use crate::stream::registry::StreamKey;
+use crate::stream::requests::NodeMsg;
 use crate::stream::supervisor::{PublisherBinding, PublisherConn};
 use crate::stream::takeover;
 use castmesh_media::{TrackKind, aggregate, flv};

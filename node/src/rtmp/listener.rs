@@ -10,9 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::connection;
 use crate::admission::{Refusal, Slot, Slots};
 use crate::client_addr::{self, ProxyHeader};
-use crate::context::NodeContext;
 use crate::metrics::ReasonLabel;
-use crate::node::NodeMsg;
+use crate::stream::context::NodeContext;
+use crate::stream::requests::NodeMsg;
 use axum::serve::Listener;
 use ractor::ActorRef;
 

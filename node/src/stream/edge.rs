@@ -10,8 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use super::relay::{RelayActor, RelayArgs, RelayMsg};
 use super::supervisor::spawn_viewer_counter;
 use super::viewer_counter::ViewerMsg;
-use crate::metrics::ActorLabel;
-use crate::supervision::{RestartIntensity, StreamChild};
+use crate::supervision::{Exit, Restarts, StreamChild};
 
 /// How long stopping waits for each child.
 const CHILD_STOP: std::time::Duration = std::time::Duration::from_secs(1);
@@ -33,7 +32,7 @@ pub struct EdgeState {
     relay_args: RelayArgs,
     relay: ActorRef<RelayMsg>,
     viewers: ActorRef<ViewerMsg>,
-    intensity: RestartIntensity,
+    restarts: Restarts,
 }
 
 async fn spawn_relay(
@@ -55,7 +54,11 @@ impl Actor for EdgeSupervisor {
         args: EdgeArgs,
     ) -> Result<EdgeState, ActorProcessingErr> {
         let streams = &args.ctx.config.streams;
-        let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
+        let restarts = Restarts::new(
+            args.id.as_str(),
+            streams.max_restarts,
+            streams.restart_window,
+        );
         // The request that started the edge counts: the idle clock starts now.
         args.stats.requested(args.ctx.seams.clock.now_ms());
         let relay = spawn_relay(&myself, &args).await?;
@@ -66,7 +69,7 @@ impl Actor for EdgeSupervisor {
             relay_args: args,
             relay,
             viewers,
-            intensity,
+            restarts,
         })
     }
 
@@ -110,16 +113,13 @@ impl Actor for EdgeSupervisor {
         event: SupervisionEvent,
         state: &mut EdgeState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.map(Ok)),
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(Err(err.to_string()))),
-            _ => return Ok(()),
+        let Some((id, exit)) = Exit::of(event) else {
+            return Ok(());
         };
-        let id = cell.get_id();
         let child = if state.relay.get_id() == id {
             // A relay that finished (idle) ends the edge; one that failed is restarted.
-            if let Some(Ok(reason)) = &failure {
-                myself.stop(Some(reason.clone()));
+            if let Exit::Stopped(Some(reason)) = exit {
+                myself.stop(Some(reason));
                 return Ok(());
             }
             StreamChild::Relay
@@ -128,23 +128,8 @@ impl Actor for EdgeSupervisor {
         } else {
             return Ok(());
         };
-        let reason = match &failure {
-            Some(Ok(r)) | Some(Err(r)) => r.as_str(),
-            None => "stopped",
-        };
-        tracing::warn!(stream = %state.relay_args.id, actor = child.name(), reason, "child exited; restarting");
-        if !state.intensity.allow_restart(tokio::time::Instant::now()) {
-            return Err(format!("{} keeps failing; giving up on the edge", child.name()).into());
-        }
-        state
-            .relay_args
-            .ctx
-            .metrics
-            .actor_restarts
-            .get_or_create(&ActorLabel {
-                actor: child.name(),
-            })
-            .inc();
+        let metrics = &state.relay_args.ctx.metrics;
+        state.restarts.restart(child, &exit, metrics)?;
         let a = &state.relay_args;
         match child {
             StreamChild::Relay => state.relay = spawn_relay(&myself, a).await?,

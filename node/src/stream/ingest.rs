@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use super::segmenter::SegmenterMsg;
 use super::stats::StreamStats;
-use crate::context::NodeContext;
 use crate::metrics::StreamMetrics;
+use crate::stream::context::NodeContext;
 use castmesh_media::flv::{self, TagError};
 use castmesh_media::{Codecs, MediaEvent, TrackKind};
 

@@ -8,11 +8,14 @@
 //!                           └─ viewer-counter
 //! ```
 
+pub mod context;
 pub mod directory;
 pub mod edge;
 pub mod ingest;
+pub mod mesh_source;
 pub mod registry;
 pub mod relay;
+pub mod requests;
 pub mod segmenter;
 pub mod stats;
 pub mod supervisor;

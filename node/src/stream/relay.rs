@@ -14,11 +14,11 @@ use tokio::task::JoinHandle;
 
 use super::registry::{OriginLookup, StreamId};
 use super::stats::{Phase, StreamStats};
-use crate::context::NodeContext;
 use crate::live::LiveStream;
 use crate::mesh::Mesh;
 use crate::mesh::subscription::{Subscription, SubscriptionError};
 use crate::metrics::{GaugeHold, ReasonLabel};
+use crate::stream::context::NodeContext;
 use castmesh_media::hls::replica::{self, Merged};
 use castmesh_media::hls::window::WindowEvent;
 

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::context::NodeContext;
 use crate::live::LiveStream;
 use crate::metrics::StreamMetrics;
+use crate::stream::context::NodeContext;
 use castmesh_media::hls::packager::{CutRules, Output, Packager};
 use castmesh_media::hls::window::Part;
 use castmesh_media::{Codecs, Frame};

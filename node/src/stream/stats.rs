@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use ractor::ActorRef;
 
 use super::viewer_counter::ViewerMsg;
+use crate::mesh::subscription::ViewerReports;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,5 +113,15 @@ impl StreamStats {
             // A restarting counter misses a few sightings; the count recovers.
             let _ = actor.send_message(seen);
         }
+    }
+}
+
+impl ViewerReports for StreamStats {
+    fn report(&self, node: u64, viewers: u64, now_ms: u64) {
+        self.report_viewers(node, viewers, now_ms);
+    }
+
+    fn by_node(&self, me: u64, now_ms: u64) -> BTreeMap<u64, u64> {
+        self.viewers_by_node(me, now_ms)
     }
 }

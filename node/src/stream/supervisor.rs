@@ -25,11 +25,10 @@ use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
 use super::takeover::{self, Predecessor};
 use super::viewer_counter::{ViewerArgs, ViewerCounter, ViewerMsg};
-use crate::context::NodeContext;
 use crate::live::LiveStream;
 use crate::mesh::subscription::HandOver;
-use crate::metrics::ActorLabel;
-use crate::supervision::{RestartIntensity, StreamChild};
+use crate::stream::context::NodeContext;
+use crate::supervision::{Exit, Restarts, StopReason, StreamChild};
 
 /// A publishing connection asking to feed this stream.
 pub struct PublisherConn {
@@ -110,7 +109,7 @@ pub struct StreamState {
     /// the lease (the stream stopped, or a newer lease replaced it).
     lease_watch: Option<oneshot::Sender<()>>,
     credits: Arc<Semaphore>,
-    intensity: RestartIntensity,
+    restarts: Restarts,
     /// Lifecycle events for the registry, delivered in order by one task per stream.
     lifecycle: mpsc::UnboundedSender<Lifecycle>,
 }
@@ -161,10 +160,6 @@ fn watch_lease(
 /// Longest a segmenter may take to stop (it finishes the frame at hand).
 const SEGMENTER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The reason a stream supervisor stops with when another node took the stream over
-/// (the node supervisor then serves the stream here as an edge).
-pub const SUPERSEDED: &str = "another node is the stream's origin now";
-
 /// How long a node that lost a stream's lease waits for its copy of the metadata to
 /// name the new origin (the refusal may arrive before the new lease is applied here).
 const NEW_ORIGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -204,7 +199,7 @@ impl StreamState {
     /// (see the node supervisor), instead of staying an origin nobody feeds.
     fn unless_attached(&self, myself: &ActorRef<StreamMsg>) {
         if self.publisher == 0 {
-            myself.stop(Some(SUPERSEDED.into()));
+            myself.stop(Some(StopReason::Superseded.into()));
         }
     }
 
@@ -311,7 +306,11 @@ impl Actor for StreamSupervisor {
         args: StreamArgs,
     ) -> Result<StreamState, ActorProcessingErr> {
         let streams = &args.ctx.config.streams;
-        let intensity = RestartIntensity::new(streams.max_restarts, streams.restart_window);
+        let restarts = Restarts::new(
+            args.id.as_str(),
+            streams.max_restarts,
+            streams.restart_window,
+        );
         let credits = Arc::new(Semaphore::new(
             args.ctx.config.rtmp.max_pending_bytes as usize,
         ));
@@ -335,7 +334,7 @@ impl Actor for StreamSupervisor {
             epoch: 0,
             lease_watch: None,
             credits,
-            intensity,
+            restarts,
             lifecycle,
         })
     }
@@ -460,7 +459,7 @@ impl Actor for StreamSupervisor {
                 // The node supervisor turns this stream into an edge of the new origin,
                 // keeping its window: viewers here keep playing.
                 tracing::info!(stream = %state.name(), origin = node, "the stream moved to another node; following it as an edge");
-                myself.stop(Some(SUPERSEDED.into()));
+                myself.stop(Some(StopReason::Superseded.into()));
             }
             StreamMsg::OriginMoved {
                 publisher, reason, ..
@@ -497,7 +496,7 @@ impl Actor for StreamSupervisor {
                 } else {
                     HandOver::NotProducing
                 });
-                myself.stop(Some(SUPERSEDED.into()));
+                myself.stop(Some(StopReason::Superseded.into()));
             }
             #[cfg(feature = "test-hooks")]
             StreamMsg::Crash(child) => {
@@ -528,21 +527,19 @@ impl Actor for StreamSupervisor {
         state: &mut StreamState,
     ) -> Result<(), ActorProcessingErr> {
         // ractor's default stops the supervisor when any child exits; we decide per child.
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason),
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(format!("failed: {err}"))),
-            _ => return Ok(()),
+        let Some((id, exit)) = Exit::of(event) else {
+            return Ok(());
         };
-        let id = cell.get_id();
         if state.replaced.remove(&id) {
             return Ok(());
         }
         if state.ingest.as_ref().is_some_and(|(i, _)| i.get_id() == id) {
+            let reason = exit.reason();
             if let Some((_, kick)) = state.ingest.take() {
-                let _ = kick.send(failure.clone().unwrap_or_else(|| "ingest stopped".into()));
+                let _ = kick.send(reason.clone());
             }
             let grace = state.args.ctx.config.streams.grace_period;
-            tracing::info!(stream = %state.name(), reason = failure.as_deref().unwrap_or("closed"), grace = %humantime::format_duration(grace), "publisher gone; waiting for it to return");
+            tracing::info!(stream = %state.name(), %reason, grace = %humantime::format_duration(grace), "publisher gone; waiting for it to return");
             let generation = state.enter(Phase::Grace);
             myself.send_after(grace, move || StreamMsg::GraceExpired { generation });
             return Ok(());
@@ -554,25 +551,8 @@ impl Actor for StreamSupervisor {
         } else {
             return Ok(());
         };
-        tracing::warn!(stream = %state.name(), actor = child.name(), reason = failure.as_deref().unwrap_or("stopped"), "child exited; restarting");
-        if !state.intensity.allow_restart(tokio::time::Instant::now()) {
-            return Err(format!(
-                "{} failed more than {} times within {}; giving up on the stream",
-                child.name(),
-                state.args.ctx.config.streams.max_restarts,
-                humantime::format_duration(state.args.ctx.config.streams.restart_window)
-            )
-            .into());
-        }
-        state
-            .args
-            .ctx
-            .metrics
-            .actor_restarts
-            .get_or_create(&ActorLabel {
-                actor: child.name(),
-            })
-            .inc();
+        let metrics = &state.args.ctx.metrics;
+        state.restarts.restart(child, &exit, metrics)?;
         match child {
             StreamChild::Segmenter => {
                 state.segmenter = spawn_segmenter(&myself, &state.args, state.publisher).await?;

@@ -22,8 +22,8 @@ use tokio::task::JoinSet;
 
 use super::registry::{PublishDenied, StreamId};
 use crate::config::Config;
-use crate::context::NodeContext;
 use crate::mesh::subscription::SubscriptionError;
+use crate::stream::context::NodeContext;
 use castmesh_media::hls::replica::{self, Merged};
 use castmesh_media::hls::window::{Replay, Window, WindowEvent};
 

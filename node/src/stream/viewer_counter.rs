@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::stats::StreamStats;
-use crate::context::NodeContext;
 use crate::metrics::Metrics;
+use crate::stream::context::NodeContext;
 
 /// Sessions tracked per stream at most; beyond it new sessions are not counted, so a
 /// client inventing session cookies cannot grow this map without bound.

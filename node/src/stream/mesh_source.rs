@@ -1,60 +1,14 @@
-//! What every part of a node shares: configuration, metrics, seams, the stream
-//! registry, the directory of live streams and the mesh.
+//! What the mesh asks of this node's streams: a stream's window to subscribe to,
+//! and a hand-over when another node takes a stream over.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 
-use crate::admission::AddressBudget;
-use crate::config::Config;
-use crate::mesh::Mesh;
-use crate::mesh::subscription::{HandOver, StreamSource};
-use crate::metrics::Metrics;
-use crate::seams::Seams;
-use crate::stream::directory::{StreamDirectory, StreamHandle};
-use crate::stream::registry::{FenceRefused, StreamId, StreamRegistry};
-use crate::stream::supervisor::StreamMsg;
-
-pub struct NodeContext {
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    pub seams: Seams,
-    pub registry: Arc<dyn StreamRegistry>,
-    pub directory: StreamDirectory,
-    /// The media mesh; `None` in tests of a lone node's media path.
-    pub mesh: Option<Arc<Mesh>>,
-    /// Refused publish attempts per client address.
-    pub failed_publishes: AddressBudget,
-}
-
-/// Client addresses whose failed publish attempts are remembered at once.
-const FAILED_PUBLISH_ADDRESSES: usize = 10_000;
-
-impl NodeContext {
-    pub fn new(
-        config: Config,
-        seams: Seams,
-        metrics: Arc<Metrics>,
-        registry: Arc<dyn StreamRegistry>,
-        mesh: Option<Arc<Mesh>>,
-    ) -> Arc<Self> {
-        let failed_publishes = AddressBudget::new(
-            config.rtmp.max_failed_publishes,
-            config.rtmp.failed_publish_window,
-            FAILED_PUBLISH_ADDRESSES,
-        );
-        Arc::new(Self {
-            failed_publishes,
-            config,
-            metrics,
-            seams,
-            registry,
-            directory: StreamDirectory::default(),
-            mesh,
-        })
-    }
-}
+use super::context::NodeContext;
+use super::registry::{FenceRefused, StreamId};
+use super::supervisor::StreamMsg;
+use crate::mesh::subscription::{HandOver, Served, StreamSource};
 
 /// Longest confirming a take-over's lease may take: the asker waits about 1.5 s.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
@@ -65,8 +19,11 @@ const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
 /// The mesh serves the streams in the directory, origin's and edge's alike.
 #[async_trait::async_trait]
 impl StreamSource for NodeContext {
-    fn stream(&self, id: &str) -> Option<Arc<StreamHandle>> {
-        self.directory.get(id)
+    fn stream(&self, id: &str) -> Option<Served> {
+        self.directory.get(id).map(|h| Served {
+            live: h.live.clone(),
+            viewers: h.stats.clone(),
+        })
     }
 
     async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver {
