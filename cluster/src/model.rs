@@ -46,7 +46,24 @@ pub enum StreamStatus {
     Cancelled,
 }
 
+impl std::fmt::Display for StreamStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl StreamStatus {
+    /// As the API and logs say it (the same words as its serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Scheduled => "scheduled",
+            StreamStatus::Live => "live",
+            StreamStatus::Ended => "ended",
+            StreamStatus::Archived => "archived",
+            StreamStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// The lifecycle: scheduled → live ⇄ ended → archived; scheduled → cancelled.
     /// An ended stream may go live again (the publisher came back after the grace
     /// period); archived and cancelled streams are final.
@@ -94,5 +111,21 @@ pub struct Lease {
 impl Lease {
     pub fn is_live(&self, now: Millis) -> bool {
         now < self.expires_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamStatus;
+
+    #[test]
+    fn a_status_reads_as_its_serde_form() {
+        use StreamStatus::*;
+        for status in [Scheduled, Live, Ended, Archived, Cancelled] {
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{status}\"")
+            );
+        }
     }
 }

@@ -189,11 +189,7 @@ impl StreamRegistry for ClusterRegistry {
         ) {
             return Err(denied(
                 "NetStream.Publish.BadName",
-                format!(
-                    "stream {} is {}",
-                    found.id,
-                    format!("{:?}", found.status).to_lowercase()
-                ),
+                format!("stream {} is {}", found.id, found.status),
             ));
         }
         for _ in 0..ACQUIRE_ATTEMPTS {
@@ -246,7 +242,7 @@ impl StreamRegistry for ClusterRegistry {
                 let record = s.streams.get(id)?;
                 let origin = s.origin(id, now);
                 Some(StreamMeta {
-                    status: format!("{:?}", record.status).to_lowercase(),
+                    status: record.status.to_string(),
                     title: record.title.clone(),
                     origin_node: origin.map(|l| l.node),
                     origin_epoch: origin.map(|l| l.epoch),

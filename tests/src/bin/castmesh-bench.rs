@@ -12,6 +12,9 @@
 //!    schedstat) over a fixed window, divided by N × window: CPU seconds per
 //!    stream-second. Peak RSS is VmHWM (summed over nginx's master and worker).
 //!
+//! With `--baseline PATH` a second castmesh binary (say, one built before a change)
+//! runs beside the new one in the same run, and their ratio is printed too.
+//!
 //! Not a test: it asserts nothing and prints figures for docs/benchmarks.md.
 
 use std::collections::BTreeMap;
@@ -43,6 +46,9 @@ fn now_s() -> f64 {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Castmesh,
+    /// Another castmesh binary (`--baseline PATH`, e.g. one built from an earlier
+    /// commit), run the same way, to compare a change before and after in one run.
+    Baseline,
     Nginx,
 }
 
@@ -50,9 +56,19 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Castmesh => "castmesh",
+            Kind::Baseline => "castmesh (baseline)",
             Kind::Nginx => "nginx-rtmp",
         }
     }
+
+    fn is_castmesh(self) -> bool {
+        self != Kind::Nginx
+    }
+}
+
+fn baseline_binary() -> Option<PathBuf> {
+    let path: String = bench_arg("--baseline", String::new());
+    (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
 struct Server {
@@ -66,18 +82,21 @@ impl Server {
     fn start(kind: Kind) -> Server {
         let [rtmp, http] = free_tcp_addrs("127.0.0.1", &[]);
         let child = match kind {
-            Kind::Castmesh => Command::new(binary())
-                .args(["--dev", "--log", "warn"])
-                .args([
-                    "--rtmp-listen",
-                    &rtmp.to_string(),
-                    "--http-listen",
-                    &http.to_string(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start castmesh"),
+            Kind::Castmesh | Kind::Baseline => Command::new(match kind {
+                Kind::Baseline => baseline_binary().expect("--baseline PATH"),
+                _ => binary(),
+            })
+            .args(["--dev", "--log", "warn"])
+            .args([
+                "--rtmp-listen",
+                &rtmp.to_string(),
+                "--http-listen",
+                &http.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start castmesh"),
             Kind::Nginx => {
                 let dir = artifacts_dir().join("nginx-bench");
                 let _ = std::fs::remove_dir_all(&dir);
@@ -116,8 +135,8 @@ impl Server {
 
     fn playlist_url(&self, key: &str) -> String {
         match self.kind {
-            Kind::Castmesh => format!("http://{}/hls/{key}/media.m3u8", self.http),
             Kind::Nginx => format!("http://{}/hls/{key}.m3u8", self.http),
+            _ => format!("http://{}/hls/{key}/media.m3u8", self.http),
         }
     }
 
@@ -363,7 +382,7 @@ fn probe(kind: Kind, url: String, until: Instant) -> Sightings {
     let mut next: Option<(u64, usize)> = None;
     while Instant::now() < until {
         let target = match (kind, next) {
-            (Kind::Castmesh, Some((msn, part))) => {
+            (kind, Some((msn, part))) if kind.is_castmesh() => {
                 format!("{url}?_HLS_msn={msn}&_HLS_part={part}")
             }
             _ => url.clone(),
@@ -378,12 +397,11 @@ fn probe(kind: Kind, url: String, until: Instant) -> Sightings {
         }
         let text = resp.text().unwrap_or_default();
         sightings.record(&text);
-        match kind {
-            Kind::Castmesh => {
-                let p = parse(&text);
-                next = Some((p.open_msn(), p.open_parts.len()));
-            }
-            Kind::Nginx => std::thread::sleep(NGINX_POLL),
+        if kind.is_castmesh() {
+            let p = parse(&text);
+            next = Some((p.open_msn(), p.open_parts.len()));
+        } else {
+            std::thread::sleep(NGINX_POLL);
         }
     }
     sightings
@@ -474,34 +492,46 @@ fn main() {
     let measure_s = bench_arg("--measure-seconds", 15u64);
     let sample: PathBuf = sample_flv();
     eprintln!("sample: {}", sample.display());
+    let mut kinds = vec![Kind::Castmesh];
+    if baseline_binary().is_some() {
+        kinds.push(Kind::Baseline);
+    }
+    kinds.push(Kind::Nginx);
     let mut rows = Vec::new();
     for &n in &counts {
-        let mut pair = Vec::new();
-        for kind in [Kind::Castmesh, Kind::Nginx] {
+        let mut runs = Vec::new();
+        for &kind in &kinds {
             eprintln!("running {} with {n} publishers…", kind.name());
-            pair.push((kind, run(kind, n, &sample, probe_s, warmup_s, measure_s)));
+            runs.push((kind, run(kind, n, &sample, probe_s, warmup_s, measure_s)));
         }
-        rows.push((n, pair));
+        rows.push((n, runs));
     }
     println!(
-        "| publishers | server | CPU s per stream-s | CPU ratio castmesh/nginx | segment latency ms median / p95 | part latency ms median / p95 | peak RSS MiB |"
+        "| publishers | server | CPU s per stream-s | CPU ratio to nginx | segment latency ms median / p95 | part latency ms median / p95 | peak RSS MiB |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (n, pair) in rows {
-        let ratio = pair[0].1.cpu_per_stream_s / pair[1].1.cpu_per_stream_s;
-        for (kind, r) in pair {
+    for (n, runs) in rows {
+        let nginx = runs.last().expect("nginx runs last").1.cpu_per_stream_s;
+        for (kind, r) in &runs {
             println!(
                 "| {n} | {} | {:.4} | {} | {} | {} | {:.1} |",
                 kind.name(),
                 r.cpu_per_stream_s,
-                if kind == Kind::Castmesh {
-                    format!("{ratio:.2}")
+                if kind.is_castmesh() {
+                    format!("{:.2}", r.cpu_per_stream_s / nginx)
                 } else {
                     String::new()
                 },
                 fmt_ms(r.segment_ms),
                 fmt_ms(r.part_ms),
                 r.peak_rss_mib
+            );
+        }
+        if let [(Kind::Castmesh, new), (Kind::Baseline, old), ..] = runs.as_slice() {
+            println!(
+                "| {n} | castmesh / baseline | {:.2} | | | | {:.2} |",
+                new.cpu_per_stream_s / old.cpu_per_stream_s,
+                new.peak_rss_mib / old.peak_rss_mib
             );
         }
     }
