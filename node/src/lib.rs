@@ -3,9 +3,10 @@
 //! and calls [`run`].
 //!
 //! Layout (one frame's path, top to bottom): [`rtmp`] reads the socket →
-//! [`stream`] ingest actor parses FLV ([`media`]) → segmenter actor packages
-//! CMAF ([`cmaf`], [`hls::segmenter`]) into the live window ([`hls`]) →
-//! [`http`] serves playlists and parts. [`node`] supervises it all.
+//! [`stream`] ingest actor parses FLV (`castmesh_media::flv`) → segmenter actor runs
+//! the packager (`castmesh_media::hls::packager`) into the live window ([`live`]) →
+//! [`http`] serves playlists and parts. [`node`] supervises it all. Imports run one
+//! way (docs/architecture.md, "Invariants"; `tests/import_rules.rs`).
 //! [`cluster`] is the node's Raft membership (who may publish, who is a stream's
 //! origin) and serves gRPC, including the operator API in [`admin`].
 
