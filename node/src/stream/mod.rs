@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod mesh_source;
 pub mod registry;
 pub mod relay;
+pub mod relay_policy;
 pub mod requests;
 pub mod segmenter;
 pub mod stats;

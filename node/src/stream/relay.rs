@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::registry::{OriginLookup, StreamId};
+use super::relay_policy::{AfterFollow, FollowEnded, Join, Joined, Lookup, RelayPolicy};
 use super::stats::{Phase, StreamStats};
 use crate::live::LiveStream;
 use crate::mesh::Mesh;
@@ -138,17 +140,8 @@ fn behind_limit(args: &RelayArgs) -> Duration {
     Duration::from_secs(u64::from(config.target_duration_s())) * config.hls.window_segments as u32
 }
 
-/// Why one subscription ended.
-enum Ended {
-    /// Nobody asked for the stream for the idle timeout.
-    Idle,
-    /// The lease names another node now.
-    OriginMoved,
-    /// The origin ended the subscription (its stream is gone).
-    Closed,
-}
-
 /// Follows the stream's origin until the stream is idle here; returns why it stopped.
+/// The decisions are [`RelayPolicy`]'s; this carries them out.
 async fn relay(args: &RelayArgs) -> String {
     let metrics = &args.ctx.metrics;
     let _upstream = GaugeHold::new(&metrics.mesh_upstream_subscriptions);
@@ -158,24 +151,14 @@ async fn relay(args: &RelayArgs) -> String {
             .get_or_create(&ReasonLabel { reason })
             .inc();
     };
-    let me = args.ctx.registry.node_id();
-    // Since when the origin's window has been behind this one (see `Merged::Behind`).
-    let mut behind_since = None;
-    let reason = loop {
-        if idle(args) {
-            break "idle";
-        }
-        let origin = args.ctx.registry.locate_origin(&args.id);
-        let (node, addr) = match origin {
-            OriginLookup::Node {
-                node,
-                mesh: Some(addr),
-                ..
-            } if node != me => (node, addr),
-            OriginLookup::Vacant { ended: true } => {
+    let mut policy = RelayPolicy::new(args.ctx.registry.node_id(), behind_limit(args));
+    while !idle(args) {
+        let lookup = args.ctx.registry.locate_origin(&args.id);
+        let (node, addr) = match policy.on_lookup(&lookup, args.live.snapshot().position) {
+            Lookup::Subscribe { node, addr } => (node, addr),
+            Lookup::Ended { end_window } => {
                 // Over everywhere: what viewers hold stays, marked as ended.
-                let position = args.live.snapshot().position;
-                if !position.ended && position.has_media() {
+                if end_window {
                     tracing::info!("the stream ended");
                     args.live.update(|w| w.end_stream());
                 }
@@ -183,82 +166,67 @@ async fn relay(args: &RelayArgs) -> String {
                 tokio::time::sleep(CHECK_INTERVAL).await;
                 continue;
             }
-            // The origin died and nobody took over yet (the window stays as it is), or
-            // this node is about to become the origin itself.
-            _ => {
+            Lookup::Retry => {
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
-        match args
-            .mesh
-            .subscribe(addr, node, args.id.as_str(), false)
-            .await
-        {
-            Ok((replay, subscription)) => {
-                let had_media = args.live.snapshot().position.has_media();
-                if had_media && !replay.has_media() {
-                    // A node that just took the stream over has no media yet: keep
-                    // what viewers here have until it does.
-                    tracing::debug!(origin = node, "the origin has no media yet");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-                let waited_enough = behind_since.is_some_and(|since: tokio::time::Instant| {
-                    since.elapsed() >= behind_limit(args)
-                });
-                let merged = args.live.update(|w| {
-                    if waited_enough {
-                        replica::replace(w, replay);
-                        Merged::Replaced
-                    } else {
-                        replica::merge(w, replay)
-                    }
-                });
-                tracing::info!(origin = node, ?merged, "subscribed");
-                if merged == Merged::Behind {
-                    // The origin's window is behind this one (its origin could not
-                    // know how far this copy got): wait until it reaches past what
-                    // viewers here have, for as long as a window lasts.
-                    behind_since.get_or_insert_with(tokio::time::Instant::now);
-                    resubscribed("origin_behind");
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-                behind_since = None;
-                if had_media && merged == Merged::Replaced {
-                    // The edge's window could not be continued: what it listed is gone.
-                    resubscribed("window_replaced");
-                }
-                args.stats.set_phase(Phase::Live);
-                match follow(args, node, subscription).await {
-                    Ok(Ended::Idle) => break "idle",
-                    Ok(Ended::OriginMoved) => {
-                        tracing::debug!(origin = node, "the lease moved; resubscribing");
-                        resubscribed("origin_moved");
-                    }
-                    Ok(Ended::Closed) => {
-                        tracing::debug!(origin = node, "the origin ended the subscription");
-                        resubscribed("closed");
-                    }
-                    Err(SubscriptionError::Overflow) => {
-                        tracing::warn!(origin = node, "fell behind the origin; resubscribing");
-                        resubscribed("overflow");
-                    }
-                    Err(e) => {
-                        tracing::warn!(origin = node, error = %e, "subscription failed; resubscribing");
-                        resubscribed("failed");
-                        tokio::time::sleep(RETRY).await;
-                    }
-                }
-            }
+        let subscribed = args.mesh.subscribe(addr, node, args.id.as_str(), false);
+        let (replay, subscription) = match subscribed.await {
+            Ok(subscribed) => subscribed,
             Err(e) => {
                 tracing::debug!(origin = node, error = %e, "cannot subscribe yet");
                 tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let had_media = args.live.snapshot().position.has_media();
+        let merged = match policy.on_replay(had_media, replay.has_media(), Instant::now()) {
+            Join::WaitForMedia => {
+                tracing::debug!(origin = node, "the origin has no media yet");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            Join::Merge => args.live.update(|w| replica::merge(w, replay)),
+            Join::Replace => args.live.update(|w| {
+                replica::replace(w, replay);
+                Merged::Replaced
+            }),
+        };
+        tracing::info!(origin = node, ?merged, "subscribed");
+        match policy.on_joined(merged, had_media, Instant::now()) {
+            Joined::WaitForOrigin => {
+                resubscribed("origin_behind");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            Joined::Follow { window_replaced } => {
+                if window_replaced {
+                    resubscribed("window_replaced");
+                }
             }
         }
-    };
-    reason.to_string()
+        args.stats.set_phase(Phase::Live);
+        let ended = follow(args, node, subscription)
+            .await
+            .unwrap_or_else(FollowEnded::Failed);
+        match policy.on_follow_end(&ended) {
+            AfterFollow::Stop => break,
+            AfterFollow::Resubscribe { reason, pause } => {
+                match &ended {
+                    FollowEnded::Failed(e) => {
+                        tracing::warn!(origin = node, error = %e, "resubscribing")
+                    }
+                    _ => tracing::debug!(origin = node, ?ended, "resubscribing"),
+                }
+                resubscribed(reason);
+                if pause {
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+    }
+    "idle".to_string()
 }
 
 /// Applies a subscription's changes until it ends, the lease moves or nobody watches;
@@ -267,7 +235,7 @@ async fn follow(
     args: &RelayArgs,
     origin: u64,
     subscription: Subscription,
-) -> Result<Ended, SubscriptionError> {
+) -> Result<FollowEnded, SubscriptionError> {
     let (mut changes, mut reporter) = subscription.run(CHANGES_QUEUE);
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     let mut report = tokio::time::interval(REPORT_INTERVAL);
@@ -275,7 +243,7 @@ async fn follow(
         tokio::select! {
             change = changes.recv() => {
                 let Some(change) = change else {
-                    return Ok(Ended::Closed);
+                    return Ok(FollowEnded::Closed);
                 };
                 let change = change?;
                 let is_part = matches!(change.event, WindowEvent::Part { .. });
@@ -297,14 +265,14 @@ async fn follow(
             }
             _ = check.tick() => {
                 if idle(args) {
-                    return Ok(Ended::Idle);
+                    return Ok(FollowEnded::Idle);
                 }
                 let still = matches!(
                     args.ctx.registry.locate_origin(&args.id),
                     OriginLookup::Node { node, .. } if node == origin
                 );
                 if !still {
-                    return Ok(Ended::OriginMoved);
+                    return Ok(FollowEnded::OriginMoved);
                 }
             }
         }
