@@ -12,6 +12,7 @@ pub mod context;
 pub mod directory;
 pub mod edge;
 pub mod ingest;
+pub mod lifecycle;
 pub mod mesh_source;
 pub mod registry;
 pub mod relay;

@@ -20,6 +20,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::ingest::{IngestActor, IngestArgs, IngestMsg};
+use super::lifecycle::{Attach, HandOverAnswer, LeaseLost, OriginMoved, StreamLifecycle, Timer};
 use super::registry::{OriginLease, OriginLookup, PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
@@ -99,37 +100,33 @@ pub struct StreamState {
     ingest: Option<(ActorRef<IngestMsg>, oneshot::Sender<String>)>,
     /// Ingest actors we stopped on purpose (takeover); their exit is expected.
     replaced: BTreeSet<ActorId>,
-    /// Bumped at every phase change so stale timers are ignored.
-    generation: u64,
-    /// Bumped for every publisher that attaches (0: none yet).
-    publisher: u64,
-    /// Origin lease epoch of the latest publisher.
-    epoch: u64,
+    /// The rules of the stream's life; this actor carries out what they decide.
+    lifecycle: StreamLifecycle,
     /// Dropping it stops the watcher of the latest publisher's lease, which releases
     /// the lease (the stream stopped, or a newer lease replaced it).
     lease_watch: Option<oneshot::Sender<()>>,
     credits: Arc<Semaphore>,
     restarts: Restarts,
     /// Lifecycle events for the registry, delivered in order by one task per stream.
-    lifecycle: mpsc::UnboundedSender<Lifecycle>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 /// What the registry hears about a stream. Rare (one per publish or end), hence an
 /// unbounded channel.
-enum Lifecycle {
+enum Report {
     Live { epoch: u64 },
     Ended { epoch: u64 },
 }
 
 async fn report_lifecycle(
-    mut events: mpsc::UnboundedReceiver<Lifecycle>,
+    mut events: mpsc::UnboundedReceiver<Report>,
     registry: Arc<dyn StreamRegistry>,
     id: StreamId,
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            Lifecycle::Live { epoch } => registry.stream_live(&id, epoch).await,
-            Lifecycle::Ended { epoch } => registry.stream_ended(&id, epoch).await,
+            Report::Live { epoch } => registry.stream_live(&id, epoch).await,
+            Report::Ended { epoch } => registry.stream_ended(&id, epoch).await,
         }
     }
 }
@@ -198,7 +195,7 @@ impl StreamState {
     /// stops and the node serves it as it did before, as an edge, with its window
     /// (see the node supervisor), instead of staying an origin nobody feeds.
     fn unless_attached(&self, myself: &ActorRef<StreamMsg>) {
-        if self.publisher == 0 {
+        if self.lifecycle.unused() {
             myself.stop(Some(StopReason::Superseded.into()));
         }
     }
@@ -242,14 +239,95 @@ impl StreamState {
         self.args
             .live
             .update(|w| takeover::continue_window(w, before, run, skip));
-        self.segmenter = spawn_segmenter(myself, &self.args, self.publisher).await?;
+        self.segmenter = spawn_segmenter(myself, &self.args, self.lifecycle.publisher()).await?;
         Ok(())
     }
 
-    fn enter(&mut self, phase: Phase) -> u64 {
-        self.args.stats.set_phase(phase);
-        self.generation += 1;
-        self.generation
+    /// A publisher asks to feed the stream: attach it, or refuse it, as the
+    /// lifecycle decides.
+    async fn attach(
+        &mut self,
+        myself: &ActorRef<StreamMsg>,
+        conn: PublisherConn,
+        reply: RpcReplyPort<Result<PublisherBinding, PublishDenied>>,
+    ) -> Result<(), ActorProcessingErr> {
+        if reply.is_closed() || conn.kick.is_closed() {
+            // The connection gave up waiting (or went away) before we got here.
+            self.unless_attached(myself);
+            return Ok(());
+        }
+        let lost = conn.lease.lost.borrow().clone();
+        let (publisher, close_previous, continue_from) =
+            match self.lifecycle.handle_attach(conn.lease.epoch, lost) {
+                Attach::Refused { reason, stop } => {
+                    let _ = reply.send(Err(PublishDenied {
+                        code: "NetStream.Publish.BadName",
+                        reason,
+                    }));
+                    if stop {
+                        myself.stop(Some(StopReason::Superseded.into()));
+                    }
+                    return Ok(());
+                }
+                Attach::Accepted {
+                    publisher,
+                    close_previous,
+                    continue_from_predecessor,
+                } => (publisher, close_previous, continue_from_predecessor),
+            };
+        if close_previous {
+            tracing::info!(stream = %self.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
+            // None of its frames reach the segmenter after NewPublisher below.
+            self.close_publisher("another publisher took over this stream".into());
+        }
+        if continue_from {
+            self.continue_from(myself, conn.predecessor).await?;
+        }
+        let _ = self
+            .segmenter
+            .send_message(SegmenterMsg::NewPublisher(publisher));
+        let (ingest, _) = Actor::spawn_linked(
+            None,
+            IngestActor,
+            IngestArgs {
+                stream: self.name().to_string(),
+                publisher,
+                segmenter: self.segmenter.clone(),
+                stats: self.args.stats.clone(),
+                ctx: self.args.ctx.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        self.ingest = Some((ingest.clone(), conn.kick));
+        let epoch = conn.lease.epoch;
+        self.lease_watch = Some(watch_lease(myself.clone(), publisher, conn.lease));
+        self.show_phase();
+        let _ = self.reports.send(Report::Live { epoch });
+        let binding = PublisherBinding {
+            ingest: ingest.clone(),
+            credits: self.credits.clone(),
+        };
+        if reply.send(Ok(binding)).is_err() {
+            // Gone in the meantime: the ingest's exit starts the grace period.
+            ingest.stop(Some("publisher left before it was attached".into()));
+        }
+        Ok(())
+    }
+
+    /// The API reads the phase from the stream's stats.
+    fn show_phase(&self) {
+        self.args.stats.set_phase(self.lifecycle.phase());
+    }
+
+    /// Ends the stream here (ENDLIST) and removes it after the retention.
+    fn end(&self, myself: &ActorRef<StreamMsg>, generation: u64) {
+        self.show_phase();
+        let _ = self.segmenter.send_message(SegmenterMsg::EndOfStream);
+        let retention = self.args.ctx.config.streams.retention;
+        myself.send_after(retention, move || StreamMsg::RetentionExpired {
+            generation,
+        });
     }
 }
 
@@ -314,7 +392,7 @@ impl Actor for StreamSupervisor {
         let credits = Arc::new(Semaphore::new(
             args.ctx.config.rtmp.max_pending_bytes as usize,
         ));
-        let (lifecycle, events) = mpsc::unbounded_channel();
+        let (reports, events) = mpsc::unbounded_channel();
         tokio::spawn(report_lifecycle(
             events,
             args.ctx.registry.clone(),
@@ -329,13 +407,11 @@ impl Actor for StreamSupervisor {
             viewers,
             ingest: None,
             replaced: BTreeSet::new(),
-            generation: 0,
-            publisher: 0,
-            epoch: 0,
+            lifecycle: StreamLifecycle::default(),
             lease_watch: None,
             credits,
             restarts,
-            lifecycle,
+            reports,
         })
     }
 
@@ -362,141 +438,77 @@ impl Actor for StreamSupervisor {
         state: &mut StreamState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            StreamMsg::Attach { conn, reply } => {
-                if reply.is_closed() || conn.kick.is_closed() {
-                    // The connection gave up waiting (or went away) before we got here.
-                    state.unless_attached(&myself);
-                    return Ok(());
-                }
-                let taken_over = conn.lease.lost.borrow().clone();
-                if conn.lease.epoch < state.epoch || taken_over.is_some() {
-                    // Two publishes raced on this node and the newer one attached first,
-                    // or another node took the stream over meanwhile.
-                    let _ = reply.send(Err(PublishDenied {
-                        code: "NetStream.Publish.BadName",
-                        reason: taken_over
-                            .unwrap_or_else(|| "a newer publisher took this stream over".into()),
-                    }));
-                    state.unless_attached(&myself);
-                    return Ok(());
-                }
-                if state.ingest.is_some() {
-                    tracing::info!(stream = %state.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
-                    // None of its frames reach the segmenter after NewPublisher below.
-                    state.close_publisher("another publisher took over this stream".into());
-                }
-                if state.epoch == 0 || state.epoch + 1 != conn.lease.epoch {
-                    // Another node (or nobody) produced the epoch before this one.
-                    state.continue_from(&myself, conn.predecessor).await?;
-                }
-                state.publisher += 1;
-                let _ = state
-                    .segmenter
-                    .send_message(SegmenterMsg::NewPublisher(state.publisher));
-                let (ingest, _) = Actor::spawn_linked(
-                    None,
-                    IngestActor,
-                    IngestArgs {
-                        stream: state.name().to_string(),
-                        publisher: state.publisher,
-                        segmenter: state.segmenter.clone(),
-                        stats: state.args.stats.clone(),
-                        ctx: state.args.ctx.clone(),
-                    },
-                    myself.get_cell(),
-                )
-                .await?;
-                state.ingest = Some((ingest.clone(), conn.kick));
-                state.epoch = conn.lease.epoch;
-                state.lease_watch = Some(watch_lease(myself.clone(), state.publisher, conn.lease));
-                state.enter(Phase::Live);
-                let _ = state.lifecycle.send(Lifecycle::Live { epoch: state.epoch });
-                let binding = PublisherBinding {
-                    ingest: ingest.clone(),
-                    credits: state.credits.clone(),
-                };
-                if reply.send(Ok(binding)).is_err() {
-                    // Gone in the meantime: the ingest's exit starts the grace period.
-                    ingest.stop(Some("publisher left before it was attached".into()));
+            StreamMsg::Attach { conn, reply } => state.attach(&myself, conn, reply).await?,
+            StreamMsg::GraceExpired { generation } => {
+                if let Timer::End { epoch, generation } =
+                    state.lifecycle.handle_grace_expired(generation)
+                {
+                    tracing::info!(stream = %state.name(), "grace period over: stream ended");
+                    let _ = state.reports.send(Report::Ended { epoch });
+                    state.end(&myself, generation);
                 }
             }
-            StreamMsg::GraceExpired { generation } if generation == state.generation => {
-                tracing::info!(stream = %state.name(), "grace period over: stream ended");
-                let generation = state.enter(Phase::Ended);
-                let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
-                let _ = state
-                    .lifecycle
-                    .send(Lifecycle::Ended { epoch: state.epoch });
-                let retention = state.args.ctx.config.streams.retention;
-                myself.send_after(retention, move || StreamMsg::RetentionExpired {
-                    generation,
-                });
+            StreamMsg::RetentionExpired { generation } => {
+                if state.lifecycle.handle_retention_expired(generation) == Timer::Remove {
+                    myself.stop(Some("retention period over".into()));
+                }
             }
-            StreamMsg::RetentionExpired { generation } if generation == state.generation => {
-                myself.stop(Some("retention period over".into()));
-            }
-            StreamMsg::GraceExpired { .. } | StreamMsg::RetentionExpired { .. } => {}
-            StreamMsg::LeaseLost { publisher, reason }
-                if publisher == state.publisher && state.args.stats.phase() != Phase::Ended =>
-            {
-                tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin");
-                state.close_publisher(format!(
-                    "this node is no longer the stream's origin: {reason}"
-                ));
-                tokio::spawn(find_new_origin(
-                    myself.clone(),
-                    state.args.ctx.registry.clone(),
-                    state.args.id.clone(),
-                    publisher,
-                    reason,
-                ));
+            StreamMsg::LeaseLost { publisher, reason } => {
+                if state.lifecycle.handle_lease_lost(publisher) == LeaseLost::FindNewOrigin {
+                    tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin");
+                    state.close_publisher(format!(
+                        "this node is no longer the stream's origin: {reason}"
+                    ));
+                    tokio::spawn(find_new_origin(
+                        myself.clone(),
+                        state.args.ctx.registry.clone(),
+                        state.args.id.clone(),
+                        publisher,
+                        reason,
+                    ));
+                }
             }
             StreamMsg::OriginMoved {
                 publisher,
-                to: Some(node),
-                ..
-            } if publisher == state.publisher => {
-                // The node supervisor turns this stream into an edge of the new origin,
-                // keeping its window: viewers here keep playing.
-                tracing::info!(stream = %state.name(), origin = node, "the stream moved to another node; following it as an edge");
-                myself.stop(Some(StopReason::Superseded.into()));
-            }
-            StreamMsg::OriginMoved {
-                publisher, reason, ..
-            } if publisher == state.publisher && state.args.stats.phase() != Phase::Ended => {
-                // Ended by an operator, or cut off from the cluster: end it here. No
-                // lifecycle event: the stream's status is not this node's to write.
-                tracing::warn!(stream = %state.name(), %reason, "ending the stream here");
-                let generation = state.enter(Phase::Ended);
-                let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
-                let retention = state.args.ctx.config.streams.retention;
-                myself.send_after(retention, move || StreamMsg::RetentionExpired {
-                    generation,
-                });
-            }
-            StreamMsg::OriginMoved { .. } => {}
-            StreamMsg::LeaseLost { .. } => {}
+                to,
+                reason,
+            } => match state.lifecycle.handle_origin_moved(publisher, to) {
+                OriginMoved::Ignore => {}
+                OriginMoved::Superseded => {
+                    // The node supervisor turns this stream into an edge of the new
+                    // origin, keeping its window: viewers here keep playing.
+                    tracing::info!(stream = %state.name(), origin = ?to, "the stream moved to another node; following it as an edge");
+                    myself.stop(Some(StopReason::Superseded.into()));
+                }
+                OriginMoved::EndHere { generation } => {
+                    // Ended by an operator, or cut off from the cluster. No report: the
+                    // stream's status is not this node's to write.
+                    tracing::warn!(stream = %state.name(), %reason, "ending the stream here");
+                    state.end(&myself, generation);
+                }
+            },
             StreamMsg::HandOver { epoch, reply } => {
-                if state.epoch >= epoch {
-                    let _ = reply.send(HandOver::Refused { held: state.epoch });
-                    return Ok(());
+                match state.lifecycle.handle_hand_over(epoch) {
+                    HandOverAnswer::Refuse { held } => {
+                        let _ = reply.send(HandOver::Refused { held });
+                    }
+                    HandOverAnswer::NotProducing => {
+                        let _ = reply.send(HandOver::NotProducing);
+                    }
+                    HandOverAnswer::HandOver { epoch: mine } => {
+                        tracing::info!(stream = %state.name(), epoch, "another node took the stream over; handing it over");
+                        state.close_publisher("another node took this stream over".into());
+                        // Once the segmenter has stopped, nothing more is produced here:
+                        // the window is final for the asker to continue.
+                        let stopped = state.stop_segmenter().await;
+                        let _ = reply.send(if stopped {
+                            HandOver::Stopped { epoch: mine }
+                        } else {
+                            HandOver::NotProducing
+                        });
+                        myself.stop(Some(StopReason::Superseded.into()));
+                    }
                 }
-                if state.epoch == 0 {
-                    // Never had a publisher: its window is a copy of another origin's.
-                    let _ = reply.send(HandOver::NotProducing);
-                    return Ok(());
-                }
-                tracing::info!(stream = %state.name(), epoch, "another node took the stream over; handing it over");
-                state.close_publisher("another node took this stream over".into());
-                // Once the segmenter has stopped, nothing more is produced here: the
-                // window is final for the asker to continue.
-                let stopped = state.stop_segmenter().await;
-                let _ = reply.send(if stopped {
-                    HandOver::Stopped { epoch: state.epoch }
-                } else {
-                    HandOver::NotProducing
-                });
-                myself.stop(Some(StopReason::Superseded.into()));
             }
             #[cfg(feature = "test-hooks")]
             StreamMsg::Crash(child) => {
@@ -540,7 +552,8 @@ impl Actor for StreamSupervisor {
             }
             let grace = state.args.ctx.config.streams.grace_period;
             tracing::info!(stream = %state.name(), %reason, grace = %humantime::format_duration(grace), "publisher gone; waiting for it to return");
-            let generation = state.enter(Phase::Grace);
+            let generation = state.lifecycle.handle_publisher_gone();
+            state.show_phase();
             myself.send_after(grace, move || StreamMsg::GraceExpired { generation });
             return Ok(());
         }
@@ -555,11 +568,12 @@ impl Actor for StreamSupervisor {
         state.restarts.restart(child, &exit, metrics)?;
         match child {
             StreamChild::Segmenter => {
-                state.segmenter = spawn_segmenter(&myself, &state.args, state.publisher).await?;
+                let publisher = state.lifecycle.publisher();
+                state.segmenter = spawn_segmenter(&myself, &state.args, publisher).await?;
                 if let Some((ingest, _)) = &state.ingest {
                     let _ = ingest.send_message(IngestMsg::Downstream(state.segmenter.clone()));
                 }
-                if state.args.stats.phase() == Phase::Ended {
+                if state.lifecycle.phase() == Phase::Ended {
                     let _ = state.segmenter.send_message(SegmenterMsg::EndOfStream);
                 }
             }
