@@ -21,23 +21,35 @@ pub struct SubMessage {
     pub body: Bytes,
 }
 
+/// Why an aggregate message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    #[error("aggregate message of more than {0} tags")]
+    TooManyTags(usize),
+    #[error("aggregate message ends inside a tag header ({0} bytes left)")]
+    CutShort(usize),
+    #[error("aggregate sub-message of {0} bytes overruns the message")]
+    Overrun(usize),
+}
+
 /// Splits an aggregate body of at most `max_tags` tags (a 16 MiB body of empty tags
 /// would otherwise become a million messages). Stops at the first malformed tag and
 /// reports it.
-pub fn split(aggregate_ms: u32, body: Bytes, max_tags: usize) -> Result<Vec<SubMessage>, String> {
+pub fn split(
+    aggregate_ms: u32,
+    body: Bytes,
+    max_tags: usize,
+) -> Result<Vec<SubMessage>, AggregateError> {
     const TAG_HEADER: usize = 11;
     let mut out = Vec::new();
     let mut cursor = Cursor::new(body);
     let mut first_ts: Option<u32> = None;
     while cursor.has_remaining() {
         if out.len() == max_tags {
-            return Err(format!("aggregate message of more than {max_tags} tags"));
+            return Err(AggregateError::TooManyTags(max_tags));
         }
         if cursor.remaining() < TAG_HEADER {
-            return Err(format!(
-                "aggregate message ends inside a tag header ({} bytes left)",
-                cursor.remaining()
-            ));
+            return Err(AggregateError::CutShort(cursor.remaining()));
         }
         let start = cursor.position() as usize;
         let whole = cursor.get_ref().clone();
@@ -52,9 +64,7 @@ pub fn split(aggregate_ms: u32, body: Bytes, max_tags: usize) -> Result<Vec<SubM
         ]);
         let end = start + TAG_HEADER + size;
         if end > whole.len() {
-            return Err(format!(
-                "aggregate sub-message of {size} bytes overruns the message"
-            ));
+            return Err(AggregateError::Overrun(size));
         }
         let first = *first_ts.get_or_insert(ts);
         out.push(SubMessage {
@@ -92,14 +102,23 @@ mod tests {
         assert_eq!((subs[0].tag_type, subs[0].timestamp_ms), (9, 100));
         assert_eq!((subs[1].tag_type, subs[1].timestamp_ms), (8, 123));
         assert_eq!(&subs[1].body[..], &[0xAF, 1, 7]);
-        assert!(split(100, Bytes::from(body), 1).is_err());
+        assert_eq!(
+            split(100, Bytes::from(body), 1),
+            Err(AggregateError::TooManyTags(1))
+        );
     }
 
     #[test]
     fn overrun_is_an_error() {
         let mut body = tag(9, 0, &[1, 2, 3]);
         body[3] = 200; // claims 200 bytes
-        assert!(split(0, Bytes::from(body), 8).is_err());
-        assert!(split(0, Bytes::from_static(&[9, 0, 0]), 8).is_err());
+        assert_eq!(
+            split(0, Bytes::from(body), 8),
+            Err(AggregateError::Overrun(200))
+        );
+        assert_eq!(
+            split(0, Bytes::from_static(&[9, 0, 0]), 8),
+            Err(AggregateError::CutShort(3))
+        );
     }
 }

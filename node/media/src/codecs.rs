@@ -20,20 +20,33 @@ pub struct VideoConfig {
     pub frame_rate: Option<f64>,
 }
 
+/// Why a codec configuration (AVC sequence header, AudioSpecificConfig) is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecConfigError {
+    #[error("AVC sequence header without an SPS")]
+    NoSps,
+    /// The parser's own words.
+    #[error("unreadable SPS: {0}")]
+    Sps(String),
+    #[error("implausible picture size {width}x{height} in SPS")]
+    PictureSize { width: u64, height: u64 },
+    #[error("unreadable AudioSpecificConfig: {0}")]
+    AudioSpecificConfig(String),
+    #[error("AudioSpecificConfig with a zero sample rate")]
+    ZeroSampleRate,
+}
+
 impl VideoConfig {
     /// Builds the config from an AVC decoder configuration record; the SPS gives the size.
-    pub fn from_record(record: &AVCDecoderConfigurationRecord) -> Result<Self, String> {
-        let first_sps = record
-            .sps
-            .first()
-            .ok_or_else(|| "AVC sequence header without an SPS".to_string())?;
+    pub fn from_record(record: &AVCDecoderConfigurationRecord) -> Result<Self, CodecConfigError> {
+        let first_sps = record.sps.first().ok_or(CodecConfigError::NoSps)?;
         let sps = scuffle_h264::Sps::parse_with_emulation_prevention(std::io::Cursor::new(
             first_sps.as_ref(),
         ))
-        .map_err(|e| format!("unreadable SPS: {e}"))?;
+        .map_err(|e| CodecConfigError::Sps(e.to_string()))?;
         let (width, height) = (sps.width(), sps.height());
         if width == 0 || height == 0 || width > 16384 || height > 16384 {
-            return Err(format!("implausible picture size {width}x{height} in SPS"));
+            return Err(CodecConfigError::PictureSize { width, height });
         }
         Ok(Self {
             profile: record.profile_indication,
@@ -68,11 +81,11 @@ pub struct AudioConfig {
 }
 
 impl AudioConfig {
-    pub fn from_asc(asc: Bytes) -> Result<Self, String> {
+    pub fn from_asc(asc: Bytes) -> Result<Self, CodecConfigError> {
         let parsed = scuffle_aac::PartialAudioSpecificConfig::parse(&asc)
-            .map_err(|e| format!("unreadable AudioSpecificConfig: {e}"))?;
+            .map_err(|e| CodecConfigError::AudioSpecificConfig(e.to_string()))?;
         if parsed.sampling_frequency == 0 {
-            return Err("AudioSpecificConfig with a zero sample rate".into());
+            return Err(CodecConfigError::ZeroSampleRate);
         }
         Ok(Self {
             object_type: u16::from(parsed.audio_object_type).min(255) as u8,

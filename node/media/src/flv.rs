@@ -54,7 +54,7 @@ pub fn video_event(rtmp_ms: u32, body: Bytes) -> Result<MediaEvent, TagError> {
         (_, VideoTagBody::Legacy(LegacyVideoTagBody::AvcVideoPacketSeqHdr(record))) => {
             VideoConfig::from_record(&record)
                 .map(MediaEvent::VideoConfig)
-                .map_err(|e| TagError::Malformed("video", e))
+                .map_err(|e| TagError::Malformed("video", e.to_string()))
         }
         (
             LegacyVideoTagHeaderAvcPacket::Nalu {
@@ -85,7 +85,7 @@ pub fn audio_event(rtmp_ms: u32, body: Bytes) -> Result<MediaEvent, TagError> {
         AudioTagBody::Legacy(LegacyAudioTagBody::Aac(AacAudioData::SequenceHeader(asc))) => {
             AudioConfig::from_asc(asc)
                 .map(MediaEvent::AudioConfig)
-                .map_err(|e| TagError::Malformed("audio", e))
+                .map_err(|e| TagError::Malformed("audio", e.to_string()))
         }
         AudioTagBody::Legacy(LegacyAudioTagBody::Aac(AacAudioData::Raw(data))) => {
             if data.is_empty() {

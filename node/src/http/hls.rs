@@ -153,7 +153,7 @@ pub async fn media_playlist(
         query.get("_HLS_part").map(String::as_str),
     ) {
         Ok(r) => r,
-        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason.to_string()),
     };
     let set_cookie = note_viewer(&state, &stream, &headers, client);
     let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);

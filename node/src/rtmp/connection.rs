@@ -526,7 +526,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     async fn aggregate(&mut self, timestamp_ms: u32, body: Bytes) -> Result<(), Closed> {
         let max_tags = self.ctx.config.rtmp.max_aggregate_tags;
-        let messages = aggregate::split(timestamp_ms, body, max_tags).map_err(Closed::Malformed)?;
+        let messages = aggregate::split(timestamp_ms, body, max_tags)
+            .map_err(|e| Closed::Malformed(e.to_string()))?;
         for m in messages {
             match m.tag_type {
                 flv::AUDIO_TAG => {

@@ -29,6 +29,22 @@ const MALFORMED_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Bitrate is measured over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(2);
 
+/// Why ingest ends a publish; its words reach the publisher's log line and close.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("unsupported codec: {0}")]
+    Unsupported(String),
+    #[error("{MAX_MALFORMED_IN_A_ROW} malformed tags in a row")]
+    Malformed,
+    /// A burst above twice the limit, before the measurement window closes.
+    #[error("publisher exceeds rtmp.max_bitrate_kbps ({limit_kbps} kbit/s)")]
+    Burst { limit_kbps: u64 },
+    #[error(
+        "publisher sends {sent_kbps} kbit/s, which exceeds rtmp.max_bitrate_kbps ({limit_kbps} kbit/s)"
+    )]
+    Bitrate { sent_kbps: u64, limit_kbps: u64 },
+}
+
 pub enum IngestMsg {
     Media {
         kind: TrackKind,
@@ -112,8 +128,8 @@ impl Actor for IngestActor {
             } => {
                 // The exit reason reaches the publisher's connection through the
                 // stream supervisor, which closes it.
-                if let Err(reason) = state.media(kind, timestamp_ms, body, permit) {
-                    myself.stop(Some(reason));
+                if let Err(refusal) = state.media(kind, timestamp_ms, body, permit) {
+                    myself.stop(Some(refusal.to_string()));
                 }
             }
             IngestMsg::Downstream(segmenter) => {
@@ -137,7 +153,7 @@ impl IngestState {
         timestamp_ms: u32,
         body: Bytes,
         permit: OwnedSemaphorePermit,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let len = body.len() as u64;
         self.measure_bitrate(len)?;
         self.metrics.ingest_bytes.inc_by(len);
@@ -150,7 +166,7 @@ impl IngestState {
                 self.malformed_in_a_row = 0;
                 event
             }
-            Err(TagError::Unsupported(what)) => return Err(format!("unsupported codec: {what}")),
+            Err(TagError::Unsupported(what)) => return Err(Refusal::Unsupported(what)),
             Err(e @ TagError::Malformed(..)) => {
                 self.malformed_in_a_row += 1;
                 self.malformed_unreported += 1;
@@ -164,7 +180,7 @@ impl IngestState {
                     self.malformed_unreported = 0;
                 }
                 if self.malformed_in_a_row >= MAX_MALFORMED_IN_A_ROW {
-                    return Err(format!("{MAX_MALFORMED_IN_A_ROW} malformed tags in a row"));
+                    return Err(Refusal::Malformed);
                 }
                 return Ok(());
             }
@@ -208,16 +224,15 @@ impl IngestState {
     }
 
     /// Updates the bitrate estimate; a publisher above `rtmp.max_bitrate_kbps` is refused.
-    fn measure_bitrate(&mut self, bytes: u64) -> Result<(), String> {
+    fn measure_bitrate(&mut self, bytes: u64) -> Result<(), Refusal> {
         self.window_bytes += bytes;
         let elapsed = self.window_start.elapsed();
         let limit_bits = self.ctx.config.rtmp.max_bitrate_kbps * 1000;
         // Checked before the window closes too, so a burst cannot fill memory first.
         if self.window_bytes * 8 > limit_bits * BITRATE_WINDOW.as_secs() * 2 {
-            return Err(format!(
-                "publisher exceeds rtmp.max_bitrate_kbps ({} kbit/s)",
-                self.ctx.config.rtmp.max_bitrate_kbps
-            ));
+            return Err(Refusal::Burst {
+                limit_kbps: self.ctx.config.rtmp.max_bitrate_kbps,
+            });
         }
         if elapsed >= BITRATE_WINDOW {
             let bps = self.window_bytes as f64 * 8.0 / elapsed.as_secs_f64();
@@ -225,11 +240,10 @@ impl IngestState {
             self.window_start = Instant::now();
             self.window_bytes = 0;
             if bps > limit_bits as f64 {
-                return Err(format!(
-                    "publisher sends {} kbit/s, which exceeds rtmp.max_bitrate_kbps ({} kbit/s)",
-                    bps as u64 / 1000,
-                    self.ctx.config.rtmp.max_bitrate_kbps
-                ));
+                return Err(Refusal::Bitrate {
+                    sent_kbps: bps as u64 / 1000,
+                    limit_kbps: self.ctx.config.rtmp.max_bitrate_kbps,
+                });
             }
         }
         Ok(())

@@ -17,21 +17,34 @@ pub enum Readiness {
     TooFarAhead,
 }
 
+/// A playlist request's directives that are not a blocking request (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectiveError {
+    /// The directive's name and what was sent.
+    #[error("{0} must be a non-negative integer, got {1:?}")]
+    NotANumber(&'static str, String),
+    #[error("_HLS_part requires _HLS_msn")]
+    PartWithoutMsn,
+}
+
 /// Reads the directives from a playlist request. `Ok(None)`: an ordinary reload.
-pub fn parse(msn: Option<&str>, part: Option<&str>) -> Result<Option<BlockingRequest>, String> {
+pub fn parse(
+    msn: Option<&str>,
+    part: Option<&str>,
+) -> Result<Option<BlockingRequest>, DirectiveError> {
     let part = part
         .map(|p| {
             p.parse::<u32>()
-                .map_err(|_| format!("_HLS_part must be a non-negative integer, got {p:?}"))
+                .map_err(|_| DirectiveError::NotANumber("_HLS_part", p.to_string()))
         })
         .transpose()?;
     match msn {
-        None if part.is_some() => Err("_HLS_part requires _HLS_msn".into()),
+        None if part.is_some() => Err(DirectiveError::PartWithoutMsn),
         None => Ok(None),
         Some(m) => Ok(Some(BlockingRequest {
             msn: m
                 .parse()
-                .map_err(|_| format!("_HLS_msn must be a non-negative integer, got {m:?}"))?,
+                .map_err(|_| DirectiveError::NotANumber("_HLS_msn", m.to_string()))?,
             part,
         })),
     }
@@ -98,9 +111,15 @@ mod tests {
     fn parses_directives() {
         assert_eq!(parse(None, None), Ok(None));
         assert_eq!(parse(Some("5"), Some("2")), Ok(Some(req(5, Some(2)))));
-        assert!(parse(None, Some("1")).is_err());
-        assert!(parse(Some("-1"), None).is_err());
-        assert!(parse(Some("1"), Some("x")).is_err());
+        assert_eq!(parse(None, Some("1")), Err(DirectiveError::PartWithoutMsn));
+        assert_eq!(
+            parse(Some("-1"), None).unwrap_err().to_string(),
+            "_HLS_msn must be a non-negative integer, got \"-1\""
+        );
+        assert_eq!(
+            parse(Some("1"), Some("x")),
+            Err(DirectiveError::NotANumber("_HLS_part", "x".into()))
+        );
     }
 
     #[test]
