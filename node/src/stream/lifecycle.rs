@@ -79,7 +79,6 @@ pub struct StreamLifecycle {
     publisher: u64,
     /// Origin lease epoch of the latest publisher (0: none yet).
     epoch: u64,
-    attached: bool,
 }
 
 impl Default for StreamLifecycle {
@@ -89,7 +88,6 @@ impl Default for StreamLifecycle {
             generation: 0,
             publisher: 0,
             epoch: 0,
-            attached: false,
         }
     }
 }
@@ -119,8 +117,8 @@ impl StreamLifecycle {
     }
 
     /// A publish granted under lease `epoch` (`lost`: that lease is already lost,
-    /// and why) asks to attach.
-    pub fn handle_attach(&mut self, epoch: u64, lost: Option<String>) -> Attach {
+    /// and why) asks to attach; `attached`: a publisher is attached now.
+    pub fn handle_attach(&mut self, epoch: u64, lost: Option<String>, attached: bool) -> Attach {
         if epoch < self.epoch || lost.is_some() {
             // Two publishes raced on this node and the newer one attached first, or
             // another node took the stream over meanwhile.
@@ -130,14 +128,12 @@ impl StreamLifecycle {
             };
         }
         let continue_from_predecessor = self.epoch == 0 || self.epoch + 1 != epoch;
-        let close_previous = self.attached;
         self.publisher += 1;
         self.epoch = epoch;
-        self.attached = true;
         self.enter(Phase::Live);
         Attach::Accepted {
             publisher: self.publisher,
-            close_previous,
+            close_previous: attached,
             continue_from_predecessor,
         }
     }
@@ -145,7 +141,6 @@ impl StreamLifecycle {
     /// The publisher closed the connection itself (or its ingest failed): wait for it
     /// for the grace period, a timer of the generation returned.
     pub fn handle_publisher_gone(&mut self) -> u64 {
-        self.attached = false;
         self.enter(Phase::Grace)
     }
 
@@ -169,11 +164,10 @@ impl StreamLifecycle {
     }
 
     /// The lease of publisher number `publisher` is lost.
-    pub fn handle_lease_lost(&mut self, publisher: u64) -> LeaseLost {
+    pub fn handle_lease_lost(&self, publisher: u64) -> LeaseLost {
         if publisher != self.publisher || self.phase == Phase::Ended {
             return LeaseLost::Ignore;
         }
-        self.attached = false;
         LeaseLost::FindNewOrigin
     }
 
@@ -193,13 +187,12 @@ impl StreamLifecycle {
     }
 
     /// Another node holds the stream's lease of `epoch` and asks this one to stop.
-    pub fn handle_hand_over(&mut self, epoch: u64) -> HandOverAnswer {
+    pub fn handle_hand_over(&self, epoch: u64) -> HandOverAnswer {
         if self.epoch >= epoch {
             HandOverAnswer::Refuse { held: self.epoch }
         } else if self.unused() {
             HandOverAnswer::NotProducing
         } else {
-            self.attached = false;
             HandOverAnswer::HandOver { epoch: self.epoch }
         }
     }
@@ -220,7 +213,7 @@ mod tests {
     /// A stream live under epoch 5 with its first publisher.
     fn live() -> StreamLifecycle {
         let mut s = StreamLifecycle::default();
-        assert_eq!(s.handle_attach(5, None), accepted(1, false, true));
+        assert_eq!(s.handle_attach(5, None, false), accepted(1, false, true));
         s
     }
 
@@ -235,16 +228,16 @@ mod tests {
         let mut s = live();
         // Same node, next epoch: the previous connection is closed; the window
         // continues without a predecessor (this node produced epoch 5).
-        assert_eq!(s.handle_attach(6, None), accepted(2, true, false));
+        assert_eq!(s.handle_attach(6, None, true), accepted(2, true, false));
         // An epoch skipped: another node produced in between.
-        assert_eq!(s.handle_attach(9, None), accepted(3, true, true));
+        assert_eq!(s.handle_attach(9, None, true), accepted(3, true, true));
     }
 
     #[test]
     fn a_publish_that_lost_the_race_is_refused() {
         let mut s = live();
         assert_eq!(
-            s.handle_attach(4, None),
+            s.handle_attach(4, None, true),
             Attach::Refused {
                 reason: "a newer publisher took this stream over".into(),
                 stop: false
@@ -253,7 +246,7 @@ mod tests {
         // A stream nobody ever fed stops when its only publish is refused.
         let mut fresh = StreamLifecycle::default();
         assert_eq!(
-            fresh.handle_attach(3, Some("taken over by node 2".into())),
+            fresh.handle_attach(3, Some("taken over by node 2".into()), false),
             Attach::Refused {
                 reason: "taken over by node 2".into(),
                 stop: true
@@ -281,7 +274,7 @@ mod tests {
     fn a_publisher_back_within_the_grace_period_republishes() {
         let mut s = live();
         let grace = s.handle_publisher_gone();
-        assert_eq!(s.handle_attach(6, None), accepted(2, false, false));
+        assert_eq!(s.handle_attach(6, None, false), accepted(2, false, false));
         assert_eq!(s.phase(), Phase::Live);
         // The grace timer set before the republish is stale.
         assert_eq!(s.handle_grace_expired(grace), Timer::Ignore);
@@ -295,7 +288,7 @@ mod tests {
         let Timer::End { generation, .. } = s.handle_grace_expired(grace) else {
             panic!("ended");
         };
-        assert_eq!(s.handle_attach(6, None), accepted(2, false, false));
+        assert_eq!(s.handle_attach(6, None, false), accepted(2, false, false));
         // The retention timer of the ended phase no longer removes it.
         assert_eq!(s.handle_retention_expired(generation), Timer::Ignore);
     }
@@ -325,7 +318,7 @@ mod tests {
     #[test]
     fn news_about_an_earlier_publishers_lease_is_ignored() {
         let mut s = live();
-        assert_eq!(s.handle_attach(6, None), accepted(2, true, false));
+        assert_eq!(s.handle_attach(6, None, true), accepted(2, true, false));
         assert_eq!(s.handle_lease_lost(1), LeaseLost::Ignore);
         assert_eq!(s.handle_origin_moved(1, Some(3)), OriginMoved::Ignore);
         assert_eq!(s.phase(), Phase::Live);
@@ -333,9 +326,9 @@ mod tests {
 
     #[test]
     fn a_takeover_by_another_node_is_answered_by_epoch() {
-        let mut fresh = StreamLifecycle::default();
+        let fresh = StreamLifecycle::default();
         assert_eq!(fresh.handle_hand_over(3), HandOverAnswer::NotProducing);
-        let mut s = live();
+        let s = live();
         // A stale lease: this node holds epoch 5.
         assert_eq!(s.handle_hand_over(5), HandOverAnswer::Refuse { held: 5 });
         assert_eq!(s.handle_hand_over(4), HandOverAnswer::Refuse { held: 5 });

@@ -258,7 +258,10 @@ impl StreamState {
         }
         let lost = conn.lease.lost.borrow().clone();
         let (publisher, close_previous, continue_from) =
-            match self.lifecycle.handle_attach(conn.lease.epoch, lost) {
+            match self
+                .lifecycle
+                .handle_attach(conn.lease.epoch, lost, self.ingest.is_some())
+            {
                 Attach::Refused { reason, stop } => {
                     let _ = reply.send(Err(PublishDenied {
                         code: "NetStream.Publish.BadName",
