@@ -6,6 +6,8 @@
 //! whatever the input. They live in the library so the fuzzer and the replay run
 //! exactly the same thing.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use castmesh_proto::mesh::v1 as pb;
 use prost::Message as _;
@@ -21,7 +23,7 @@ use crate::rtmp::guard::{ChunkGuard, GuardLimits};
 use castmesh_media::codecs::Codecs;
 use castmesh_media::hls::packager::{CutRules, Packager};
 use castmesh_media::hls::window::{Position, Window, WindowConfig};
-use castmesh_media::hls::{blocking, names, replica};
+use castmesh_media::hls::{blocking, playlist, replica};
 use castmesh_media::{MediaEvent, aggregate, flv};
 
 /// The RTMP connection input through the real session code: the first byte picks the
@@ -159,10 +161,22 @@ pub fn aggregate_message(data: &[u8]) {
     media.finish();
 }
 
-/// What ingest and the segmenter do with media tags, without actors.
+/// What ingest and the segmenter do with media tags, without actors: down to the
+/// window and its rendered playlist.
 struct MediaSink {
     codecs: Codecs,
     packager: Packager,
+    window: Window,
+}
+
+/// The fuzz targets' window: small, so a long input also exercises retiring segments.
+fn fuzz_window() -> Window {
+    let config = WindowConfig {
+        target_duration_s: 2,
+        part_target_ms: 200,
+        segments: 3,
+    };
+    Window::new(config, 1)
 }
 
 impl Default for MediaSink {
@@ -176,6 +190,7 @@ impl Default for MediaSink {
         Self {
             codecs: Codecs::default(),
             packager: Packager::new(rules, 0, false),
+            window: fuzz_window(),
         }
     }
 }
@@ -187,19 +202,21 @@ impl MediaSink {
             flv::VIDEO_TAG => flv::video_event(timestamp, body),
             _ => return,
         };
+        let (now, w) = (SystemTime::UNIX_EPOCH, &mut self.window);
         // Errors are what a bad publisher gets: its tag is dropped, nothing else.
         let _ = match event {
             Ok(MediaEvent::VideoConfig(v)) => {
                 self.codecs.video = Some(v.into());
-                self.packager.set_codecs(self.codecs.clone())
+                self.packager.set_codecs(self.codecs.clone(), now, w)
             }
             Ok(MediaEvent::AudioConfig(a)) => {
                 self.codecs.audio = Some(a.into());
-                self.packager.set_codecs(self.codecs.clone())
+                self.packager.set_codecs(self.codecs.clone(), now, w)
             }
-            Ok(MediaEvent::Frame(frame)) => self.packager.push(frame),
+            Ok(MediaEvent::Frame(frame)) => self.packager.push(frame, now, w),
             Ok(MediaEvent::Ignored) | Err(_) => return,
         };
+        w.take_events();
     }
 
     fn aggregate(&mut self, timestamp: u32, body: Bytes) {
@@ -212,7 +229,12 @@ impl MediaSink {
     }
 
     fn finish(&mut self) {
-        let _ = self.packager.finish();
+        let _ = self
+            .packager
+            .finish(SystemTime::UNIX_EPOCH, &mut self.window);
+        self.window.end_stream();
+        playlist::render(&self.window);
+        playlist::render_multivariant(&self.window);
     }
 }
 
@@ -225,7 +247,7 @@ pub fn hls_request(data: &[u8]) {
     };
     let mut lines = text.split('\n');
     let name = lines.next().unwrap_or_default();
-    let _ = names::parse(name);
+    let _ = playlist::parse_name(name);
     let (msn, part) = (lines.next(), lines.next());
     if let Ok(Some(request)) = blocking::parse(msn, part) {
         let edge = Position {
@@ -255,12 +277,7 @@ pub fn mesh_frames(data: &[u8]) {
     if let Some(first) = frames.first() {
         let _ = pb::Request::decode(*first);
     }
-    let config = WindowConfig {
-        target_duration_s: 2,
-        part_target_ms: 200,
-        segments: 3,
-    };
-    let mut window = Window::new(config, 1);
+    let mut window = fuzz_window();
     let mut replay = None;
     for frame in frames {
         let Ok(pb::Delivery {

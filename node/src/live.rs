@@ -59,10 +59,24 @@ impl LiveStream {
 
     /// Applies a change, broadcasts its events and publishes the re-rendered playlist.
     pub fn update<R>(&self, change: impl FnOnce(&mut Window) -> R) -> R {
+        self.change(change, Publish::Always)
+    }
+
+    /// Applies a change that mostly changes nothing (a frame joining the open part):
+    /// the playlist is re-rendered and published only if the window recorded an event,
+    /// so waiting readers are not woken for nothing.
+    pub fn update_if_changed<R>(&self, change: impl FnOnce(&mut Window) -> R) -> R {
+        self.change(change, Publish::IfChanged)
+    }
+
+    fn change<R>(&self, change: impl FnOnce(&mut Window) -> R, publish: Publish) -> R {
         let (result, snapshot) = {
             let mut w = self.window.write().unwrap_or_else(|e| e.into_inner());
             let result = change(&mut w);
             let events = w.take_events();
+            if events.is_empty() && publish == Publish::IfChanged {
+                return result;
+            }
             // Sent under the write lock, so `subscribe` sees each change either in its
             // replay or in its channel, never both or neither. Without subscribers (most
             // streams on an edge, any stream no edge watches) nothing is built.
@@ -109,6 +123,12 @@ impl LiveStream {
         };
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
+}
+
+#[derive(PartialEq, Eq)]
+enum Publish {
+    Always,
+    IfChanged,
 }
 
 fn render(w: &Window) -> Snapshot {

@@ -2,12 +2,12 @@
 //! LL-HLS playlist or part, as pure state machines.
 //!
 //! What it is: [`flv`] turns RTMP's FLV tag bodies into codec configurations and
-//! [`Frame`]s (with [`aggregate`] for RTMP aggregate messages); [`timeline`] makes
-//! the publisher's millisecond clock one continuous decode timeline; [`cmaf`] writes
-//! init segments and fragments; [`hls::packager`] cuts frames into parts and
-//! segments; [`hls::window`] is the bounded live window those fill, [`hls::replica`]
-//! its copy on another node; [`hls::playlist`], [`hls::names`] and [`hls::blocking`]
-//! are how the window is listed, named and waited for.
+//! [`Frame`]s (with [`aggregate`] for RTMP aggregate messages); [`cmaf`] writes init segments
+//! and fragments; [`hls::packager`] maps the publisher's millisecond clock onto one
+//! continuous decode timeline and cuts frames into parts and segments, straight into
+//! the window; [`hls::window`] is the bounded live window those fill, [`hls::replica`]
+//! its copy on another node; [`hls::playlist`] and [`hls::blocking`] are
+//! how the window is listed and named, and waited for.
 //!
 //! What it is not: nothing here waits, spawns, reads a clock or a socket, or knows
 //! the cluster. Time comes in as arguments, bytes go out as return values. Actors,
@@ -20,7 +20,6 @@ pub mod cmaf;
 pub mod codecs;
 pub mod flv;
 pub mod hls;
-pub mod timeline;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -23,7 +23,7 @@ use crate::stream::registry::{OriginLookup, StreamId};
 use crate::stream::requests::NodeMsg;
 use crate::stream::stats::Phase;
 use castmesh_media::hls::blocking::{self, Readiness};
-use castmesh_media::hls::names::{self, MediaName};
+use castmesh_media::hls::playlist::{self, MediaName};
 use castmesh_media::hls::window::Position;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -220,7 +220,7 @@ pub async fn media(
     let Some(stream) = find(&state, &id).await else {
         return unknown_stream(&id);
     };
-    let Some((run, name)) = names::parse(&file) else {
+    let Some((run, name)) = playlist::parse_name(&file) else {
         return error(StatusCode::NOT_FOUND, "no such HLS file");
     };
     if run != stream.live.run() {

@@ -1,12 +1,12 @@
-//! The segmenter actor: runs the pure [`Packager`] for one stream and
-//! applies its output to the stream's [`LiveStream`] window.
+//! The segmenter actor: runs the pure [`Packager`] for one stream, writing straight
+//! into the stream's [`LiveStream`] window.
 //!
 //! The window outlives this actor. When it is restarted after a panic, the new
 //! segmenter continues the same playlist after a discontinuity, so nothing that
 //! was listed disappears.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
@@ -14,8 +14,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::live::LiveStream;
 use crate::metrics::StreamMetrics;
 use crate::stream::context::NodeContext;
-use castmesh_media::hls::packager::{CutRules, Output, Packager};
-use castmesh_media::hls::window::Part;
+use castmesh_media::cmaf::EncodeError;
+use castmesh_media::hls::packager::{CutRules, Packager, Packed};
+use castmesh_media::hls::window::Window;
 use castmesh_media::{Codecs, Frame};
 
 /// Media messages carry the generation of the publisher that sent them: after a
@@ -54,9 +55,6 @@ pub struct SegmenterState {
     packager: Packager,
     publisher: u64,
     metrics: StreamMetrics,
-    /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
-    /// re-anchored at every discontinuity.
-    anchor: Option<(i64, SystemTime)>,
 }
 
 impl Actor for SegmenterActor {
@@ -93,7 +91,6 @@ impl Actor for SegmenterActor {
             publisher: args.publisher,
             metrics: args.ctx.metrics.for_stream(&args.stream),
             args,
-            anchor: None,
         })
     }
 
@@ -103,82 +100,58 @@ impl Actor for SegmenterActor {
         msg: SegmenterMsg,
         state: &mut SegmenterState,
     ) -> Result<(), ActorProcessingErr> {
-        let outputs = match msg {
+        match msg {
             SegmenterMsg::Codecs { publisher, codecs } if publisher == state.publisher => {
-                state.packager.set_codecs(codecs)?
+                state.package(|p, now, w| p.set_codecs(codecs, now, w))?
             }
+            // The frame's credit is released when `permit` drops, once the frame is in
+            // the window (or held by the packager): the publisher may then send more.
             SegmenterMsg::Frame {
-                publisher, frame, ..
-            } if publisher == state.publisher => state.packager.push(frame)?,
-            SegmenterMsg::Codecs { .. } | SegmenterMsg::Frame { .. } => return Ok(()),
+                publisher,
+                frame,
+                permit,
+            } if publisher == state.publisher => {
+                state.package(|p, now, w| p.push(frame, now, w))?;
+                drop(permit);
+            }
+            SegmenterMsg::Codecs { .. } | SegmenterMsg::Frame { .. } => {}
             SegmenterMsg::NewPublisher(publisher) => {
                 state.publisher = publisher;
-                state.packager.new_publisher()?
+                state.package(|p, now, w| p.new_publisher(now, w))?
             }
-            SegmenterMsg::EndOfStream => {
-                let out = state.packager.finish()?;
-                state.apply(out);
-                state.args.live.update(|w| w.end_stream());
-                return Ok(());
-            }
+            SegmenterMsg::EndOfStream => state.package(|p, now, w| {
+                let packed = p.finish(now, w);
+                w.end_stream();
+                packed
+            })?,
             #[cfg(feature = "test-hooks")]
             SegmenterMsg::Crash => panic!("fault injection: segmenter crash requested"),
-        };
-        state.apply(outputs);
+        }
         Ok(())
     }
 }
 
 impl SegmenterState {
-    fn apply(&mut self, outputs: Vec<Output>) {
-        if outputs.is_empty() {
-            return;
-        }
-        let metrics = &self.metrics;
-        let wall = self.args.ctx.seams.clock.wall();
-        let anchor = &mut self.anchor;
-        // Where the stream timeline stands, so a restarted segmenter continues after it.
-        let part_end = self.packager.timeline_end_ms().unwrap_or(0);
-        let bytes_held = self.args.live.update(|w| {
-            for output in outputs {
-                match output {
-                    Output::Init { bytes, codecs } => {
-                        w.add_init(bytes, codecs);
-                    }
-                    Output::BeginSegment {
-                        discontinuity,
-                        start_ms,
-                    } => {
-                        if discontinuity || anchor.is_none() {
-                            *anchor = Some((start_ms, wall));
-                        }
-                        let (base_ms, base_wall) = anchor.expect("anchored above");
-                        let offset = Duration::from_millis((start_ms - base_ms).max(0) as u64);
-                        w.begin_segment(discontinuity, base_wall + offset);
-                    }
-                    Output::Part {
-                        bytes,
-                        duration_ms,
-                        independent,
-                    } => {
-                        w.push_part(
-                            Part {
-                                duration_ms,
-                                independent,
-                                data: bytes,
-                            },
-                            part_end,
-                        );
-                        metrics.parts.inc();
-                    }
-                    Output::EndSegment => {
-                        w.end_segment();
-                        metrics.segments.inc();
-                    }
-                }
-            }
-            w.media_bytes()
+    /// Runs one packager step straight into the window, under its write lock; the
+    /// window re-renders the playlist only if the step changed it.
+    fn package(
+        &mut self,
+        step: impl FnOnce(&mut Packager, SystemTime, &mut Window) -> Result<Packed, EncodeError>,
+    ) -> Result<(), EncodeError> {
+        let now = self.args.ctx.seams.clock.wall();
+        let packager = &mut self.packager;
+        let (packed, bytes_held) = self.args.live.update_if_changed(|w| {
+            let packed = step(packager, now, w);
+            // Most frames only join the open part: the memory gauge waits for a part.
+            let wrote = matches!(&packed, Ok(p) if *p != Packed::default());
+            (packed, wrote.then(|| w.media_bytes()))
         });
-        metrics.memory_bytes.set(bytes_held as i64);
+        let packed = packed?;
+        self.metrics.parts.inc_by(packed.parts.into());
+        self.metrics.segments.inc_by(packed.segments.into());
+        if let Some(bytes) = bytes_held {
+            self.metrics.memory_bytes.set(bytes as i64);
+        }
+        Ok(())
     }
 }

@@ -9,10 +9,12 @@
 //! A video frame's duration is only known when the next one arrives, so one
 //! video frame is always held back; that costs one frame interval of latency.
 
+use std::time::{Duration, SystemTime};
+
 use bytes::Bytes;
 
+use super::window::{Part, Window};
 use crate::cmaf::{self, EncodeError, Sample, TrackRun, VIDEO_TIMESCALE, init::TrackLayout};
-use crate::timeline::Timeline;
 use crate::{AudioConfig, Codecs, Frame, TrackKind};
 
 /// In an audio+video stream, audio closes the part itself once video has been silent
@@ -30,25 +32,55 @@ pub struct CutRules {
     pub jump_threshold_ms: u32,
 }
 
-/// What the packager produced, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+/// Where the packager writes, in order: the stream's [`Window`] (through which the
+/// part reaches the playlist and HTTP without coming back here), or a recorder in tests.
+pub trait Sink {
     /// A new init segment; segments after it are decoded with it.
-    Init {
-        bytes: Bytes,
-        codecs: Codecs,
-    },
-    /// A new segment begins at `start_ms` on the stream timeline.
-    BeginSegment {
-        discontinuity: bool,
-        start_ms: i64,
-    },
-    Part {
-        bytes: Bytes,
-        duration_ms: f64,
-        independent: bool,
-    },
-    EndSegment,
+    fn add_init(&mut self, bytes: Bytes, codecs: Codecs);
+    fn begin_segment(&mut self, discontinuity: bool, program_date_time: SystemTime);
+    /// `timeline_end_ms` is the latest point of the stream timeline when the part closed.
+    fn push_part(&mut self, part: Part, timeline_end_ms: i64);
+    fn end_segment(&mut self);
+}
+
+impl Sink for Window {
+    fn add_init(&mut self, bytes: Bytes, codecs: Codecs) {
+        Window::add_init(self, bytes, codecs);
+    }
+    fn begin_segment(&mut self, discontinuity: bool, program_date_time: SystemTime) {
+        Window::begin_segment(self, discontinuity, program_date_time);
+    }
+    fn push_part(&mut self, part: Part, timeline_end_ms: i64) {
+        Window::push_part(self, part, timeline_end_ms);
+    }
+    fn end_segment(&mut self) {
+        Window::end_segment(self);
+    }
+}
+
+/// What one call wrote, for the caller's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    pub parts: u32,
+    pub segments: u32,
+}
+
+/// The output of one call: where it goes, the wall-clock time of the call (for
+/// EXT-X-PROGRAM-DATE-TIME) and a count of what was written.
+struct Out<'a> {
+    sink: &'a mut dyn Sink,
+    now: SystemTime,
+    packed: Packed,
+}
+
+impl<'a> Out<'a> {
+    fn new(sink: &'a mut dyn Sink, now: SystemTime) -> Self {
+        Self {
+            sink,
+            now,
+            packed: Packed::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -89,6 +121,9 @@ pub struct Packager {
     audio: Run,
     /// Next audio decode time in samples; AAC frames are a fixed 1024 samples long.
     audio_next: Option<u64>,
+    /// Ties the stream timeline to wall-clock time for EXT-X-PROGRAM-DATE-TIME;
+    /// re-anchored at every discontinuity.
+    anchor: Option<(i64, SystemTime)>,
 }
 
 impl Packager {
@@ -110,6 +145,7 @@ impl Packager {
             video: Run::default(),
             audio: Run::default(),
             audio_next: None,
+            anchor: None,
         }
     }
 
@@ -120,41 +156,55 @@ impl Packager {
 
     /// New decoder configuration from the publisher. A real change ends the current
     /// segment; the next one starts with a new init after a discontinuity.
-    pub fn set_codecs(&mut self, codecs: Codecs) -> Result<Vec<Output>, EncodeError> {
+    pub fn set_codecs(
+        &mut self,
+        codecs: Codecs,
+        now: SystemTime,
+        sink: &mut dyn Sink,
+    ) -> Result<Packed, EncodeError> {
+        let mut out = Out::new(sink, now);
         if codecs == self.codecs {
-            return Ok(Vec::new());
+            return Ok(out.packed);
         }
-        let mut out = Vec::new();
         if self.init_codecs.is_some() {
             self.flush(&mut out)?;
             self.discontinuity_next = true;
         }
         self.codecs = codecs;
-        Ok(out)
+        Ok(out.packed)
     }
 
     /// A different publisher continues the stream: close what we have, mark a
     /// discontinuity, and continue the timeline after the last media.
-    pub fn new_publisher(&mut self) -> Result<Vec<Output>, EncodeError> {
-        let mut out = Vec::new();
+    pub fn new_publisher(
+        &mut self,
+        now: SystemTime,
+        sink: &mut dyn Sink,
+    ) -> Result<Packed, EncodeError> {
+        let mut out = Out::new(sink, now);
         let end = self.flush(&mut out)?;
         if self.init_codecs.is_some() {
             self.discontinuity_next = true;
         }
         self.timeline.rebase(end);
         self.audio_next = None;
-        Ok(out)
+        Ok(out.packed)
     }
 
     /// The stream ends: close the open segment.
-    pub fn finish(&mut self) -> Result<Vec<Output>, EncodeError> {
-        let mut out = Vec::new();
+    pub fn finish(&mut self, now: SystemTime, sink: &mut dyn Sink) -> Result<Packed, EncodeError> {
+        let mut out = Out::new(sink, now);
         self.flush(&mut out)?;
-        Ok(out)
+        Ok(out.packed)
     }
 
-    pub fn push(&mut self, frame: Frame) -> Result<Vec<Output>, EncodeError> {
-        let mut out = Vec::new();
+    pub fn push(
+        &mut self,
+        frame: Frame,
+        now: SystemTime,
+        sink: &mut dyn Sink,
+    ) -> Result<Packed, EncodeError> {
+        let mut out = Out::new(sink, now);
         let (dts, jumped) = self.timeline.map(frame.track, frame.rtmp_ms);
         if jumped {
             tracing::warn!(dts, "publisher timestamp jump smoothed over");
@@ -169,7 +219,7 @@ impl Packager {
             // Frames before their decoder configuration cannot be decoded: dropped.
             _ => {}
         }
-        Ok(out)
+        Ok(out.packed)
     }
 
     fn audio_only(&self) -> bool {
@@ -180,12 +230,7 @@ impl Packager {
         self.video.samples.is_empty() && self.audio.samples.is_empty()
     }
 
-    fn push_video(
-        &mut self,
-        dts: i64,
-        frame: Frame,
-        out: &mut Vec<Output>,
-    ) -> Result<(), EncodeError> {
+    fn push_video(&mut self, dts: i64, frame: Frame, out: &mut Out<'_>) -> Result<(), EncodeError> {
         if !self.in_segment {
             if frame.keyframe {
                 self.start_segment(dts, out)?;
@@ -230,7 +275,7 @@ impl Packager {
         &mut self,
         prev: PendingVideo,
         duration_ms: i64,
-        out: &mut Vec<Output>,
+        out: &mut Out<'_>,
     ) -> Result<(), EncodeError> {
         let start = prev.dts_ms;
         let end = start + duration_ms;
@@ -246,12 +291,7 @@ impl Packager {
         Ok(())
     }
 
-    fn push_audio(
-        &mut self,
-        dts: i64,
-        frame: Frame,
-        out: &mut Vec<Output>,
-    ) -> Result<(), EncodeError> {
+    fn push_audio(&mut self, dts: i64, frame: Frame, out: &mut Out<'_>) -> Result<(), EncodeError> {
         if !self.in_segment {
             if !self.audio_only() {
                 return Ok(()); // A/V segments start at a video keyframe.
@@ -322,13 +362,10 @@ impl Packager {
     }
 
     /// First segment after a (re)start: emit a new init if the codecs changed.
-    fn start_segment(&mut self, dts: i64, out: &mut Vec<Output>) -> Result<(), EncodeError> {
+    fn start_segment(&mut self, dts: i64, out: &mut Out<'_>) -> Result<(), EncodeError> {
         if self.init_codecs.as_ref() != Some(&self.codecs) {
             let bytes = cmaf::write_init(&self.codecs)?;
-            out.push(Output::Init {
-                bytes,
-                codecs: self.codecs.clone(),
-            });
+            out.sink.add_init(bytes, self.codecs.clone());
             self.init_codecs = Some(self.codecs.clone());
         }
         self.in_segment = true;
@@ -342,7 +379,7 @@ impl Packager {
         &mut self,
         close_ms: i64,
         begin_ms: i64,
-        out: &mut Vec<Output>,
+        out: &mut Out<'_>,
     ) -> Result<(), EncodeError> {
         self.close_part(close_ms, out)?;
         self.end_segment(out);
@@ -350,21 +387,26 @@ impl Packager {
         Ok(())
     }
 
-    fn begin_segment(&mut self, dts: i64, out: &mut Vec<Output>) {
-        out.push(Output::BeginSegment {
-            discontinuity: std::mem::take(&mut self.discontinuity_next),
-            start_ms: dts,
-        });
+    fn begin_segment(&mut self, dts: i64, out: &mut Out<'_>) {
+        let discontinuity = std::mem::take(&mut self.discontinuity_next);
+        // Each run of the timeline is tied to the wall clock when it begins.
+        if discontinuity || self.anchor.is_none() {
+            self.anchor = Some((dts, out.now));
+        }
+        let (base_ms, base_wall) = self.anchor.unwrap_or((dts, out.now));
+        let program_date_time = base_wall + Duration::from_millis((dts - base_ms).max(0) as u64);
+        out.sink.begin_segment(discontinuity, program_date_time);
         self.segment_start_ms = dts;
         self.part_start_ms = dts;
     }
 
-    fn end_segment(&mut self, out: &mut Vec<Output>) {
-        out.push(Output::EndSegment);
+    fn end_segment(&mut self, out: &mut Out<'_>) {
+        out.sink.end_segment();
+        out.packed.segments += 1;
     }
 
     /// Closes the current part at `boundary_ms` (the first frame of the next part).
-    fn close_part(&mut self, boundary_ms: i64, out: &mut Vec<Output>) -> Result<(), EncodeError> {
+    fn close_part(&mut self, boundary_ms: i64, out: &mut Out<'_>) -> Result<(), EncodeError> {
         if self.video.samples.is_empty() && self.audio.samples.is_empty() {
             return Ok(());
         }
@@ -392,18 +434,21 @@ impl Packager {
         }
         self.sequence = self.sequence.wrapping_add(1);
         let bytes = cmaf::write_fragment(self.sequence, &runs)?;
-        out.push(Output::Part {
-            bytes,
+        let part = Part {
             duration_ms: (boundary_ms - self.part_start_ms).max(1) as f64,
             independent,
-        });
+            data: bytes,
+        };
+        out.sink
+            .push_part(part, self.timeline.latest().unwrap_or(0));
+        out.packed.parts += 1;
         self.part_start_ms = boundary_ms;
         Ok(())
     }
 
     /// Closes the open part and segment using the last known frame duration.
     /// Returns where the flushed media ends on the timeline.
-    fn flush(&mut self, out: &mut Vec<Output>) -> Result<Option<i64>, EncodeError> {
+    fn flush(&mut self, out: &mut Out<'_>) -> Result<Option<i64>, EncodeError> {
         if !self.in_segment {
             return Ok(None);
         }
@@ -427,6 +472,104 @@ impl Packager {
     }
 }
 
+// The timeline: one continuous decode timeline per stream, whatever the publisher's
+// clock does. RTMP timestamps are 32-bit milliseconds that wrap, restart at zero when
+// a publisher reconnects, and sometimes jump (encoder restarts, NVENC/QSV oddities).
+// fMP4 needs decode times that only grow within a discontinuity, and both tracks must
+// move together to keep lip sync, so one offset is shared by audio and video.
+
+/// Gap left between the last frame of one timeline run and the first of the next.
+const REBASE_GAP_MS: i64 = 1;
+
+#[derive(Debug, Clone)]
+struct Timeline {
+    jump_threshold_ms: i64,
+    /// Publisher timestamp (unwrapped past 32 bits) of the previous frame.
+    last_unwrapped: Option<(u32, i64)>,
+    offset: i64,
+    rebase_pending: bool,
+    /// Where the next run starts, when the caller knows (end of the flushed media).
+    next_anchor: Option<i64>,
+    /// No decode time is earlier than this: the other track may start a little before
+    /// the first frame seen, and decode times are unsigned in MP4.
+    start_at: i64,
+    last_video: Option<i64>,
+    last_audio: Option<i64>,
+}
+
+impl Timeline {
+    /// `start_at` is where the first frame lands (non-zero when a restarted
+    /// segmenter continues a stream's timeline).
+    fn new(jump_threshold_ms: u32, start_at: i64) -> Self {
+        Self {
+            jump_threshold_ms: i64::from(jump_threshold_ms),
+            last_unwrapped: None,
+            offset: 0,
+            rebase_pending: true,
+            next_anchor: None,
+            start_at,
+            last_video: None,
+            last_audio: None,
+        }
+    }
+
+    /// The next frame starts a new run right after `end_ms` (a new publisher took over
+    /// and the old one's media ends there), or after the latest frame if unknown.
+    fn rebase(&mut self, end_ms: Option<i64>) {
+        self.rebase_pending = true;
+        self.next_anchor = end_ms.map(|e| e + REBASE_GAP_MS);
+        self.last_unwrapped = None;
+    }
+
+    /// Latest decode time handed out on either track.
+    fn latest(&self) -> Option<i64> {
+        self.last_video.max(self.last_audio)
+    }
+
+    /// Maps a publisher timestamp to the stream timeline (milliseconds).
+    /// Returns the time and whether a jump was smoothed over.
+    fn map(&mut self, track: TrackKind, rtmp_ms: u32) -> (i64, bool) {
+        let unwrapped = match self.last_unwrapped {
+            // Interpreting the difference as signed 32-bit handles wrap-around.
+            Some((raw, value)) => value + i64::from(rtmp_ms.wrapping_sub(raw) as i32),
+            None => i64::from(rtmp_ms),
+        };
+        self.last_unwrapped = Some((rtmp_ms, unwrapped));
+        let latest = self.latest();
+        if self.rebase_pending {
+            self.rebase_pending = false;
+            let anchor = self
+                .next_anchor
+                .take()
+                .or(latest.map(|l| l + REBASE_GAP_MS))
+                .unwrap_or(self.start_at);
+            self.offset = anchor - unwrapped;
+        }
+        let mut t = unwrapped + self.offset;
+        let mut jumped = false;
+        if let Some(l) = latest
+            && (t > l + self.jump_threshold_ms || t < l - self.jump_threshold_ms)
+        {
+            self.offset += l + REBASE_GAP_MS - t;
+            t = l + REBASE_GAP_MS;
+            jumped = true;
+        }
+        t = t.max(self.start_at);
+        let last = match track {
+            TrackKind::Video => &mut self.last_video,
+            TrackKind::Audio => &mut self.last_audio,
+        };
+        // Decode times must strictly grow per track; small backwards steps are clamped.
+        if let Some(prev) = *last
+            && t <= prev
+        {
+            t = prev + 1;
+        }
+        *last = Some(t);
+        (t, jumped)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +585,56 @@ mod tests {
 
     fn codecs() -> Codecs {
         crate::testing::h264_aac()
+    }
+
+    /// What the packager wrote, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Output {
+        Init,
+        BeginSegment {
+            discontinuity: bool,
+        },
+        Part {
+            duration_ms: f64,
+            independent: bool,
+            timeline_end_ms: i64,
+        },
+        EndSegment,
+    }
+
+    impl Sink for Vec<Output> {
+        fn add_init(&mut self, _: Bytes, _: Codecs) {
+            self.push(Output::Init);
+        }
+        fn begin_segment(&mut self, discontinuity: bool, _: SystemTime) {
+            self.push(Output::BeginSegment { discontinuity });
+        }
+        fn push_part(&mut self, part: Part, timeline_end_ms: i64) {
+            self.push(Output::Part {
+                duration_ms: part.duration_ms,
+                independent: part.independent,
+                timeline_end_ms,
+            });
+        }
+        fn end_segment(&mut self) {
+            self.push(Output::EndSegment);
+        }
+    }
+
+    const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+
+    fn push(seg: &mut Packager, frame: Frame) -> Vec<Output> {
+        let mut out = Vec::new();
+        let packed = seg.push(frame, NOW, &mut out).unwrap();
+        let parts = out.iter().filter(|o| matches!(o, Output::Part { .. }));
+        let segments = out.iter().filter(|o| **o == Output::EndSegment);
+        assert_eq!(packed.parts as usize, parts.count());
+        assert_eq!(packed.segments as usize, segments.count());
+        out
+    }
+
+    fn set_codecs(seg: &mut Packager, codecs: Codecs) {
+        seg.set_codecs(codecs, NOW, &mut Vec::new()).unwrap();
     }
 
     fn video(ms: u32, keyframe: bool) -> Frame {
@@ -471,10 +664,10 @@ mod tests {
         for i in from_frame..from_frame + frames {
             let ms = i * 1000 / 30;
             while next_audio <= ms {
-                out.extend(seg.push(audio(next_audio)).unwrap());
+                out.extend(push(seg, audio(next_audio)));
                 next_audio += 23;
             }
-            out.extend(seg.push(video(ms, i % gop == 0)).unwrap());
+            out.extend(push(seg, video(ms, i % gop == 0)));
         }
         out
     }
@@ -482,9 +675,9 @@ mod tests {
     #[test]
     fn cuts_segments_at_keyframes_and_parts_under_target() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
+        set_codecs(&mut seg, codecs());
         let out = feed(&mut seg, 0, 30 * 7, 60);
-        assert!(matches!(out[0], Output::Init { .. }));
+        assert_eq!(out[0], Output::Init);
         let mut segment_ms = 0.0;
         let mut durations = Vec::new();
         let mut first_part_independent = Vec::new();
@@ -508,7 +701,7 @@ mod tests {
                     }
                 }
                 Output::EndSegment => durations.push(segment_ms),
-                Output::Init { .. } => {}
+                Output::Init => {}
             }
         }
         assert_eq!(durations.len(), 3, "{durations:?}");
@@ -521,7 +714,7 @@ mod tests {
     #[test]
     fn long_gops_are_cut_at_the_target_duration() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
+        set_codecs(&mut seg, codecs());
         let out = feed(&mut seg, 0, 30 * 9, 250);
         let mut segment_ms = 0.0;
         for o in &out {
@@ -537,31 +730,39 @@ mod tests {
     #[test]
     fn a_new_publisher_gives_one_discontinuity_and_continues_the_timeline() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
+        set_codecs(&mut seg, codecs());
         feed(&mut seg, 0, 90, 60);
         let end = seg.timeline_end_ms().unwrap();
-        let flushed = seg.new_publisher().unwrap();
+        let mut flushed = Vec::new();
+        let packed = seg.new_publisher(NOW, &mut flushed).unwrap();
         assert_eq!(flushed.last(), Some(&Output::EndSegment));
-        seg.set_codecs(codecs()).unwrap();
+        assert_eq!(packed.segments, 1);
+        set_codecs(&mut seg, codecs());
         let out = feed(&mut seg, 0, 90, 60);
-        let starts: Vec<_> = out
+        let starts: Vec<bool> = out
             .iter()
             .filter_map(|o| match o {
-                Output::BeginSegment {
-                    discontinuity,
-                    start_ms,
-                } => Some((*discontinuity, *start_ms)),
+                Output::BeginSegment { discontinuity } => Some(*discontinuity),
                 _ => None,
             })
             .collect();
         assert!(
-            starts[0].0,
+            starts[0],
             "first segment after republish is a discontinuity"
         );
-        assert!(starts[0].1 > end);
-        assert!(starts[1..].iter().all(|(d, _)| !d));
+        assert!(starts[1..].iter().all(|d| !d));
+        let first_end = out.iter().find_map(|o| match o {
+            Output::Part {
+                timeline_end_ms, ..
+            } => Some(*timeline_end_ms),
+            _ => None,
+        });
+        assert!(
+            first_end.unwrap() > end,
+            "the timeline continues after {end}"
+        );
         // Same codecs: no second init.
-        assert!(!out.iter().any(|o| matches!(o, Output::Init { .. })));
+        assert!(!out.contains(&Output::Init));
     }
 
     /// NTSC rates: a 60-frame GOP lasts 2002 ms and millisecond timestamps jitter;
@@ -569,11 +770,11 @@ mod tests {
     #[test]
     fn ntsc_frame_rates_keep_segments_on_keyframes() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
+        set_codecs(&mut seg, codecs());
         let mut out = Vec::new();
         for i in 0..(60 * 6) {
             let ms = (f64::from(i) * 1001.0 / 30.0).round() as u32;
-            out.extend(seg.push(video(ms, i % 60 == 0)).unwrap());
+            out.extend(push(&mut seg, video(ms, i % 60 == 0)));
         }
         let mut expect_independent = false;
         let mut segments = 0;
@@ -606,17 +807,17 @@ mod tests {
     #[test]
     fn a_video_stall_does_not_stop_the_parts() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
+        set_codecs(&mut seg, codecs());
         let mut out = feed(&mut seg, 0, 60, 60);
         let mut ms = 2000;
         while ms < 5000 {
-            out.extend(seg.push(audio(ms)).unwrap());
+            out.extend(push(&mut seg, audio(ms)));
             ms += 23;
         }
         let parts_during_stall = out
             .iter()
             .rev()
-            .take_while(|o| !matches!(o, Output::Init { .. }))
+            .take_while(|o| **o != Output::Init)
             .filter(|o| matches!(o, Output::Part { .. }))
             .count();
         assert!(parts_during_stall >= 15, "{parts_during_stall} parts");
@@ -643,10 +844,10 @@ mod tests {
             video: None,
             ..codecs()
         };
-        seg.set_codecs(only_audio).unwrap();
+        set_codecs(&mut seg, only_audio);
         let mut out = Vec::new();
         for i in 0..(44_100 * 5 / 1024) {
-            out.extend(seg.push(audio(i * 1024 * 1000 / 44_100)).unwrap());
+            out.extend(push(&mut seg, audio(i * 1024 * 1000 / 44_100)));
         }
         let mut parts = 0;
         let mut segments = 0;
@@ -671,10 +872,72 @@ mod tests {
     #[test]
     fn frames_before_the_first_keyframe_are_dropped() {
         let mut seg = Packager::new(rules(), 0, false);
-        seg.set_codecs(codecs()).unwrap();
-        assert!(seg.push(video(0, false)).unwrap().is_empty());
-        assert!(seg.push(audio(10)).unwrap().is_empty());
-        let out = seg.push(video(33, true)).unwrap();
-        assert!(matches!(out[0], Output::Init { .. }));
+        set_codecs(&mut seg, codecs());
+        assert!(push(&mut seg, video(0, false)).is_empty());
+        assert!(push(&mut seg, audio(10)).is_empty());
+        let out = push(&mut seg, video(33, true));
+        assert_eq!(out[0], Output::Init);
+    }
+
+    use TrackKind::{Audio, Video};
+
+    #[test]
+    fn starts_at_anchor_and_follows_the_publisher() {
+        let mut tl = Timeline::new(5000, 1000);
+        assert_eq!(tl.map(Video, 500).0, 1000);
+        assert_eq!(tl.map(Audio, 510).0, 1010);
+        assert_eq!(tl.map(Video, 533).0, 1033);
+    }
+
+    #[test]
+    fn wraps_past_32_bits() {
+        let mut tl = Timeline::new(5000, 0);
+        tl.map(Video, u32::MAX - 10);
+        assert_eq!(tl.map(Video, 20).0, 31);
+    }
+
+    #[test]
+    fn jumps_are_smoothed_and_reported() {
+        let mut tl = Timeline::new(5000, 0);
+        tl.map(Video, 0);
+        tl.map(Video, 33);
+        let (t, jumped) = tl.map(Video, 900_000);
+        assert!(jumped);
+        assert_eq!(t, 34);
+        assert_eq!(tl.map(Video, 900_033).0, 67);
+        // And backwards.
+        let (t, jumped) = tl.map(Video, 10);
+        assert!(jumped);
+        assert_eq!(t, 68);
+    }
+
+    #[test]
+    fn rebase_continues_after_the_last_frame() {
+        let mut tl = Timeline::new(5000, 0);
+        tl.map(Video, 40_000);
+        tl.map(Audio, 40_020);
+        tl.rebase(None);
+        assert_eq!(tl.map(Video, 0).0, 21);
+        assert_eq!(tl.map(Audio, 5).0, 26);
+        tl.rebase(Some(100));
+        assert_eq!(tl.map(Video, 7).0, 101);
+    }
+
+    #[test]
+    fn nothing_lands_before_the_start() {
+        let mut tl = Timeline::new(5000, 0);
+        assert_eq!(tl.map(Audio, 50).0, 0);
+        // Video that started slightly earlier than the first audio frame.
+        assert_eq!(tl.map(Video, 0).0, 0);
+        assert_eq!(tl.map(Video, 33).0, 1);
+        assert_eq!(tl.map(Video, 100).0, 50);
+    }
+
+    #[test]
+    fn per_track_times_strictly_grow() {
+        let mut tl = Timeline::new(5000, 0);
+        tl.map(Video, 100);
+        assert_eq!(tl.map(Video, 100).0, 1);
+        assert_eq!(tl.map(Video, 99).0, 2);
     }
 }

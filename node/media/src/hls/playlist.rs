@@ -1,11 +1,11 @@
 //! Renders a [`Window`] as playlists (RFC 8216bis): the LL-HLS media playlist, and
-//! the multivariant playlist that names it with its codecs, resolution and bandwidth.
+//! the multivariant playlist that names it with its codecs, resolution and bandwidth;
+//! and the names (URIs) of the init segments, segments and parts they list.
 //!
 //! Pure functions of the window: the same window always renders the same text.
 
 use std::fmt::Write;
 
-use super::names;
 use super::window::{Segment, Window};
 
 /// Parts are listed for segments this many target durations behind the live edge
@@ -101,7 +101,7 @@ pub fn render(w: &Window) -> String {
             out,
             "#EXTINF:{:.3},\n{}",
             seg.duration_ms / 1000.0,
-            names::segment(w.run(), seg.msn)
+            segment_name(w.run(), seg.msn)
         );
     }
     if let Some(open) = w.open_segment().filter(|s| !s.parts.is_empty()) {
@@ -115,7 +115,7 @@ pub fn render(w: &Window) -> String {
         let _ = writeln!(
             out,
             "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-            names::part(w.run(), pos.open_msn, pos.open_parts)
+            part_name(w.run(), pos.open_msn, pos.open_parts)
         );
     }
     out
@@ -126,7 +126,7 @@ fn segment_header(out: &mut String, run: u32, seg: &Segment, current_init: &mut 
         out.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *current_init != Some(seg.init_id) {
-        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", names::init(run, seg.init_id));
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_name(run, seg.init_id));
         *current_init = Some(seg.init_id);
     }
     let _ = writeln!(
@@ -142,7 +142,7 @@ fn part_lines(out: &mut String, run: u32, seg: &Segment) {
             out,
             "#EXT-X-PART:DURATION={:.3},URI=\"{}\"",
             part.duration_ms / 1000.0,
-            names::part(run, seg.msn, i as u32)
+            part_name(run, seg.msn, i as u32)
         );
         out.push_str(if part.independent {
             ",INDEPENDENT=YES\n"
@@ -150,6 +150,55 @@ fn part_lines(out: &mut String, run: u32, seg: &Segment) {
             "\n"
         });
     }
+}
+
+// URL names of init segments, segments and parts.
+//
+// Names depend only on the stream's own numbering, never on the viewer or the
+// node, so any cache or load balancer in front of castmesh sees one name per
+// object. They start with the stream's run id (random per stream instance): a
+// stream that is removed and published again restarts its numbering, and the
+// run id keeps `seg-0` of the new run from being served out of a cache holding
+// `seg-0` of the old one.
+
+pub fn init_name(run: u32, id: u32) -> String {
+    format!("init-{run:08x}-{id}.mp4")
+}
+
+pub fn segment_name(run: u32, msn: u64) -> String {
+    format!("seg-{run:08x}-{msn}.m4s")
+}
+
+pub fn part_name(run: u32, msn: u64, index: u32) -> String {
+    format!("part-{run:08x}-{msn}.{index}.m4s")
+}
+
+/// What a file name under `/hls/{stream}/` refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaName {
+    Init(u32),
+    Segment(u64),
+    Part(u64, u32),
+}
+
+/// Parses a file name into its run id and what it names.
+pub fn parse_name(name: &str) -> Option<(u32, MediaName)> {
+    let (kind, rest) = name.split_once('-')?;
+    let (run, rest) = rest.split_once('-')?;
+    if run.len() != 8 {
+        return None;
+    }
+    let run = u32::from_str_radix(run, 16).ok()?;
+    let named = match kind {
+        "init" => MediaName::Init(rest.strip_suffix(".mp4")?.parse().ok()?),
+        "seg" => MediaName::Segment(rest.strip_suffix(".m4s")?.parse().ok()?),
+        "part" => {
+            let (msn, index) = rest.strip_suffix(".m4s")?.split_once('.')?;
+            MediaName::Part(msn.parse().ok()?, index.parse().ok()?)
+        }
+        _ => return None,
+    };
+    Some((run, named))
 }
 
 #[cfg(test)]
@@ -243,5 +292,36 @@ CODECS=\"avc1.64001f\",RESOLUTION=1280x720,FRAME-RATE=30.000\nmedia.m3u8\n"
         assert!(text.ends_with("#EXT-X-ENDLIST\n"));
         assert!(!text.contains("PRELOAD-HINT"));
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let run = 0xdead_beef;
+        assert_eq!(
+            parse_name(&init_name(run, 3)),
+            Some((run, MediaName::Init(3)))
+        );
+        assert_eq!(
+            parse_name(&segment_name(run, 42)),
+            Some((run, MediaName::Segment(42)))
+        );
+        assert_eq!(
+            parse_name(&part_name(run, 42, 7)),
+            Some((run, MediaName::Part(42, 7)))
+        );
+        assert_eq!(segment_name(7, 1), "seg-00000007-1.m4s");
+        for bad in [
+            "seg-.m4s",
+            "seg-00000007-.m4s",
+            "seg-7-1.m4s",
+            "part-00000007-1.m4s",
+            "init-0000000x-1.mp4",
+            "../etc",
+            "seg-00000007-1.ts",
+            "part-00000007-1.-2.m4s",
+            "other-00000007-1.m4s",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
     }
 }
