@@ -227,13 +227,7 @@ impl NodeState {
         let config = &self.ctx.config;
         let was_edge = matches!(self.streams.get(&id), Some(Role::Edge(_)));
         if !was_edge && self.streams.len() >= config.streams.max_streams {
-            return Err(PublishDenied {
-                code: "NetStream.Publish.Rejected",
-                reason: format!(
-                    "this node already serves its limit of {} streams",
-                    config.streams.max_streams
-                ),
-            });
+            return Err(PublishDenied::NodeFull(config.streams.max_streams));
         }
         let (live, stats) = match self.stop_edge(&id).await {
             Some(edge) => {
@@ -267,10 +261,7 @@ impl NodeState {
                     self.ctx.directory.remove(&id);
                     self.ctx.metrics.streams_live.dec();
                 }
-                return Err(PublishDenied {
-                    code: "NetStream.Publish.Failed",
-                    reason: "internal error starting the stream".into(),
-                });
+                return Err(PublishDenied::Internal);
             }
         };
         tracing::info!(stream = %id, "stream created");

@@ -55,19 +55,9 @@ struct KeyLookup {
     epoch: u64,
 }
 
-fn denied(code: &'static str, reason: impl Into<String>) -> PublishDenied {
-    PublishDenied {
-        code,
-        reason: reason.into(),
-    }
-}
-
 fn unavailable(e: impl std::fmt::Display) -> PublishDenied {
     tracing::warn!(error = %e, "publish check failed: cluster unavailable");
-    denied(
-        "NetStream.Publish.Failed",
-        "the cluster is unavailable; try again",
-    )
+    PublishDenied::ClusterUnavailable
 }
 
 impl ClusterRegistry {
@@ -110,16 +100,11 @@ impl ClusterRegistry {
     /// Open publishing: the key names a new stream whose id is the key, within the
     /// client address's budget of new streams.
     async fn create_open(&self, key: &StreamKey, client: IpAddr) -> Result<(), PublishDenied> {
-        let id = StreamId::parse(key.expose())
-            .map_err(|reason| denied("NetStream.Publish.BadName", reason))?;
+        let id = StreamId::parse(key.expose()).map_err(PublishDenied::InvalidName)?;
         if let Some(wait) = self.open_creations.exhausted(client) {
-            return Err(denied(
-                "NetStream.Publish.Failed",
-                format!(
-                    "this address created too many streams; try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            ));
+            return Err(PublishDenied::TooManyStreams {
+                wait_s: wait.as_secs().max(1),
+            });
         }
         let command = Command::CreateOpenStream {
             id,
@@ -174,23 +159,20 @@ impl StreamRegistry for ClusterRegistry {
             self.create_open(key, client).await?;
             found = self.lookup(key).await?;
             if found.is_none() {
-                return Err(denied(
-                    "NetStream.Publish.BadName",
-                    "this name belongs to a stream with its own key",
-                ));
+                return Err(PublishDenied::NameTaken);
             }
         }
         let Some(mut found) = found else {
-            return Err(denied("NetStream.Publish.BadName", "unknown stream key"));
+            return Err(PublishDenied::UnknownKey);
         };
         if matches!(
             found.status,
             StreamStatus::Archived | StreamStatus::Cancelled
         ) {
-            return Err(denied(
-                "NetStream.Publish.BadName",
-                format!("stream {} is {}", found.id, found.status),
-            ));
+            return Err(PublishDenied::Closed {
+                id: found.id,
+                status: found.status,
+            });
         }
         for _ in 0..ACQUIRE_ATTEMPTS {
             let started = Instant::now();
@@ -215,15 +197,12 @@ impl StreamRegistry for ClusterRegistry {
                 // Someone else acquired in between: take over from the newer epoch.
                 Response::Rejected(Rejection::StaleEpoch { current, .. }) => found.epoch = current,
                 Response::Rejected(Rejection::NoSuchStream(_)) => {
-                    return Err(denied("NetStream.Publish.BadName", "unknown stream key"));
+                    return Err(PublishDenied::UnknownKey);
                 }
                 other => return Err(unavailable(format!("unexpected answer {other:?}"))),
             }
         }
-        Err(denied(
-            "NetStream.Publish.Failed",
-            "other publishers keep taking this stream over; try again",
-        ))
+        Err(PublishDenied::Contended)
     }
 
     async fn stream_live(&self, id: &StreamId, epoch: u64) {

@@ -31,15 +31,32 @@ use super::guard::{ChunkGuard, GuardLimits, Violation};
 use crate::metrics::ReasonLabel;
 use crate::stream::context::NodeContext;
 use crate::stream::ingest::IngestMsg;
-use crate::stream::registry::StreamKey;
+use crate::stream::publish::{self as stream, PublishRequest};
+use crate::stream::registry::PublishDenied;
 use crate::stream::requests::NodeMsg;
-use crate::stream::supervisor::{PublisherBinding, PublisherConn};
-use crate::stream::takeover;
+use crate::stream::supervisor::PublisherBinding;
 use castmesh_media::{TrackKind, aggregate, flv};
 
 const READ_BUFFER: usize = 64 * 1024;
-/// How long a publish request may wait for the node to attach it.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The NetStream status code a refused publish is answered with.
+fn status_code(denied: &PublishDenied) -> &'static str {
+    match denied {
+        PublishDenied::UnknownKey
+        | PublishDenied::NameTaken
+        | PublishDenied::InvalidName(_)
+        | PublishDenied::Closed { .. }
+        | PublishDenied::Superseded(_)
+        | PublishDenied::AlreadyPublishing => "NetStream.Publish.BadName",
+        PublishDenied::TooManyRefusals { .. } => "NetStream.Publish.Unauthorized",
+        PublishDenied::NodeFull(_) => "NetStream.Publish.Rejected",
+        PublishDenied::TooManyStreams { .. }
+        | PublishDenied::ClusterUnavailable
+        | PublishDenied::Contended
+        | PublishDenied::Internal
+        | PublishDenied::AttachTimeout => "NetStream.Publish.Failed",
+    }
+}
 
 /// Why a connection ended; the label is the metric's reason.
 #[derive(Debug, thiserror::Error)]
@@ -373,9 +390,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             }
             ServerSessionEvent::PublishStreamRequested {
                 request_id,
+                app_name,
                 stream_key,
                 ..
-            } => self.publish(request_id, StreamKey::new(stream_key)).await,
+            } => self.publish(request_id, app_name, stream_key).await,
             ServerSessionEvent::PublishStreamFinished { .. } => Err(Closed::Finished),
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
@@ -416,76 +434,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
     async fn publish(
         &mut self,
         request_id: u32,
-        key: StreamKey,
+        app: String,
+        name: String,
     ) -> Result<Vec<ServerSessionResult>, Closed> {
-        if self.binding.is_some() {
-            return self
-                .reject(
-                    request_id,
-                    "NetStream.Publish.BadName",
-                    "this connection is already publishing",
-                )
-                .await;
-        }
-        let ip = self.peer.ip();
-        if let Some(wait) = self.ctx.failed_publishes.exhausted(ip) {
-            let reason = format!(
-                "too many refused publish attempts from this address; try again in {} s",
-                wait.as_secs().max(1)
-            );
-            return match self
-                .reject(request_id, "NetStream.Publish.Unauthorized", &reason)
-                .await
-            {
-                Err(Closed::Refused(_)) => Err(Closed::FailedPublishLimit),
-                other => other,
+        let published = if self.binding.is_some() {
+            Err(PublishDenied::AlreadyPublishing)
+        } else {
+            let (name, query) = PublishRequest::split_name(name);
+            let connect = self.guard.connect_info().clone();
+            let request = PublishRequest {
+                app,
+                name,
+                query,
+                tc_url: connect.tc_url,
+                flash_ver: connect.flash_ver,
+                peer: self.peer,
             };
-        }
-        let grant = match self.ctx.registry.authorize_publish(&key, ip).await {
-            Ok(grant) => grant,
-            Err(denied) => {
-                self.ctx.failed_publishes.record(ip);
-                return self.reject(request_id, denied.code, &denied.reason).await;
-            }
+            stream::publish(&self.ctx, &self.node, &request).await
         };
-        let id = grant.id;
-        tracing::Span::current().record("stream", id.as_str());
-        let predecessor = match takeover::take_over(&self.ctx, &id, grant.lease.epoch).await {
-            Ok(predecessor) => predecessor,
-            Err(denied) => return self.reject(request_id, denied.code, &denied.reason).await,
-        };
-        let (kick, kicked) = oneshot::channel();
-        let conn = PublisherConn {
-            peer: self.peer,
-            kick,
-            lease: grant.lease,
-            predecessor,
-        };
-        let answer = self
-            .node
-            .call(
-                |reply| NodeMsg::Publish { id, conn, reply },
-                Some(ATTACH_TIMEOUT),
-            )
-            .await;
-        match answer {
-            Ok(ractor::rpc::CallResult::Success(Ok(binding))) => {
-                self.binding = Some(binding);
-                self.kicked = Some(kicked);
+        match published {
+            Ok(publisher) => {
+                self.binding = Some(publisher.binding);
+                self.kicked = Some(publisher.kicked);
                 self.guard.publishing();
                 tracing::info!("publishing");
                 self.session().accept_request(request_id).map_err(malformed)
             }
-            Ok(ractor::rpc::CallResult::Success(Err(denied))) => {
-                self.reject(request_id, denied.code, &denied.reason).await
-            }
-            _ => {
-                self.reject(
-                    request_id,
-                    "NetStream.Publish.Failed",
-                    "the node could not attach the stream in time",
-                )
-                .await
+            Err(denied) => {
+                let refused = self
+                    .reject(request_id, status_code(&denied), &denied.to_string())
+                    .await;
+                match (refused, denied) {
+                    (Err(Closed::Refused(_)), PublishDenied::TooManyRefusals { .. }) => {
+                        Err(Closed::FailedPublishLimit)
+                    }
+                    (refused, _) => refused,
+                }
             }
         }
     }

@@ -134,6 +134,38 @@ pub struct ChunkGuard {
     commands: u32,
     /// The connection publishes: media messages may be up to the media limit.
     publishing: bool,
+    connect: ConnectInfo,
+}
+
+/// What the client's `connect` command object said that rml_rtmp does not raise
+/// (the publish hooks pass it on). Kept here because the guard already reassembles
+/// and walks every command; decoded only after that walk found it safe to decode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectInfo {
+    pub tc_url: Option<String>,
+    pub flash_ver: Option<String>,
+}
+
+impl ConnectInfo {
+    /// Longest value kept; the whole command is already bounded by
+    /// `rtmp.max_command_bytes`.
+    const MAX_VALUE: usize = 1024;
+
+    fn of(command: &[u8]) -> Self {
+        use rml_rtmp::rml_amf0::{self, Amf0Value};
+        let values = rml_amf0::deserialize(&mut std::io::Cursor::new(command)).unwrap_or_default();
+        let Some(Amf0Value::Object(properties)) = values.get(2) else {
+            return Self::default();
+        };
+        let text = |name: &str| match properties.get(name) {
+            Some(Amf0Value::Utf8String(v)) if v.len() <= Self::MAX_VALUE => Some(v.clone()),
+            _ => None,
+        };
+        Self {
+            tc_url: text("tcUrl"),
+            flash_ver: text("flashVer"),
+        }
+    }
 }
 
 impl ChunkGuard {
@@ -147,7 +179,13 @@ impl ChunkGuard {
             message: None,
             commands: 0,
             publishing: false,
+            connect: ConnectInfo::default(),
         }
+    }
+
+    /// What the last `connect` command said.
+    pub fn connect_info(&self) -> &ConnectInfo {
+        &self.connect
     }
 
     /// The connection's publish was accepted: media may now be large.
@@ -359,6 +397,9 @@ impl ChunkGuard {
                         "command without its required arguments",
                     ));
                 }
+                if name == "connect" {
+                    self.connect = ConnectInfo::of(amf);
+                }
             }
             _ => {}
         }
@@ -417,6 +458,26 @@ mod tests {
         let mut v = vec![Utf8String(name.into()), Number(1.0), Null];
         v.extend(args);
         amf(v)
+    }
+
+    #[test]
+    fn the_connect_objects_tc_url_and_flash_ver_are_kept() {
+        use rml_rtmp::rml_amf0::Amf0Value::*;
+        let object = Object(HashMap::from([
+            ("app".into(), Utf8String("live".into())),
+            ("tcUrl".into(), Utf8String("rtmp://host/live".into())),
+            ("flashVer".into(), Utf8String("FMLE/3.0".into())),
+        ]));
+        let body = amf(vec![Utf8String("connect".into()), Number(1.0), object]);
+        let mut guard = ChunkGuard::new(limits());
+        assert_eq!(guard.connect_info(), &ConnectInfo::default());
+        let bytes = chunks(&mut ChunkSerializer::new(), AMF0_COMMAND, 0, &body);
+        guard.check(&bytes).unwrap();
+        let expected = ConnectInfo {
+            tc_url: Some("rtmp://host/live".into()),
+            flash_ver: Some("FMLE/3.0".into()),
+        };
+        assert_eq!(guard.connect_info(), &expected);
     }
 
     #[test]

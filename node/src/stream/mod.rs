@@ -14,6 +14,7 @@ pub mod edge;
 pub mod ingest;
 pub mod lifecycle;
 pub mod mesh_source;
+pub mod publish;
 pub mod registry;
 pub mod relay;
 pub mod relay_policy;

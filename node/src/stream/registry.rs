@@ -11,12 +11,41 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use castmesh_cluster::ids::{StreamId, StreamKey};
+use castmesh_cluster::model::StreamStatus;
 
-/// Why a publish was refused: an RTMP status code and a reason safe to log and send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishDenied {
-    pub code: &'static str,
-    pub reason: String,
+/// Why a publish was refused. The words are safe to log and to send to the publisher
+/// (never the key); each protocol maps the variants to its own status codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishDenied {
+    #[error("unknown stream key")]
+    UnknownKey,
+    /// Open publishing: the name is taken by a stream created with its own key.
+    #[error("this name belongs to a stream with its own key")]
+    NameTaken,
+    /// Open publishing: the name cannot be a stream id.
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("stream {id} is {status}")]
+    Closed { id: StreamId, status: StreamStatus },
+    #[error("too many refused publish attempts from this address; try again in {wait_s} s")]
+    TooManyRefusals { wait_s: u64 },
+    #[error("this address created too many streams; try again in {wait_s} s")]
+    TooManyStreams { wait_s: u64 },
+    #[error("the cluster is unavailable; try again")]
+    ClusterUnavailable,
+    #[error("other publishers keep taking this stream over; try again")]
+    Contended,
+    /// A newer publish (here or on another node) holds the stream; the words say which.
+    #[error("{0}")]
+    Superseded(String),
+    #[error("this node already serves its limit of {0} streams")]
+    NodeFull(usize),
+    #[error("this connection is already publishing")]
+    AlreadyPublishing,
+    #[error("internal error starting the stream")]
+    Internal,
+    #[error("the node could not attach the stream in time")]
+    AttachTimeout,
 }
 
 /// Permission to act as a stream's origin, held while the publisher feeds it.

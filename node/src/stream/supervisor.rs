@@ -263,10 +263,7 @@ impl StreamState {
                 .handle_attach(conn.lease.epoch, lost, self.ingest.is_some())
             {
                 Attach::Refused { reason, stop } => {
-                    let _ = reply.send(Err(PublishDenied {
-                        code: "NetStream.Publish.BadName",
-                        reason,
-                    }));
+                    let _ = reply.send(Err(PublishDenied::Superseded(reason)));
                     if stop {
                         myself.stop(Some(StopReason::Superseded.into()));
                     }

@@ -87,10 +87,9 @@ pub async fn take_over(
             Ok(Some(Ok(replayed))) if replayed.replay.has_media() => copies.push(replayed.replay),
             Ok(Some(Err(SubscriptionError::Superseded(held)))) => {
                 asks.abort_all();
-                return Err(PublishDenied {
-                    code: "NetStream.Publish.BadName",
-                    reason: format!("a newer publisher took this stream over (epoch {held})"),
-                });
+                return Err(PublishDenied::Superseded(format!(
+                    "a newer publisher took this stream over (epoch {held})"
+                )));
             }
             _ => {}
         }
