@@ -21,18 +21,33 @@ use ppp::PartialResult as _;
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct TrustedProxies(Vec<IpNet>);
 
-impl TryFrom<Vec<String>> for TrustedProxies {
-    type Error = String;
+/// A trusted-proxy entry that is neither an address nor a CIDR range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address or CIDR range")]
+pub struct NotAnAddress(String);
 
-    fn try_from(list: Vec<String>) -> Result<Self, String> {
+impl TryFrom<Vec<String>> for TrustedProxies {
+    type Error = NotAnAddress;
+
+    fn try_from(list: Vec<String>) -> Result<Self, NotAnAddress> {
         list.iter()
             .map(|s| {
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("{s:?} is not an address or CIDR range"))
+                    .map_err(|_| NotAnAddress(s.clone()))
             })
             .collect::<Result<_, _>>()
             .map(TrustedProxies)
+    }
+}
+
+/// A comma-separated list, as a flag or environment variable gives it.
+impl std::str::FromStr for TrustedProxies {
+    type Err = NotAnAddress;
+
+    fn from_str(list: &str) -> Result<Self, NotAnAddress> {
+        let items = list.split(',').map(str::trim).filter(|s| !s.is_empty());
+        Self::try_from(items.map(String::from).collect::<Vec<_>>())
     }
 }
 

@@ -6,6 +6,7 @@
 //! whatever the input. They live in the library so the fuzzer and the replay run
 //! exactly the same thing.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use rml_rtmp::sessions::{
 };
 
 use crate::client_addr::{self, TrustedProxies};
-use crate::config::Config;
+use crate::config::{Config, RtmpConfig};
 use crate::mesh::wire;
 use crate::rtmp::guard::{ChunkGuard, GuardLimits};
 use castmesh_media::codecs::Codecs;
@@ -25,6 +26,9 @@ use castmesh_media::hls::packager::{CutRules, Packager};
 use castmesh_media::hls::window::{Position, Window, WindowConfig};
 use castmesh_media::hls::{blocking, playlist, replica};
 use castmesh_media::{MediaEvent, aggregate, flv};
+
+/// The node's RTMP limits, read once: the targets run millions of times.
+static RTMP_DEFAULTS: LazyLock<RtmpConfig> = LazyLock::new(RtmpConfig::default);
 
 /// The RTMP connection input through the real session code: the first byte picks the
 /// mode and how the rest is cut into reads. Even: the rest is a client's handshake.
@@ -48,7 +52,7 @@ pub fn rtmp_session(data: &[u8]) {
         }
         return;
     }
-    let rtmp = Config::default().rtmp;
+    let rtmp = &*RTMP_DEFAULTS;
     let mut guard = ChunkGuard::new(GuardLimits {
         max_media_message: rtmp.max_pending_bytes,
         max_command_message: rtmp.max_command_bytes,
@@ -220,7 +224,7 @@ impl MediaSink {
     }
 
     fn aggregate(&mut self, timestamp: u32, body: Bytes) {
-        let max_tags = Config::default().rtmp.max_aggregate_tags;
+        let max_tags = RTMP_DEFAULTS.max_aggregate_tags;
         if let Ok(messages) = aggregate::split(timestamp, body, max_tags) {
             for m in messages {
                 self.tag(m.tag_type, m.timestamp_ms, m.body);

@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use castmesh_node::config::{CertCommand, Cli, CliCommand};
+use castmesh_node::config::{self, CertCommand, Cli, CliCommand};
 use castmesh_node::mesh::certs;
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// `castmesh cert …`: prints the files written.
@@ -60,9 +59,14 @@ fn raise_open_file_limit(config: &castmesh_node::config::Config) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(CliCommand::Cert(command)) = &cli.command {
-        return cert(command);
+    let cli = Cli::parse_args();
+    match &cli.command {
+        Some(CliCommand::Cert(command)) => return cert(command),
+        Some(CliCommand::Defaults) => {
+            print!("{}", config::reference_toml());
+            return ExitCode::SUCCESS;
+        }
+        None => {}
     }
     let config = match cli.load() {
         Ok(c) => c,
