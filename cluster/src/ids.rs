@@ -11,7 +11,7 @@ impl StreamId {
     pub const MAX_LEN: usize = 128;
 
     /// Ids are URL path segments: 1–128 of `A-Z a-z 0-9 . _ ~ -`, not starting with '.'.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, InvalidStreamId> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
             && !s.starts_with('.')
@@ -20,10 +20,7 @@ impl StreamId {
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(format!(
-                "stream ids are 1-{} characters of letters, digits, '.', '_', '~' and '-'",
-                Self::MAX_LEN
-            ))
+            Err(InvalidStreamId)
         }
     }
 
@@ -32,10 +29,18 @@ impl StreamId {
     }
 }
 
-impl TryFrom<String> for StreamId {
-    type Error = String;
+/// A name that cannot be a stream id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stream ids are 1-{} characters of letters, digits, '.', '_', '~' and '-'",
+    StreamId::MAX_LEN
+)]
+pub struct InvalidStreamId;
 
-    fn try_from(s: String) -> Result<Self, String> {
+impl TryFrom<String> for StreamId {
+    type Error = InvalidStreamId;
+
+    fn try_from(s: String) -> Result<Self, InvalidStreamId> {
         Self::parse(&s)
     }
 }

@@ -22,11 +22,18 @@ impl From<KeyHash> for String {
     }
 }
 
-impl TryFrom<String> for KeyHash {
-    type Error = String;
+/// Text that is not a key hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a key hash is 64 hex digits, got {len} characters")]
+pub struct InvalidKeyHash {
+    len: usize,
+}
 
-    fn try_from(s: String) -> Result<Self, String> {
-        let bad = || format!("a key hash is 64 hex digits, got {} characters", s.len());
+impl TryFrom<String> for KeyHash {
+    type Error = InvalidKeyHash;
+
+    fn try_from(s: String) -> Result<Self, InvalidKeyHash> {
+        let bad = || InvalidKeyHash { len: s.len() };
         if s.len() != 64 || !s.is_ascii() {
             return Err(bad());
         }

@@ -40,6 +40,21 @@ use crate::sabotage::{self, Bug};
 use crate::state::ClusterState;
 use crate::transport::Channels;
 
+/// Why a member cannot take its share of work (`/readyz` says it in these words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("Raft stopped: {0}")]
+    RaftStopped(String),
+    #[error("this node is not a member of the cluster")]
+    NotAMember,
+    #[error("no Raft leader known")]
+    NoLeader,
+    #[error("storage does not take writes: {0}")]
+    StorageRefusesWrites(String),
+    #[error("storage probe failed: {0}")]
+    StorageProbeFailed(String),
+}
+
 /// How long `write` and `read` keep trying (elections, a leader that just died).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -173,10 +188,10 @@ impl ClusterMember {
     /// Whether this member can do its part, and if not, why: Raft running (a storage
     /// error stops it for good), this node in the current membership, a leader known,
     /// and the store taking a synced write (a full or read-only disk).
-    pub async fn readiness(&self) -> Result<(), String> {
+    pub async fn readiness(&self) -> Result<(), NotReady> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         if let Err(e) = &metrics.running_state {
-            return Err(format!("Raft stopped: {e}"));
+            return Err(NotReady::RaftStopped(e.to_string()));
         }
         if !metrics
             .membership_config
@@ -184,10 +199,10 @@ impl ClusterMember {
             .nodes()
             .any(|(id, _)| *id == self.inner.id)
         {
-            return Err("this node is not a member of the cluster".into());
+            return Err(NotReady::NotAMember);
         }
         if metrics.current_leader.is_none() {
-            return Err("no Raft leader known".into());
+            return Err(NotReady::NoLeader);
         }
         let store = self.inner.store.clone();
         let probe = tokio::task::spawn_blocking(move || {
@@ -198,8 +213,8 @@ impl ClusterMember {
         .await;
         match probe {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("storage does not take writes: {e}")),
-            Err(e) => Err(format!("storage probe failed: {e}")),
+            Ok(Err(e)) => Err(NotReady::StorageRefusesWrites(e.to_string())),
+            Err(e) => Err(NotReady::StorageProbeFailed(e.to_string())),
         }
     }
 

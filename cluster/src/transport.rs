@@ -27,6 +27,14 @@ impl Dial for Tcp {
 #[derive(Clone)]
 pub struct Channels(Arc<dyn Dial>);
 
+/// A peer address no channel can be made to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad peer address {addr}: {reason}")]
+pub struct BadPeerAddress {
+    pub addr: String,
+    pub reason: String,
+}
+
 impl Channels {
     pub fn tcp() -> Self {
         Self(Arc::new(Tcp))
@@ -37,9 +45,12 @@ impl Channels {
     }
 
     /// A channel to `host:port`.
-    pub fn to(&self, addr: &str, connect_timeout: Duration) -> Result<Channel, String> {
+    pub fn to(&self, addr: &str, connect_timeout: Duration) -> Result<Channel, BadPeerAddress> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .map_err(|e| BadPeerAddress {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?
             .connect_timeout(connect_timeout)
             // A connection whose peer went silent (partitioned, or a machine that
             // died without a reset) is dropped within seconds and re-made, rather

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 use super::{TypeConfig, codec};
 use crate::auth::BearerToken;
-use crate::transport::Channels;
+use crate::transport::{BadPeerAddress, Channels};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -54,7 +54,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub struct PeerClient {
     target: u64,
-    client: Result<RaftTransportClient<Channel>, String>,
+    client: Result<RaftTransportClient<Channel>, BadPeerAddress>,
     secret: BearerToken,
 }
 

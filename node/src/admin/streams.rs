@@ -51,7 +51,7 @@ fn status_from_pb(s: i32) -> Result<StreamStatus, Status> {
 }
 
 fn stream_id(s: &str) -> Result<StreamId, Status> {
-    StreamId::parse(s).map_err(Status::invalid_argument)
+    StreamId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn text(field: &str, value: String, max: usize) -> Result<String, Status> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
-use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::member::{ClusterError, ClusterMember, NotReady};
 use castmesh_cluster::model::{NodeId, StreamStatus};
 use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::{ClusterState, NO_NODE};
@@ -214,7 +214,7 @@ impl StreamRegistry for ClusterRegistry {
         self.leases.release(id, epoch).await;
     }
 
-    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String> {
+    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, ClusterError> {
         let now = self.clock.now_ms();
         self.member
             .read(|s| {
@@ -228,7 +228,6 @@ impl StreamRegistry for ClusterRegistry {
                 })
             })
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused> {
@@ -312,7 +311,7 @@ impl StreamRegistry for ClusterRegistry {
         self.node
     }
 
-    async fn readiness(&self) -> Result<(), String> {
+    async fn readiness(&self) -> Result<(), NotReady> {
         self.member.readiness().await
     }
 }

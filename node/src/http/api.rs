@@ -155,7 +155,7 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resp
         Ok(meta) => meta,
         // Media details still help while the cluster is unreachable.
         Err(_) if here.is_some() => None,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     if cluster.is_none() && here.is_none() {
         return error(StatusCode::NOT_FOUND, "no such stream");

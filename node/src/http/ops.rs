@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use castmesh_cluster::member::NotReady;
 
 use super::AppState;
 
@@ -23,7 +24,7 @@ const READINESS_REUSE: Duration = Duration::from_secs(1);
 
 /// The last readiness answer; the lock also makes concurrent probes share one check.
 #[derive(Default)]
-pub struct ReadinessCache(tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), String>)>>);
+pub struct ReadinessCache(tokio::sync::Mutex<Option<(tokio::time::Instant, Result<(), NotReady>)>>);
 
 /// `/readyz`: 200 when the node can take work (Raft running, this node a member with
 /// a leader known, storage taking synced writes; its listeners are bound before it
@@ -42,7 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not ready", "reason": reason })),
+            Json(serde_json::json!({ "status": "not ready", "reason": reason.to_string() })),
         )
             .into_response(),
     }

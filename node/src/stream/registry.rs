@@ -10,7 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-pub use castmesh_cluster::ids::{StreamId, StreamKey};
+pub use castmesh_cluster::ids::{InvalidStreamId, StreamId, StreamKey};
+use castmesh_cluster::member::{ClusterError, NotReady};
 use castmesh_cluster::model::StreamStatus;
 
 /// Why a publish was refused. The words are safe to log and to send to the publisher
@@ -24,7 +25,7 @@ pub enum PublishDenied {
     NameTaken,
     /// Open publishing: the name cannot be a stream id.
     #[error("{0}")]
-    InvalidName(String),
+    InvalidName(#[from] InvalidStreamId),
     #[error("stream {id} is {status}")]
     Closed { id: StreamId, status: StreamStatus },
     #[error("too many refused publish attempts from this address; try again in {wait_s} s")]
@@ -117,7 +118,7 @@ pub trait StreamRegistry: Send + Sync + 'static {
     async fn stream_ended(&self, id: &StreamId, epoch: u64);
     /// The cluster's record of a stream (linearizable); `Err` when the cluster cannot
     /// answer.
-    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, String>;
+    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, ClusterError>;
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.
     fn locate_origin(&self, id: &StreamId) -> OriginLookup;
@@ -133,5 +134,5 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// This node's id.
     fn node_id(&self) -> u64;
     /// Whether the node can take its share of work (`/readyz`); `Err` says why not.
-    async fn readiness(&self) -> Result<(), String>;
+    async fn readiness(&self) -> Result<(), NotReady>;
 }
