@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::{AccountCommand, UserId, UserRecord};
 use crate::ids::StreamId;
 use crate::keys::KeyHash;
 use crate::model::{Lease, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
@@ -103,6 +104,8 @@ pub enum Command {
         node: NodeId,
         epoch: u64,
     },
+    /// Users and sessions (`crate::accounts`).
+    Account(AccountCommand),
 }
 
 /// A lease holder's claim: node and epoch.
@@ -138,6 +141,12 @@ pub enum Rejection {
     OriginAlive(StreamId),
     #[error("stream {0} is not an expired open-publishing stream")]
     NotForgettable(StreamId),
+    #[error("a user with this email already exists")]
+    EmailTaken,
+    #[error("no user {0}")]
+    NoSuchUser(UserId),
+    #[error("user {0} is disabled")]
+    UserDisabled(UserId),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,5 +154,6 @@ pub enum Response {
     Done,
     Stream(StreamRecord),
     Lease(Lease),
+    User(UserRecord),
     Rejected(Rejection),
 }

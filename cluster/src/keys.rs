@@ -9,7 +9,8 @@ use subtle::ConstantTimeEq;
 
 use crate::ids::StreamKey;
 
-/// SHA-256 of a stream key. Serialized as 64 hex digits, so it can be a JSON map key.
+/// SHA-256 of a secret made of random bits: a stream key, or a session token
+/// (`crate::accounts`). Serialized as 64 hex digits, so it can be a JSON map key.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]

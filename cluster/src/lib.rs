@@ -5,6 +5,7 @@
 //! proposer's clock), never through the apply path, so replicas agree on which leases
 //! have expired.
 
+pub mod accounts;
 pub mod auth;
 pub mod command;
 pub mod ids;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Accounts;
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
@@ -30,6 +31,9 @@ pub struct ClusterState {
     /// The answers to the last `ONCE_WINDOW` `Command::Once` ids, oldest first.
     #[serde(default)]
     pub once: VecDeque<(u64, Response)>,
+    /// Users and sessions; absent in the snapshots of clusters older than accounts.
+    #[serde(default)]
+    pub accounts: Accounts,
 }
 
 impl ClusterState {
@@ -139,6 +143,7 @@ impl ClusterState {
     fn try_apply(&mut self, command: Command) -> Result<Response, Rejection> {
         match command {
             Command::Once { id, command } => Ok(self.apply_once(id, *command)),
+            Command::Account(command) => self.accounts.apply(command),
             Command::UpsertNode(node) => {
                 self.nodes.insert(node.id, node);
                 Ok(Response::Done)
@@ -342,6 +347,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::{AccountCommand, Role};
     use crate::keys::generate;
 
     fn id(s: &str) -> StreamId {
@@ -654,10 +660,30 @@ mod tests {
             now: 0,
             ttl_ms: 10,
         });
+        s.apply(Command::Account(AccountCommand::CreateUser {
+            email: "ann@example.com".into(),
+            display_name: "Ann".into(),
+            role: Role::Streamer,
+            password_hash: "$argon2id$…".into(),
+            now: 0,
+        }));
         let bytes = serde_json::to_vec(&s).unwrap();
         let back: ClusterState = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, s);
         assert_eq!(back.stream_for_key(&key).unwrap().id, id("show"));
+        assert!(back.accounts.user_by_email("ann@example.com").is_some());
+    }
+
+    /// A snapshot from before accounts existed loads, with no users.
+    #[test]
+    fn snapshots_without_accounts_still_load() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        let mut json = serde_json::to_value(&s).unwrap();
+        json.as_object_mut().unwrap().remove("accounts");
+        let back: ClusterState = serde_json::from_value(json).unwrap();
+        assert!(back.accounts.users.is_empty());
+        assert_eq!(back.streams, s.streams);
     }
 
     #[test]

@@ -22,9 +22,14 @@ pub fn cluster_status(e: ClusterError) -> Status {
 pub fn rejection_status(r: Rejection) -> Status {
     let message = r.to_string();
     match r {
-        Rejection::StreamExists(_) | Rejection::KeyInUse => Status::already_exists(message),
-        Rejection::NoSuchStream(_) | Rejection::NoSuchNode(_) => Status::not_found(message),
-        Rejection::BadTransition { .. }
+        Rejection::StreamExists(_) | Rejection::KeyInUse | Rejection::EmailTaken => {
+            Status::already_exists(message)
+        }
+        Rejection::NoSuchStream(_) | Rejection::NoSuchNode(_) | Rejection::NoSuchUser(_) => {
+            Status::not_found(message)
+        }
+        Rejection::UserDisabled(_)
+        | Rejection::BadTransition { .. }
         | Rejection::NoLease(_)
         | Rejection::StaleEpoch { .. }
         | Rejection::LeaseLost(_)
