@@ -56,8 +56,19 @@ pub struct UserRecord {
     pub role: Role,
     pub disabled: bool,
     pub created_at: Millis,
-    /// argon2id in PHC form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
-    pub password_hash: String,
+    pub password_hash: PasswordHash,
+}
+
+/// argon2id in PHC form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`); never printed by
+/// `Debug`, so no log of a command or record shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +86,7 @@ pub enum AccountCommand {
         email: String,
         display_name: String,
         role: Role,
-        password_hash: String,
+        password_hash: PasswordHash,
         now: Millis,
     },
     SetRole {
@@ -90,7 +101,7 @@ pub enum AccountCommand {
     /// A new password ends every session of the user (a stolen one included).
     SetPassword {
         user: UserId,
-        password_hash: String,
+        password_hash: PasswordHash,
     },
     /// Refused for a disabled user.
     CreateSession {
@@ -124,9 +135,10 @@ pub struct Accounts {
     next_user: UserId,
 }
 
-/// The form two emails are compared in.
+/// The form two emails are compared in. ASCII case only: Unicode case tables change
+/// between Rust releases, and replicas built by different ones must agree.
 fn email_key(email: &str) -> String {
-    email.trim().to_lowercase()
+    email.trim().to_ascii_lowercase()
 }
 
 impl Accounts {
@@ -195,6 +207,10 @@ impl Accounts {
             } => {
                 if self.user_mut(user)?.disabled {
                     return Err(Rejection::UserDisabled(user));
+                }
+                // A token hash seen before (never, with 256 random bits) starts afresh.
+                if let Some(old) = self.sessions.remove(&token) {
+                    self.forget_session(old.user, &token);
                 }
                 let held = self.by_user.entry(user).or_default();
                 if held.len() >= MAX_SESSIONS_PER_USER {
@@ -273,7 +289,7 @@ mod tests {
             email: email.into(),
             display_name: "Ann".into(),
             role: Role::Streamer,
-            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into(),
+            password_hash: PasswordHash("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()),
             now: 5,
         })?;
         match r {
@@ -306,6 +322,10 @@ mod tests {
         assert_eq!(create(&mut a, "bob@example.com"), Ok(2));
         let ann = a.user_by_email("ANN@example.com").unwrap();
         assert_eq!((ann.id, ann.email.as_str()), (1, "Ann@Example.com"));
+        assert!(
+            !format!("{ann:?}").contains("argon2id"),
+            "the hash is not printed"
+        );
     }
 
     #[test]
@@ -348,11 +368,24 @@ mod tests {
         assert!(a.session_user(&token(3), 1).is_some(), "others keep theirs");
         a.apply(AccountCommand::SetPassword {
             user: bob,
-            password_hash: "new".into(),
+            password_hash: PasswordHash("new".into()),
         })
         .unwrap();
         assert!(a.session_user(&token(3), 1).is_none());
         assert!(a.sessions.is_empty() && a.by_user.is_empty());
+    }
+
+    #[test]
+    fn a_token_hash_seen_again_belongs_to_its_new_session_only() {
+        let mut a = Accounts::default();
+        let ann = create(&mut a, "ann@example.com").unwrap();
+        let bob = create(&mut a, "bob@example.com").unwrap();
+        sign_in(&mut a, ann, 1, 0).unwrap();
+        sign_in(&mut a, bob, 1, 0).unwrap();
+        a.apply(AccountCommand::EndUserSessions { user: ann })
+            .unwrap();
+        assert_eq!(a.session_user(&token(1), 1).map(|u| u.id), Some(bob));
+        assert!(!a.by_user.contains_key(&ann));
     }
 
     #[test]

@@ -347,7 +347,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::{AccountCommand, Role};
+    use crate::accounts::{AccountCommand, PasswordHash, Role};
     use crate::keys::generate;
 
     fn id(s: &str) -> StreamId {
@@ -664,7 +664,7 @@ mod tests {
             email: "ann@example.com".into(),
             display_name: "Ann".into(),
             role: Role::Streamer,
-            password_hash: "$argon2id$…".into(),
+            password_hash: PasswordHash("$argon2id$…".into()),
             now: 0,
         }));
         let bytes = serde_json::to_vec(&s).unwrap();

@@ -1053,15 +1053,22 @@ impl Cli {
     fn from_matches(matches: clap::ArgMatches) -> Self {
         use clap::parser::ValueSource;
         let mut cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        // An environment variable set to nothing counts as unset (a manifest's
+        // `CASTMESH_CLUSTER_DATA_DIR=${DATA_DIR}` with DATA_DIR undefined must not
+        // replace the file's data directory with a throwaway one).
+        let empty = |id: &str| {
+            matches
+                .get_raw(id)
+                .is_none_or(|mut values| values.all(|v| v.is_empty()))
+        };
         cli.given = matches
             .ids()
             .map(|id| id.as_str())
             .filter(|id| id.contains('.'))
-            .filter(|id| {
-                matches!(
-                    matches.value_source(id),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
+            .filter(|id| match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => true,
+                Some(ValueSource::EnvVariable) => !empty(id),
+                _ => false,
             })
             .map(str::to_string)
             .collect();
@@ -1267,6 +1274,18 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(e.0.contains("hls.window_segments"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_environment_variable_does_not_replace_the_files_value() {
+        let f = write("[cluster]\ndata_dir = \"/var/lib/castmesh\"\n");
+        let path = f.path().to_str().unwrap();
+        // SAFETY: no other test reads or writes this variable, and a test that loads
+        // the config while it is set sees the file's value either way.
+        unsafe { std::env::set_var("CASTMESH_CLUSTER_DATA_DIR", "") };
+        let c = cli(&["castmesh", "--config", path]).load();
+        unsafe { std::env::remove_var("CASTMESH_CLUSTER_DATA_DIR") };
+        assert_eq!(c.unwrap().cluster.data_dir, Path::new("/var/lib/castmesh"));
     }
 
     #[test]

@@ -21,8 +21,9 @@ use super::takeover;
 /// How long a publish waits for the node to attach it.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a publisher said and where from (the publish hooks see all of it).
-#[derive(Debug, Clone)]
+/// What a publisher said and where from (the publish hooks see all of it). Not
+/// `Debug`: the query string and tcUrl may carry the publisher's tokens.
+#[derive(Clone)]
 pub struct PublishRequest {
     /// The application of `rtmp://host/APP/NAME` (checked at connect).
     pub app: String,
