@@ -13,7 +13,7 @@ use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 
 use super::context::NodeContext;
-use super::registry::{PublishDenied, StreamId, StreamKey};
+use super::registry::{PublishDenied, StreamKey};
 use super::requests::NodeMsg;
 use super::supervisor::{PublisherBinding, PublisherConn};
 use super::takeover;
@@ -51,7 +51,6 @@ impl PublishRequest {
 
 /// An accepted publish: where its media goes, and how the stream tells it to stop.
 pub struct Publisher {
-    pub id: StreamId,
     pub binding: PublisherBinding,
     /// Fires with a reason when the stream wants this publisher gone (take-over,
     /// bad media, lease lost).
@@ -84,17 +83,9 @@ pub async fn publish(
         lease: grant.lease,
         predecessor,
     };
-    let publish = |reply| NodeMsg::Publish {
-        id: id.clone(),
-        conn,
-        reply,
-    };
+    let publish = |reply| NodeMsg::Publish { id, conn, reply };
     match node.call(publish, Some(ATTACH_TIMEOUT)).await {
-        Ok(CallResult::Success(Ok(binding))) => Ok(Publisher {
-            id,
-            binding,
-            kicked,
-        }),
+        Ok(CallResult::Success(Ok(binding))) => Ok(Publisher { binding, kicked }),
         Ok(CallResult::Success(Err(denied))) => Err(denied),
         _ => Err(PublishDenied::AttachTimeout),
     }
