@@ -58,6 +58,9 @@ pub enum Command {
     /// Streams: create, list, show, update, rotate keys, end, delete.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Accounts: create, list, change roles, disable, reset passwords, invite.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -94,6 +97,10 @@ pub enum StreamCommand {
         #[arg(long, default_value = "")]
         title: String,
         #[arg(long, default_value = "")]
+        description: String,
+        /// Owner: an account's email makes that account the owner; other text is kept
+        /// as a label.
+        #[arg(long, default_value = "")]
         owner: String,
         /// Scheduled start, RFC 3339 (e.g. 2026-12-01T18:00:00Z).
         #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
@@ -111,8 +118,10 @@ pub enum StreamCommand {
     Update(UpdateArgs),
     /// Replace a stream's key; prints the new key once. The old key stops working.
     RotateKey { id: String },
-    /// End a live stream now: its publisher is dropped.
+    /// Stop a stream now: its publisher is dropped and its key refused until `start`.
     End { id: String },
+    /// Let a stopped stream's key publish again.
+    Start { id: String },
     /// Delete a stream and its key.
     Delete { id: String },
 }
@@ -122,6 +131,11 @@ pub struct UpdateArgs {
     pub id: String,
     #[arg(long)]
     pub title: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Email of the account that is to own the stream ("" leaves it to admins).
+    #[arg(long)]
+    pub owner: Option<String>,
     #[arg(long, value_parser = humantime::parse_rfc3339_weak, conflicts_with = "clear_schedule")]
     pub scheduled_at: Option<std::time::SystemTime>,
     #[arg(long)]
@@ -135,4 +149,58 @@ pub enum Status {
     Ended,
     Archived,
     Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserRole {
+    /// Manages every stream and user.
+    Admin,
+    /// Creates and runs their own streams.
+    Streamer,
+    /// Watches and chats.
+    Viewer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. Without --password-file a password is generated and printed
+    /// once.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Display name (default: the email's part before '@').
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value_t = UserRole::Streamer)]
+        role: UserRole,
+        /// Read the password from this file ("-": standard input), so it is not in
+        /// the shell history or the process list.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List accounts.
+    List,
+    /// Change an account's role.
+    SetRole {
+        id: u64,
+        #[arg(value_enum)]
+        role: UserRole,
+    },
+    /// Disable an account: its sessions end at once on every node.
+    Disable { id: u64 },
+    /// Enable a disabled account again.
+    Enable { id: u64 },
+    /// Set a new password (generated and printed once without --password-file); every
+    /// session of the account ends.
+    ResetPassword {
+        id: u64,
+        /// Read the password from this file ("-": standard input).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Make an invitation to sign up (accounts.signup = "invite"); prints its code once.
+    Invite {
+        #[arg(long, value_enum, default_value_t = UserRole::Streamer)]
+        role: UserRole,
+    },
 }

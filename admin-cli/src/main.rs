@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use castmesh_proto::admin::v1 as pb;
 use castmesh_proto::admin::v1::cluster_admin_client::ClusterAdminClient;
 use castmesh_proto::admin::v1::stream_admin_client::StreamAdminClient;
+use castmesh_proto::admin::v1::user_admin_client::UserAdminClient;
 use clap::{CommandFactory, Parser};
-use cli::{Cli, ClusterCommand, Command, Output, Status, StreamCommand};
+use cli::{Cli, ClusterCommand, Command, Output, Status, StreamCommand, UserCommand, UserRole};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
@@ -117,6 +118,10 @@ impl Client {
     fn streams(&self) -> StreamAdminClient<Channel> {
         StreamAdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
     }
+
+    fn users(&self) -> UserAdminClient<Channel> {
+        UserAdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY_BYTES)
+    }
 }
 
 fn print(output: Output, json: serde_json::Value, text: String) {
@@ -196,6 +201,7 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
         StreamCommand::Create {
             id,
             title,
+            description,
             owner,
             scheduled_at,
         } => created(
@@ -205,6 +211,7 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
                     title: title.clone(),
                     owner: owner.clone(),
                     scheduled_at_ms: scheduled_at.map(millis),
+                    description: description.clone(),
                 }))
                 .await?
                 .into_inner(),
@@ -232,6 +239,8 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
                 title: u.title.clone(),
                 scheduled_at_ms: u.scheduled_at.map(millis),
                 clear_schedule: u.clear_schedule,
+                description: u.description.clone(),
+                owner_email: u.owner.clone(),
             }))
             .await?
             .into_inner()),
@@ -245,6 +254,10 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
             .end_stream(c.request(pb::EndStreamRequest { id: id.clone() }))
             .await?
             .into_inner()),
+        StreamCommand::Start { id } => one(admin
+            .start_stream(c.request(pb::StartStreamRequest { id: id.clone() }))
+            .await?
+            .into_inner()),
         StreamCommand::Delete { id } => {
             admin
                 .delete_stream(c.request(pb::DeleteStreamRequest { id: id.clone() }))
@@ -253,6 +266,114 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
                 cli.output,
                 serde_json::json!({ "deleted": id }),
                 format!("stream {id} deleted\n"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn role_pb(r: UserRole) -> i32 {
+    (match r {
+        UserRole::Admin => pb::UserRole::Admin,
+        UserRole::Streamer => pb::UserRole::Streamer,
+        UserRole::Viewer => pb::UserRole::Viewer,
+    }) as i32
+}
+
+/// A password from a file or standard input ("-"): its first line.
+fn read_password(path: &std::path::Path) -> Result<String, Failure> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot read the password from {}: {e}", path.display()),
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+async fn user(cli: &Cli, c: &Client, cmd: &UserCommand) -> Result<(), Failure> {
+    let mut admin = c.users();
+    let one = |u: pb::User| print(cli.output, output::user_json(&u), output::user_details(&u));
+    match cmd {
+        UserCommand::Create {
+            email,
+            name,
+            role,
+            password_file,
+        } => {
+            let password = password_file.as_deref().map(read_password).transpose()?;
+            let created = admin
+                .create_user(c.request(pb::CreateUserRequest {
+                    email: email.clone(),
+                    display_name: name.clone().unwrap_or_default(),
+                    role: role_pb(*role),
+                    password,
+                }))
+                .await?
+                .into_inner();
+            print(
+                cli.output,
+                output::created_user_json(&created),
+                output::created_user_text(&created),
+            );
+        }
+        UserCommand::List => {
+            let list = admin
+                .list_users(c.request(pb::ListUsersRequest {}))
+                .await?
+                .into_inner();
+            print(
+                cli.output,
+                serde_json::Value::Array(list.users.iter().map(output::user_json).collect()),
+                output::users_table(&list.users),
+            );
+        }
+        UserCommand::SetRole { id, role } => one(admin
+            .set_role(c.request(pb::SetRoleRequest {
+                id: *id,
+                role: role_pb(*role),
+            }))
+            .await?
+            .into_inner()),
+        UserCommand::Disable { id } | UserCommand::Enable { id } => one(admin
+            .set_disabled(c.request(pb::SetDisabledRequest {
+                id: *id,
+                disabled: matches!(cmd, UserCommand::Disable { .. }),
+            }))
+            .await?
+            .into_inner()),
+        UserCommand::ResetPassword { id, password_file } => {
+            let password = password_file.as_deref().map(read_password).transpose()?;
+            let reply = admin
+                .reset_password(c.request(pb::ResetPasswordRequest { id: *id, password }))
+                .await?
+                .into_inner();
+            let text = match &reply.password {
+                Some(p) => {
+                    format!("password of user {id} reset; every session ended\npassword: {p}\n")
+                }
+                None => format!("password of user {id} set; every session ended\n"),
+            };
+            print(
+                cli.output,
+                serde_json::json!({ "id": id, "password": reply.password }),
+                text,
+            );
+        }
+        UserCommand::Invite { role } => {
+            let invite = admin
+                .create_invite(c.request(pb::CreateInviteRequest {
+                    role: role_pb(*role),
+                }))
+                .await?
+                .into_inner();
+            print(
+                cli.output,
+                output::invite_json(&invite),
+                output::invite_text(&invite),
             );
         }
     }
@@ -273,6 +394,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Cluster(cmd) => cluster(cli, &client, cmd).await,
         Command::Stream(cmd) => stream(cli, &client, cmd).await,
+        Command::User(cmd) => user(cli, &client, cmd).await,
         Command::Completions { .. } => Ok(()),
     }
 }

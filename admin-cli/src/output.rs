@@ -81,7 +81,10 @@ pub fn stream_json(s: &pb::Stream) -> Value {
     json!({
         "id": s.id,
         "title": s.title,
+        "description": s.description,
         "owner": s.owner,
+        "owner_id": s.owner_id,
+        "accepting": s.accepting,
         "status": status_name(s.status),
         "created_at": time(Some(s.created_at_ms)),
         "scheduled_at": s.scheduled_at_ms.map(|t| time(Some(t))),
@@ -119,7 +122,22 @@ pub fn stream_details(s: &pb::Stream) -> String {
     let rows = [
         ("ID", s.id.clone()),
         ("Title", s.title.clone()),
-        ("Owner", s.owner.clone()),
+        (
+            "Owner",
+            match s.owner_id {
+                Some(id) => format!("user {id} {}", s.owner),
+                None => s.owner.clone(),
+            },
+        ),
+        (
+            "Publishing",
+            if s.accepting {
+                "accepted"
+            } else {
+                "stopped (castctl stream start)"
+            }
+            .into(),
+        ),
         ("Status", status_name(s.status).into()),
         ("Created", time(Some(s.created_at_ms))),
         ("Scheduled", time(s.scheduled_at_ms)),
@@ -223,6 +241,95 @@ pub fn status_text(s: &ClusterStatus) -> String {
         &rows,
     );
     out
+}
+
+fn user_role_name(r: i32) -> &'static str {
+    match pb::UserRole::try_from(r).unwrap_or(pb::UserRole::Unspecified) {
+        pb::UserRole::Admin => "admin",
+        pb::UserRole::Streamer => "streamer",
+        pb::UserRole::Viewer => "viewer",
+        pb::UserRole::Unspecified => "unknown",
+    }
+}
+
+pub fn user_json(u: &pb::User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "display_name": u.display_name,
+        "role": user_role_name(u.role),
+        "disabled": u.disabled,
+        "created_at": time(Some(u.created_at_ms)),
+        "sessions": u.sessions,
+    })
+}
+
+pub fn users_table(users: &[pb::User]) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.id.to_string(),
+                u.email.clone(),
+                u.display_name.clone(),
+                user_role_name(u.role).into(),
+                if u.disabled { "disabled" } else { "active" }.into(),
+                u.sessions.to_string(),
+                time(Some(u.created_at_ms)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "EMAIL", "NAME", "ROLE", "STATE", "SESSIONS", "CREATED",
+        ],
+        &rows,
+    )
+}
+
+pub fn user_details(u: &pb::User) -> String {
+    let rows = [
+        ("ID", u.id.to_string()),
+        ("Email", u.email.clone()),
+        ("Name", u.display_name.clone()),
+        ("Role", user_role_name(u.role).into()),
+        (
+            "State",
+            if u.disabled { "disabled" } else { "active" }.into(),
+        ),
+        ("Sessions", u.sessions.to_string()),
+        ("Created", time(Some(u.created_at_ms))),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<10} {v}\n")).collect()
+}
+
+pub fn created_user_json(c: &pb::CreatedUser) -> Value {
+    let mut v = c.user.as_ref().map(user_json).unwrap_or(json!({}));
+    v["password"] = json!(c.password);
+    v
+}
+
+pub fn created_user_text(c: &pb::CreatedUser) -> String {
+    let mut out = c.user.as_ref().map(user_details).unwrap_or_default();
+    if let Some(p) = &c.password {
+        out += &format!(
+            "{:<10} {p}\n\nThe password is shown only now: hand it over safely and have its owner change it.\n",
+            "Password"
+        );
+    }
+    out
+}
+
+pub fn invite_json(i: &pb::Invite) -> Value {
+    json!({ "code": i.code, "expires_at": time(Some(i.expires_at_ms)) })
+}
+
+pub fn invite_text(i: &pb::Invite) -> String {
+    format!(
+        "Invitation {}\nValid until {}. Shown only now; it signs up one account (POST /api/v1/auth/signup with \"invite\").\n",
+        i.code,
+        time(Some(i.expires_at_ms))
+    )
 }
 
 #[cfg(test)]

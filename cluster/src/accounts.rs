@@ -20,6 +20,10 @@ pub type UserId = u64;
 /// cannot grow the replicated state without bound.
 pub const MAX_SESSIONS_PER_USER: usize = 32;
 
+/// Unused invitations kept at once (signup policy `invite`); more are refused until
+/// some are used or expire, so invitations cannot grow the replicated state either.
+pub const MAX_INVITES: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -71,6 +75,15 @@ impl std::fmt::Debug for PasswordHash {
     }
 }
 
+/// An invitation to sign up (signup policy `invite`): its code is random, like a
+/// session token, and stored as a hash; using it gives the new user its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    pub role: Role,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub user: UserId,
@@ -81,13 +94,23 @@ pub struct SessionRecord {
 /// Account changes; each is one Raft entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountCommand {
-    /// Answers `Response::User` with the id the state assigned.
+    /// Answers `Response::User` with the id the state assigned. With `invite`, the
+    /// invitation must be live at `now`; it is used up and its role replaces `role`.
     CreateUser {
         email: String,
         display_name: String,
         role: Role,
         password_hash: PasswordHash,
         now: Millis,
+        #[serde(default)]
+        invite: Option<KeyHash>,
+    },
+    /// Refused beyond [`MAX_INVITES`] unused ones.
+    CreateInvite {
+        code: KeyHash,
+        role: Role,
+        now: Millis,
+        expires_at: Millis,
     },
     SetRole {
         user: UserId,
@@ -118,7 +141,8 @@ pub enum AccountCommand {
     EndUserSessions {
         user: UserId,
     },
-    /// Drops sessions expired at `now` (proposed by the leader's sweeper).
+    /// Drops sessions and invitations expired at `now` (proposed by the leader's
+    /// sweeper).
     PurgeSessions {
         now: Millis,
     },
@@ -133,6 +157,9 @@ pub struct Accounts {
     /// Sessions of each user, for ending them together.
     by_user: BTreeMap<UserId, BTreeSet<KeyHash>>,
     next_user: UserId,
+    /// Unused invitations by code hash; absent in states older than invitations.
+    #[serde(default)]
+    pub invites: BTreeMap<KeyHash, InviteRecord>,
 }
 
 /// The form two emails are compared in. ASCII case only: Unicode case tables change
@@ -144,6 +171,11 @@ fn email_key(email: &str) -> String {
 impl Accounts {
     pub fn user_by_email(&self, email: &str) -> Option<&UserRecord> {
         self.users.get(self.emails.get(&email_key(email))?)
+    }
+
+    /// Sessions `user` holds now (expired ones count until purged).
+    pub fn session_count(&self, user: UserId) -> usize {
+        self.by_user.get(&user).map_or(0, BTreeSet::len)
     }
 
     /// The user a session token hash belongs to, if the session is live at `now` and
@@ -158,13 +190,19 @@ impl Accounts {
             AccountCommand::CreateUser {
                 email,
                 display_name,
-                role,
+                mut role,
                 password_hash,
                 now,
+                invite,
             } => {
                 let key = email_key(&email);
                 if self.emails.contains_key(&key) {
                     return Err(Rejection::EmailTaken);
+                }
+                if let Some(code) = invite {
+                    let live = self.invites.get(&code).filter(|i| i.expires_at > now);
+                    role = live.ok_or(Rejection::InvalidInvite)?.role;
+                    self.invites.remove(&code);
                 }
                 self.next_user += 1;
                 let user = UserRecord {
@@ -179,6 +217,23 @@ impl Accounts {
                 self.emails.insert(key, user.id);
                 self.users.insert(user.id, user.clone());
                 Ok(Response::User(user))
+            }
+            AccountCommand::CreateInvite {
+                code,
+                role,
+                now,
+                expires_at,
+            } => {
+                if self.invites.len() >= MAX_INVITES && !self.invites.contains_key(&code) {
+                    return Err(Rejection::TooManyInvites);
+                }
+                let invite = InviteRecord {
+                    role,
+                    created_at: now,
+                    expires_at,
+                };
+                self.invites.insert(code, invite);
+                Ok(Response::Done)
             }
             AccountCommand::SetRole { user, role } => {
                 self.user_mut(user)?.role = role;
@@ -255,6 +310,7 @@ impl Accounts {
                     self.sessions.remove(&token);
                     self.forget_session(user, &token);
                 }
+                self.invites.retain(|_, i| i.expires_at > now);
                 Ok(Response::Done)
             }
         }
@@ -291,6 +347,7 @@ mod tests {
             role: Role::Streamer,
             password_hash: PasswordHash("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()),
             now: 5,
+            invite: None,
         })?;
         match r {
             Response::User(u) => Ok(u.id),
@@ -416,6 +473,64 @@ mod tests {
             a.apply(AccountCommand::EndUserSessions { user: 99 }),
             Err(Rejection::NoSuchUser(99))
         );
+    }
+
+    #[test]
+    fn an_invitation_is_used_once_gives_its_role_and_expires() {
+        let mut a = Accounts::default();
+        let invite = |a: &mut Accounts, n: u8, expires_at| {
+            a.apply(AccountCommand::CreateInvite {
+                code: token(n),
+                role: Role::Viewer,
+                now: 0,
+                expires_at,
+            })
+        };
+        let join = |a: &mut Accounts, email: &str, n: u8, now| {
+            a.apply(AccountCommand::CreateUser {
+                email: email.into(),
+                display_name: String::new(),
+                role: Role::Streamer,
+                password_hash: PasswordHash("h".into()),
+                now,
+                invite: Some(token(n)),
+            })
+        };
+        invite(&mut a, 1, 100).unwrap();
+        invite(&mut a, 2, 100).unwrap();
+        match join(&mut a, "ann@example.com", 1, 50) {
+            Ok(Response::User(u)) => assert_eq!(u.role, Role::Viewer, "the invitation's role"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            join(&mut a, "bob@example.com", 1, 50),
+            Err(Rejection::InvalidInvite),
+            "used up"
+        );
+        assert_eq!(
+            join(&mut a, "bob@example.com", 2, 100),
+            Err(Rejection::InvalidInvite),
+            "expired"
+        );
+        assert_eq!(
+            join(&mut a, "bob@example.com", 7, 1),
+            Err(Rejection::InvalidInvite),
+            "unknown"
+        );
+        a.apply(AccountCommand::PurgeSessions { now: 100 }).unwrap();
+        assert!(a.invites.is_empty());
+        for n in 0..MAX_INVITES as u64 {
+            let mut code = [0; 32];
+            code[..8].copy_from_slice(&n.to_le_bytes());
+            a.apply(AccountCommand::CreateInvite {
+                code: KeyHash(code),
+                role: Role::Viewer,
+                now: 0,
+                expires_at: 10,
+            })
+            .unwrap();
+        }
+        assert_eq!(invite(&mut a, 200, 10), Err(Rejection::TooManyInvites));
     }
 
     #[test]

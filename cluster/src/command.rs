@@ -27,12 +27,21 @@ pub enum Command {
         key_hash: KeyHash,
         scheduled_at: Option<Millis>,
         now: Millis,
+        #[serde(default)]
+        owner_id: Option<UserId>,
+        #[serde(default)]
+        description: String,
     },
     UpdateStream {
         id: StreamId,
         title: Option<String>,
         /// `Some(None)` clears the schedule.
         scheduled_at: Option<Option<Millis>>,
+        #[serde(default)]
+        description: Option<String>,
+        /// `Some(None)` leaves the stream to admins.
+        #[serde(default)]
+        owner_id: Option<Option<UserId>>,
     },
     RotateKey {
         id: StreamId,
@@ -59,9 +68,18 @@ pub enum Command {
     },
     /// An operator ends a live stream: status ended, and the lease moves to no node at
     /// a new epoch, so the origin notices at its next renewal and drops the publisher.
+    /// With `hold_key` (a stop) the key is refused until `StartStream`; entries from
+    /// before the field end the stream only.
     EndStream {
         id: StreamId,
         now: Millis,
+        #[serde(default)]
+        hold_key: bool,
+    },
+    /// Makes a stream's key publish again after a stop (refused for archived and
+    /// cancelled streams).
+    StartStream {
+        id: StreamId,
     },
     DeleteStream {
         id: StreamId,
@@ -147,6 +165,10 @@ pub enum Rejection {
     NoSuchUser(UserId),
     #[error("user {0} is disabled")]
     UserDisabled(UserId),
+    #[error("the invitation is unknown, used or expired")]
+    InvalidInvite,
+    #[error("too many unused invitations")]
+    TooManyInvites,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

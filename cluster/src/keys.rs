@@ -70,7 +70,12 @@ pub fn generate(random: [u8; KEY_BYTES]) -> StreamKey {
 }
 
 pub fn hash(key: &StreamKey) -> KeyHash {
-    KeyHash(Sha256::digest(key.expose().as_bytes()).into())
+    hash_secret(key.expose())
+}
+
+/// The hash of any secret made of random bits (session tokens, invitation codes).
+pub fn hash_secret(secret: &str) -> KeyHash {
+    KeyHash(Sha256::digest(secret.as_bytes()).into())
 }
 
 /// Whether `key` hashes to `expected`, in constant time.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::UserId;
 use crate::ids::StreamId;
 use crate::keys::KeyHash;
 
@@ -80,12 +81,29 @@ impl StreamStatus {
     }
 }
 
+fn accepting() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
     pub id: StreamId,
     pub title: String,
-    /// Free text until users exist.
+    /// Free text: what operators wrote before accounts existed, kept as a label. A
+    /// user whose email it is claims the stream when the account is made
+    /// (`Accounts::CreateUser`), which is how older clusters' streams get owners.
     pub owner: String,
+    /// The account that owns the stream (none: an operator's or open-publishing
+    /// stream, managed by admins).
+    #[serde(default)]
+    pub owner_id: Option<UserId>,
+    #[serde(default)]
+    pub description: String,
+    /// Whether its key may publish. A stop (`EndStream` with `hold_key`) clears it so an
+    /// encoder's automatic reconnect cannot undo the stop; `StartStream` sets it.
+    /// Records older than this field accept, as they did.
+    #[serde(default = "accepting")]
+    pub accepting: bool,
     /// Hash of the stream key; the key itself is never stored.
     pub key_hash: KeyHash,
     pub status: StreamStatus,

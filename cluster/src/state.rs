@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, UserRecord};
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
@@ -134,6 +134,17 @@ impl ClusterState {
         record.open && !leased && since.is_some_and(|t| t.saturating_add(retention_ms) <= now)
     }
 
+    /// A new account owns the streams whose free-text owner is its email (ASCII case
+    /// ignored) and that have no owner yet: streams made before accounts existed find
+    /// their owners as those sign up or are created.
+    fn claim_streams(&mut self, user: &UserRecord) {
+        for s in self.streams.values_mut() {
+            if s.owner_id.is_none() && s.owner.trim().eq_ignore_ascii_case(&user.email) {
+                s.owner_id = Some(user.id);
+            }
+        }
+    }
+
     fn stream_mut(&mut self, id: &StreamId) -> Result<&mut StreamRecord, Rejection> {
         self.streams
             .get_mut(id)
@@ -143,7 +154,13 @@ impl ClusterState {
     fn try_apply(&mut self, command: Command) -> Result<Response, Rejection> {
         match command {
             Command::Once { id, command } => Ok(self.apply_once(id, *command)),
-            Command::Account(command) => self.accounts.apply(command),
+            Command::Account(command) => {
+                let answer = self.accounts.apply(command)?;
+                if let Response::User(user) = &answer {
+                    self.claim_streams(user);
+                }
+                Ok(answer)
+            }
             Command::UpsertNode(node) => {
                 self.nodes.insert(node.id, node);
                 Ok(Response::Done)
@@ -159,10 +176,15 @@ impl ClusterState {
                 key_hash,
                 scheduled_at,
                 now,
+                owner_id,
+                description,
             } => self.create_stream(StreamRecord {
                 id,
                 title,
                 owner,
+                owner_id,
+                description,
+                accepting: true,
                 key_hash,
                 status: StreamStatus::Scheduled,
                 created_at: now,
@@ -175,6 +197,9 @@ impl ClusterState {
                 id,
                 title: String::new(),
                 owner: String::new(),
+                owner_id: None,
+                description: String::new(),
+                accepting: true,
                 key_hash,
                 status: StreamStatus::Scheduled,
                 created_at: now,
@@ -201,13 +226,26 @@ impl ClusterState {
                 id,
                 title,
                 scheduled_at,
+                description,
+                owner_id,
             } => {
+                if let Some(Some(user)) = owner_id
+                    && !self.accounts.users.contains_key(&user)
+                {
+                    return Err(Rejection::NoSuchUser(user));
+                }
                 let s = self.stream_mut(&id)?;
                 if let Some(t) = title {
                     s.title = t;
                 }
                 if let Some(at) = scheduled_at {
                     s.scheduled_at = at;
+                }
+                if let Some(d) = description {
+                    s.description = d;
+                }
+                if let Some(owner) = owner_id {
+                    s.owner_id = owner;
                 }
                 Ok(Response::Stream(s.clone()))
             }
@@ -272,8 +310,11 @@ impl ClusterState {
                 self.fence_origin(&id);
                 Ok(Response::Stream(record))
             }
-            Command::EndStream { id, now } => {
+            Command::EndStream { id, now, hold_key } => {
                 let s = self.stream_mut(&id)?;
+                if hold_key {
+                    s.accepting = false;
+                }
                 match s.status {
                     StreamStatus::Ended => return Ok(Response::Stream(s.clone())),
                     StreamStatus::Live => {}
@@ -289,6 +330,17 @@ impl ClusterState {
                 let record = s.clone();
                 self.fence_origin(&id);
                 Ok(Response::Stream(record))
+            }
+            Command::StartStream { id } => {
+                let s = self.stream_mut(&id)?;
+                if matches!(s.status, StreamStatus::Archived | StreamStatus::Cancelled) {
+                    return Err(Rejection::BadTransition {
+                        from: s.status,
+                        to: StreamStatus::Live,
+                    });
+                }
+                s.accepting = true;
+                Ok(Response::Stream(s.clone()))
             }
             Command::DeleteStream { id } => self.delete_stream(id),
             Command::AcquireLease {
@@ -363,6 +415,8 @@ mod tests {
             key_hash: keys::hash(&key),
             scheduled_at: None,
             now: 1000,
+            owner_id: None,
+            description: String::new(),
         });
         assert!(matches!(r, Response::Stream(_)), "{r:?}");
         key
@@ -422,6 +476,7 @@ mod tests {
         s.apply(Command::EndStream {
             id: id("show"),
             now: 10_000,
+            hold_key: false,
         });
         assert!(matches!(
             forget(&mut s, "show", 69_999),
@@ -446,6 +501,8 @@ mod tests {
                 id: id("show"),
                 title: Some(title.into()),
                 scheduled_at: None,
+                description: None,
+                owner_id: None,
             }),
         };
         s.apply(retitle("first", 1));
@@ -482,6 +539,8 @@ mod tests {
             key_hash: keys::hash(&generate([3; keys::KEY_BYTES])),
             scheduled_at: None,
             now: 0,
+            owner_id: None,
+            description: String::new(),
         });
         assert_eq!(r, Response::Rejected(Rejection::StreamExists(id("show"))));
     }
@@ -590,6 +649,7 @@ mod tests {
         let r = s.apply(Command::EndStream {
             id: id("show"),
             now: 9,
+            hold_key: false,
         });
         assert!(matches!(r, Response::Stream(ref rec) if rec.status == StreamStatus::Ended));
         let lease = s.leases[&id("show")];
@@ -666,6 +726,7 @@ mod tests {
             role: Role::Streamer,
             password_hash: PasswordHash("$argon2id$…".into()),
             now: 0,
+            invite: None,
         }));
         let bytes = serde_json::to_vec(&s).unwrap();
         let back: ClusterState = serde_json::from_slice(&bytes).unwrap();

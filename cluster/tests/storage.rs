@@ -63,6 +63,8 @@ fn create(name: &str, seed: u8) -> Command {
         key_hash: keys::hash(&keys::generate([seed; keys::KEY_BYTES])),
         scheduled_at: None,
         now: 0,
+        owner_id: None,
+        description: String::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! reads on the leader).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,18 +112,21 @@ impl Drop for Slot {
     }
 }
 
-/// At most `max` events (refused publishes, streams created) per address within
-/// `window`; an address over budget is refused until its window ends, without the
-/// work another event would cost.
-pub struct AddressBudget {
+/// At most `max` events (refused publishes, streams created, failed sign-ins) per key
+/// (a client address, or an address and an email) within `window`; a key over budget
+/// is refused until its window ends, without the work another event would cost.
+pub struct Budget<K> {
     max: u32,
     window: Duration,
     capacity: usize,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl AddressBudget {
-    /// `capacity` bounds the addresses remembered; beyond it the oldest windows are
+/// The budget kept per client address.
+pub type AddressBudget = Budget<IpAddr>;
+
+impl<K: Eq + Hash + Clone> Budget<K> {
+    /// `capacity` bounds the keys remembered; beyond it the oldest windows are
     /// forgotten first.
     pub fn new(max: u32, window: Duration, capacity: usize) -> Self {
         Self {
@@ -133,28 +137,31 @@ impl AddressBudget {
         }
     }
 
-    /// `Some(wait)` while `ip` has used up its budget.
-    pub fn exhausted(&self, ip: IpAddr) -> Option<Duration> {
+    /// `Some(wait)` while `key` has used up its budget.
+    pub fn exhausted(&self, key: &K) -> Option<Duration> {
         let now = Instant::now();
         let windows = self.windows.lock().expect("budget lock");
-        let &(start, events) = windows.get(&ip)?;
+        let &(start, events) = windows.get(key)?;
         let ends = start + self.window;
         (events >= self.max && now < ends).then(|| ends - now)
     }
 
-    pub fn record(&self, ip: IpAddr) {
+    pub fn record(&self, key: &K) {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("budget lock");
-        if !windows.contains_key(&ip) && windows.len() >= self.capacity {
+        if !windows.contains_key(key) && windows.len() >= self.capacity {
             let window = self.window;
             windows.retain(|_, (start, _)| now < *start + window);
             if windows.len() >= self.capacity
-                && let Some(oldest) = windows.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k)
+                && let Some(oldest) = windows
+                    .iter()
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| k.clone())
             {
                 windows.remove(&oldest);
             }
         }
-        let entry = windows.entry(ip).or_insert((now, 0));
+        let entry = windows.entry(key.clone()).or_insert((now, 0));
         if now >= entry.0 + self.window {
             *entry = (now, 0);
         }
@@ -185,19 +192,19 @@ mod tests {
     async fn failures_are_budgeted_per_address_and_window() {
         let budget = AddressBudget::new(2, Duration::from_secs(60), 2);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        budget.record(a);
-        assert_eq!(budget.exhausted(a), None);
-        budget.record(a);
-        assert_eq!(budget.exhausted(a), Some(Duration::from_secs(60)));
+        budget.record(&a);
+        assert_eq!(budget.exhausted(&a), None);
+        budget.record(&a);
+        assert_eq!(budget.exhausted(&a), Some(Duration::from_secs(60)));
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(budget.exhausted(a), None);
+        assert_eq!(budget.exhausted(&a), None);
         // Bounded memory: a third address evicts the oldest window.
-        budget.record(a);
-        budget.record(a);
+        budget.record(&a);
+        budget.record(&a);
         tokio::time::advance(Duration::from_secs(1)).await;
-        budget.record("10.0.0.2".parse().unwrap());
-        budget.record("10.0.0.3".parse().unwrap());
+        budget.record(&"10.0.0.2".parse().unwrap());
+        budget.record(&"10.0.0.3".parse().unwrap());
         assert_eq!(budget.windows.lock().unwrap().len(), 2);
-        assert_eq!(budget.exhausted(a), None);
+        assert_eq!(budget.exhausted(&a), None);
     }
 }

@@ -31,6 +31,12 @@ pub struct Config {
     pub cluster: ClusterConfig,
     #[command(flatten, next_help_heading = "Media mesh [mesh]")]
     pub mesh: MeshConfig,
+    #[command(flatten, next_help_heading = "Users and sessions [accounts]")]
+    pub accounts: AccountsConfig,
+    /// Running as `--dev` (or without --config): not a setting of the file.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub dev: bool,
     /// Test switches: compiled only with the `test-hooks` feature, so the binary an
     /// operator builds (`cargo build --release -p castmesh-node`) has none, and a
     /// config file naming them is refused there.
@@ -258,6 +264,25 @@ pub struct HttpConfig {
         default_value = ""
     )]
     pub trusted_proxies: TrustedProxies,
+    /// Largest request body the API reads (JSON); larger ones are answered 413.
+    #[arg(
+        id = "http.max_body_bytes",
+        long = "http-max-body-bytes",
+        env = "CASTMESH_HTTP_MAX_BODY_BYTES",
+        default_value = "65536"
+    )]
+    pub max_body_bytes: usize,
+    /// Web origins besides the node's own whose pages may change things through the
+    /// API (sign in, create streams), e.g. ["https://studio.example.com"] for a separate
+    /// frontend (comma-separated as a flag). Requests from other pages' origins that
+    /// would change something are refused (403).
+    #[arg(
+        id = "http.allowed_origins",
+        long = "http-allowed-origins",
+        env = "CASTMESH_HTTP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -571,6 +596,133 @@ impl Default for MeshConfig {
     }
 }
 
+/// Who may create an account through `POST /api/v1/auth/signup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Anyone.
+    Open,
+    /// Whoever holds an invitation (`castctl user invite`).
+    Invite,
+    /// Nobody: accounts are made with `castctl user create`.
+    Closed,
+}
+
+/// A role as the settings name it.
+fn role(s: &str) -> Result<castmesh_cluster::accounts::Role, String> {
+    use castmesh_cluster::accounts::Role;
+    match s {
+        "admin" => Ok(Role::Admin),
+        "streamer" => Ok(Role::Streamer),
+        "viewer" => Ok(Role::Viewer),
+        _ => Err(format!("{s:?} is not a role (admin, streamer, viewer)")),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Who may sign up: open (anyone), invite (with an invitation from `castctl user
+    /// invite`) or closed (only `castctl user create`).
+    #[arg(
+        id = "accounts.signup",
+        long = "accounts-signup",
+        env = "CASTMESH_ACCOUNTS_SIGNUP",
+        default_value = "closed",
+        value_enum
+    )]
+    pub signup: SignupPolicy,
+    /// The role of an account made by signing up without an invitation: streamer
+    /// (creates and runs streams) or viewer (watches and chats).
+    #[arg(id = "accounts.signup_role", long = "accounts-signup-role", env = "CASTMESH_ACCOUNTS_SIGNUP_ROLE", default_value = "streamer", value_parser = role)]
+    pub signup_role: castmesh_cluster::accounts::Role,
+    /// How long a session lasts after signing in.
+    #[arg(id = "accounts.session_ttl", long = "accounts-session-ttl", env = "CASTMESH_ACCOUNTS_SESSION_TTL", default_value = "30days", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How long an invitation can be used.
+    #[arg(id = "accounts.invite_ttl", long = "accounts-invite-ttl", env = "CASTMESH_ACCOUNTS_INVITE_TTL", default_value = "7days", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub invite_ttl: Duration,
+    /// Accounts the cluster holds at most; signing up beyond it is refused.
+    #[arg(
+        id = "accounts.max_users",
+        long = "accounts-max-users",
+        env = "CASTMESH_ACCOUNTS_MAX_USERS",
+        default_value = "100000"
+    )]
+    pub max_users: usize,
+    /// Streams a streamer may own at once (admins are not limited).
+    #[arg(
+        id = "accounts.max_streams_per_user",
+        long = "accounts-max-streams-per-user",
+        env = "CASTMESH_ACCOUNTS_MAX_STREAMS_PER_USER",
+        default_value = "100"
+    )]
+    pub max_streams_per_user: usize,
+    /// argon2id memory per password hash, in KiB (OWASP's minimum is 19456).
+    #[arg(
+        id = "accounts.password_memory_kib",
+        long = "accounts-password-memory-kib",
+        env = "CASTMESH_ACCOUNTS_PASSWORD_MEMORY_KIB",
+        default_value = "19456"
+    )]
+    pub password_memory_kib: u32,
+    /// argon2id passes over that memory.
+    #[arg(
+        id = "accounts.password_iterations",
+        long = "accounts-password-iterations",
+        env = "CASTMESH_ACCOUNTS_PASSWORD_ITERATIONS",
+        default_value = "2"
+    )]
+    pub password_iterations: u32,
+    /// Password hashes this node computes at once (each uses a core while it runs),
+    /// so sign-ins cannot starve the media path.
+    #[arg(
+        id = "accounts.max_concurrent_hashes",
+        long = "accounts-max-concurrent-hashes",
+        env = "CASTMESH_ACCOUNTS_MAX_CONCURRENT_HASHES",
+        default_value = "1"
+    )]
+    pub max_concurrent_hashes: usize,
+    /// Sign-ins and sign-ups waiting for a hash at once; more are answered 503.
+    #[arg(
+        id = "accounts.max_queued_hashes",
+        long = "accounts-max-queued-hashes",
+        env = "CASTMESH_ACCOUNTS_MAX_QUEUED_HASHES",
+        default_value = "32"
+    )]
+    pub max_queued_hashes: usize,
+    /// Failed sign-ins allowed per client address and email within login_window; more
+    /// are answered 429 without checking the password.
+    #[arg(
+        id = "accounts.max_failed_logins",
+        long = "accounts-max-failed-logins",
+        env = "CASTMESH_ACCOUNTS_MAX_FAILED_LOGINS",
+        default_value = "10"
+    )]
+    pub max_failed_logins: u32,
+    /// The window max_failed_logins is counted over.
+    #[arg(id = "accounts.login_window", long = "accounts-login-window", env = "CASTMESH_ACCOUNTS_LOGIN_WINDOW", default_value = "15m", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// Unknown session tokens accepted per client address within login_window (each
+    /// costs a read of the leader's commit index); more are answered 429.
+    #[arg(
+        id = "accounts.max_unknown_tokens",
+        long = "accounts-max-unknown-tokens",
+        env = "CASTMESH_ACCOUNTS_MAX_UNKNOWN_TOKENS",
+        default_value = "60"
+    )]
+    pub max_unknown_tokens: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
@@ -788,6 +940,8 @@ impl Config {
     pub fn dev() -> Self {
         let mut c = Self::default();
         c.cluster.open_publishing = true;
+        c.accounts.signup = SignupPolicy::Open;
+        c.dev = true;
         c
     }
 
@@ -878,6 +1032,7 @@ impl Config {
                 self.rtmp.max_failed_publishes as usize,
             ),
             ("http.max_connections", self.http.max_connections),
+            ("http.max_body_bytes", self.http.max_body_bytes),
             (
                 "http.max_connections_per_ip",
                 self.http.max_connections_per_ip,
@@ -891,6 +1046,27 @@ impl Config {
             (
                 "streams.max_viewer_sessions_per_ip",
                 self.streams.max_viewer_sessions_per_ip,
+            ),
+            ("accounts.max_users", self.accounts.max_users),
+            (
+                "accounts.max_concurrent_hashes",
+                self.accounts.max_concurrent_hashes,
+            ),
+            (
+                "accounts.max_queued_hashes",
+                self.accounts.max_queued_hashes,
+            ),
+            (
+                "accounts.max_failed_logins",
+                self.accounts.max_failed_logins as usize,
+            ),
+            (
+                "accounts.max_unknown_tokens",
+                self.accounts.max_unknown_tokens as usize,
+            ),
+            (
+                "accounts.password_iterations",
+                self.accounts.password_iterations as usize,
             ),
         ] {
             if v == 0 {
@@ -913,10 +1089,20 @@ impl Config {
             ("grpc.idle_timeout", self.grpc.idle_timeout),
             ("streams.viewer_timeout", self.streams.viewer_timeout),
             ("streams.restart_window", self.streams.restart_window),
+            ("accounts.session_ttl", self.accounts.session_ttl),
+            ("accounts.invite_ttl", self.accounts.invite_ttl),
+            ("accounts.login_window", self.accounts.login_window),
         ] {
             if v.is_zero() {
                 return err(format!("{name} must be longer than zero"));
             }
+        }
+        // argon2's own floor is 8 KiB per lane; below 1 MiB a hash protects little.
+        if !(1024..=4 * 1024 * 1024).contains(&self.accounts.password_memory_kib) {
+            return err(format!(
+                "accounts.password_memory_kib must be between 1024 and 4194304, got {}",
+                self.accounts.password_memory_kib
+            ));
         }
         self.cluster.validate()?;
         self.mesh.validate()
@@ -1098,6 +1284,9 @@ impl Cli {
         }
         // An empty value (`--cluster-initial-members ""`) means none.
         c.cluster.initial_members.retain(|m| !m.trim().is_empty());
+        c.http.allowed_origins.retain(|o| !o.trim().is_empty());
+        // Not a setting: the round trips through the file's form above drop it.
+        c.dev = self.config.is_none();
         c.cluster.labels.retain(|l| !l.trim().is_empty());
         c.validate()
             .map_err(|e| ConfigError(format!("invalid setting: {}", e.0)))?;
@@ -1114,17 +1303,23 @@ const REFERENCE_HEADER: &str = "\
 #
 # `castmesh --config FILE.toml` reads a file like this one; keys left out keep their
 # defaults. `castmesh` with no --config (or `castmesh --dev`) runs these defaults with
-# one change: cluster.open_publishing = true. Every key can also be set by a flag or an
+# two changes: cluster.open_publishing = true and accounts.signup = \"open\". Every key can also be set by a flag or an
 # environment variable, which win over the file: `[rtmp] idle_timeout` is
 # `--rtmp-idle-timeout` / `CASTMESH_RTMP_IDLE_TIMEOUT`.
 # Durations are written like \"10s\", \"200ms\", \"1m\".
 ";
 
 /// What `--dev` changes, shown under the setting it changes.
-const DEV_CHANGES: &[(&str, &str)] = &[(
-    "cluster.open_publishing",
-    "--dev (and castmesh without --config) sets this to true.",
-)];
+const DEV_CHANGES: &[(&str, &str)] = &[
+    (
+        "cluster.open_publishing",
+        "--dev (and castmesh without --config) sets this to true.",
+    ),
+    (
+        "accounts.signup",
+        "--dev (and castmesh without --config) sets this to open.",
+    ),
+];
 
 /// Every setting with its documentation and default value, as a config file: the
 /// `--help` text of each flag, so the two never disagree.
@@ -1206,13 +1401,19 @@ mod tests {
     }
 
     #[test]
-    fn dev_toml_holds_the_defaults_and_dev_changes_only_open_publishing() {
+    fn dev_toml_holds_the_defaults_and_dev_opens_publishing_and_signup_only() {
         let from_file = Config::from_file(&dev_toml()).unwrap();
         let text = |c: &Config| toml::to_string(c).unwrap();
         assert_eq!(text(&from_file), text(&Config::default()));
         let mut dev = Config::dev();
         assert!(dev.cluster.open_publishing && !from_file.cluster.open_publishing);
+        assert_eq!(
+            (dev.accounts.signup, from_file.accounts.signup),
+            (SignupPolicy::Open, SignupPolicy::Closed)
+        );
         dev.cluster.open_publishing = false;
+        dev.accounts.signup = SignupPolicy::Closed;
+        dev.dev = false;
         assert_eq!(text(&dev), text(&from_file));
     }
 
@@ -1265,10 +1466,12 @@ mod tests {
         assert_eq!(c.hls.window_segments, 8);
         assert!(c.cluster.initial_members.is_empty());
         assert!(!c.cluster.open_publishing, "a file keeps publishing closed");
+        assert!(!c.dev);
         let dev = cli(&["castmesh", "--hls-part-target", "250ms"])
             .load()
             .unwrap();
         assert!(dev.cluster.open_publishing);
+        assert!(dev.dev, "flags given to a dev node keep it one");
         assert_eq!(dev.hls.part_target, Duration::from_millis(250));
         let e = cli(&["castmesh", "--hls-window-segments", "1"])
             .load()

@@ -22,6 +22,8 @@ pub mod live;
 pub mod mesh;
 pub mod metrics;
 pub mod node;
+pub mod platform;
+pub mod private_file;
 pub mod rtmp;
 pub mod seams;
 pub mod stream;
@@ -51,6 +53,7 @@ pub async fn start<N: Network>(
     metrics: Arc<Metrics>,
     registry: Arc<dyn StreamRegistry>,
     mesh: Option<Arc<mesh::Mesh>>,
+    platform: platform::Platform,
 ) -> anyhow::Result<(ActorRef<NodeMsg>, JoinHandle<()>)> {
     let ctx = NodeContext::new(config, seams, metrics, registry, mesh.clone());
     if let Some(mesh) = mesh {
@@ -60,7 +63,11 @@ pub async fn start<N: Network>(
     let (node, handle) = Actor::spawn(
         None,
         NodeSupervisor::<N>::default(),
-        NodeArgs { ctx, network },
+        NodeArgs {
+            ctx,
+            network,
+            platform,
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -139,6 +146,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (ca_cert, node_cert) = mesh::load_certs(&config)?;
     let storage = Storage::on_disk(&config, &seams)?;
+    let first_admin = config
+        .dev
+        .then(|| storage.data_dir.as_ref().map(|d| d.join("admin-password")))
+        .flatten();
     let (mesh, cluster) = start_cluster(
         &config,
         &seams,
@@ -150,6 +161,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let registry = Arc::new(cluster.registry(&config, &seams));
+    if let Some(file) = first_admin {
+        let accounts = cluster.platform.accounts.clone();
+        tokio::spawn(async move { accounts.first_admin(&file).await });
+    }
     let (node, handle) = start(
         config,
         seams,
@@ -157,6 +172,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         registry,
         Some(mesh.clone()),
+        cluster.platform.clone(),
     )
     .await?;
     let outcome = tokio::select! {

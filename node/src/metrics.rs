@@ -82,6 +82,10 @@ pub struct Metrics {
     pub mesh_upstream_subscriptions: Gauge,
     pub mesh_resubscribes: Family<ReasonLabel, Counter>,
     pub mesh_forward_lag: Histogram,
+    /// Sign-ups, sign-ins and session checks, by outcome.
+    pub account_events: Family<ReasonLabel, Counter>,
+    /// Time a password hash waited for its turn and ran.
+    pub password_hash_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -125,6 +129,11 @@ impl Metrics {
             // an edge is catching up.
             mesh_forward_lag: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+            ),
+            account_events: Family::default(),
+            // 1 ms .. ~4 s: one hash takes tens of milliseconds; more is queueing.
+            password_hash_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13),
             ),
             registry: Registry::default(),
         };
@@ -259,6 +268,16 @@ impl Metrics {
             "mesh_forward_lag_seconds",
             "Time from the origin sending a part to the edge listing it",
             m.mesh_forward_lag.clone(),
+        );
+        registry.register(
+            "account_events",
+            "Account events by outcome: signup, login, login_failed, login_limited, session_unknown, session_limited, hash_busy",
+            m.account_events.clone(),
+        );
+        registry.register(
+            "password_hash_seconds",
+            "Time a sign-in or sign-up spent on its password hash, waiting included",
+            m.password_hash_seconds.clone(),
         );
         Self { registry, ..m }
     }

@@ -14,6 +14,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::task::JoinHandle;
 
 use crate::live::LiveStream;
+use crate::platform::Platform;
 use crate::seams::Network;
 use crate::stream::context::NodeContext;
 use crate::stream::directory::{self, StreamHandle};
@@ -41,6 +42,7 @@ impl<N> Default for NodeSupervisor<N> {
 pub struct NodeArgs<N> {
     pub ctx: Arc<NodeContext>,
     pub network: N,
+    pub platform: Platform,
 }
 
 /// A stream's supervisor on this node.
@@ -99,7 +101,12 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                 ctx.clone(),
                 myself.clone(),
             )),
-            tokio::spawn(http::serve(http_listener, ctx.clone(), myself.clone())),
+            tokio::spawn(http::serve(
+                http_listener,
+                ctx.clone(),
+                myself.clone(),
+                args.platform,
+            )),
         ];
         Ok(NodeState {
             ctx,

@@ -3,7 +3,8 @@
 //! ```text
 //! node, fuzz, lib, main     wiring: may import anything
 //! rtmp | http | control     listeners and the control plane (cluster/, admin/)
-//! stream                    per-stream actors, the directory, the publish path
+//! stream | platform          per-stream actors, the directory, the publish path;
+//!                           accounts and the platform around the media
 //! mesh                      QUIC transport between nodes
 //! live                      one stream's shared window
 //! foundation                config, metrics, seams, admission, client_addr, ...
@@ -28,6 +29,7 @@ const GROUPS: &[(&str, u8, &[&str])] = &[
             "config",
             "deadline_io",
             "metrics",
+            "private_file",
             "seams",
             "supervision",
         ],
@@ -35,6 +37,7 @@ const GROUPS: &[(&str, u8, &[&str])] = &[
     ("live", 1, &["live"]),
     ("mesh", 2, &["mesh"]),
     ("stream", 3, &["stream"]),
+    ("platform", 3, &["platform"]),
     ("rtmp", 4, &["rtmp"]),
     ("http", 4, &["http"]),
     ("control", 4, &["admin", "cluster"]),

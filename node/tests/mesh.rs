@@ -10,7 +10,9 @@ use castmesh_media::Codecs;
 use castmesh_media::hls::window::{Part, WindowConfig, WindowEvent};
 use castmesh_node::live::LiveStream;
 use castmesh_node::mesh::certs::{self, Pem};
-use castmesh_node::mesh::subscription::{HandOver, Served, StreamSource, SubscriptionError};
+use castmesh_node::mesh::subscription::{
+    HandOver, Served, StreamSource, SubscriptionError, ViewerReports,
+};
 use castmesh_node::mesh::{Members, Mesh};
 use castmesh_node::metrics::Metrics;
 use castmesh_node::seams::SystemClock;
@@ -53,6 +55,11 @@ impl StreamSource for OneStream {
             live: self.live.clone(),
             viewers: self.stats.clone(),
         })
+    }
+
+    /// It is this node's stream.
+    fn origins(&self) -> Vec<(String, Arc<dyn ViewerReports>)> {
+        vec![("show".into(), self.stats.clone())]
     }
 
     /// No publisher produces it here: it is only ever served.

@@ -79,6 +79,10 @@ fn config(spec: &NodeSpec) -> Config {
     c.bootstrap = spec.id == 1;
     c.secret = Secret("simulated-cluster-secret".into());
     c.admin_token = Secret(ADMIN_TOKEN.into());
+    // Cheap password hashes: the simulation checks who may sign in, not argon2's cost.
+    config.accounts.password_memory_kib = 1024;
+    config.accounts.password_iterations = 1;
+    config.accounts.signup = castmesh_node::config::SignupPolicy::Open;
     config
 }
 
@@ -109,8 +113,17 @@ pub async fn run_node(spec: NodeSpec, recorder: Recorder) -> turmoil::Result {
     .await?;
     tokio::spawn(observe_raft(cluster.member.clone(), recorder));
     let registry = Arc::new(cluster.registry(&config, &seams));
-    let (_node, handle) =
-        castmesh_node::start(config, seams, SimNetwork, metrics, registry, Some(mesh)).await?;
+    let platform = cluster.platform.clone();
+    let (_node, handle) = castmesh_node::start(
+        config,
+        seams,
+        SimNetwork,
+        metrics,
+        registry,
+        Some(mesh),
+        platform,
+    )
+    .await?;
     handle.await?;
     // Keeps the member alive as long as the node (it is dropped with the host).
     drop(cluster);

@@ -5,6 +5,7 @@
 //! Nothing here fakes the server or the clients; hand-made bytes are used only
 //! for malformed RTMP input that no real client would send.
 
+pub mod api;
 pub mod cluster;
 pub mod ffmpeg;
 pub mod hls_check;

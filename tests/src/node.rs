@@ -174,6 +174,11 @@ impl Node {
         }
     }
 
+    /// A `--dev` node's data directory.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data.as_ref().map(|d| d.path())
+    }
+
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://{}/live/{key}", self.rtmp)
     }

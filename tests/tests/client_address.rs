@@ -111,7 +111,7 @@ fn a_trusted_proxy_names_the_http_client_and_nobody_else_can() {
     );
     let _publisher = Publisher::start(&node.rtmp_url("counted"));
     node.wait_for_stream("counted", 1);
-    let before = node.json("/api/v1/streams/counted")["viewers"]
+    let before = node.json("/api/v1/streams/counted")["media"]["viewers"]
         .as_u64()
         .unwrap();
     // Six viewers behind the proxy, each its own address (and no cookie yet): six
@@ -127,11 +127,11 @@ fn a_trusted_proxy_names_the_http_client_and_nobody_else_can() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     wait_for("7 more viewers counted", Duration::from_secs(5), || {
-        (node.json("/api/v1/streams/counted")["viewers"] == before + 7).then_some(())
+        (node.json("/api/v1/streams/counted")["media"]["viewers"] == before + 7).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        node.json("/api/v1/streams/counted")["viewers"],
+        node.json("/api/v1/streams/counted")["media"]["viewers"],
         before + 7,
         "claims from an untrusted address were believed"
     );

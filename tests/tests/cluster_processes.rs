@@ -124,6 +124,18 @@ fn three_nodes_publish_through_a_follower_and_refuse_wrong_keys() {
             .expect("the old key is refused")
             .success()
     );
+    // The stop holds the key (new or old) until the stream is started again.
+    let mut held = Publisher::start(&c.node(3).rtmp_url(&new_key));
+    assert!(
+        !held
+            .wait_exit(Duration::from_secs(15))
+            .expect("a stopped stream refuses its key")
+            .success()
+    );
+    let started = c
+        .castctl(2, &["stream", "start", "launch", "-o", "json"])
+        .json();
+    assert_eq!(started["accepting"], true);
     let _again = Publisher::start(&c.node(3).rtmp_url(&new_key));
     wait_for("live again on node 3", Duration::from_secs(15), || {
         let v = c.node(1).json("/api/v1/streams/launch");
@@ -263,7 +275,7 @@ fn a_paused_origin_loses_its_lease_and_stops_acting_as_origin() {
         Duration::from_secs(10),
         || {
             let v = c.node(origin).json("/api/v1/streams/fenced");
-            (v["role"] == "edge").then_some(())
+            (v["media"]["role"] == "edge").then_some(())
         },
     );
     let edge_parts = |node: u64| {

@@ -141,7 +141,7 @@ fn invented_session_cookies_count_at_most_the_per_address_cap() {
     let _publisher = Publisher::start(&node.rtmp_url("counted"));
     node.wait_for_stream("counted", 1);
     // Waiting for the stream made this test's own (anonymous) session a viewer.
-    let before = node.json("/api/v1/streams/counted")["viewers"]
+    let before = node.json("/api/v1/streams/counted")["media"]["viewers"]
         .as_u64()
         .unwrap();
     // Fifty made-up sessions from one address, five from another.
@@ -163,6 +163,6 @@ fn invented_session_cookies_count_at_most_the_per_address_cap() {
         );
     }
     wait_for("25 more viewers counted", Duration::from_secs(5), || {
-        (node.json("/api/v1/streams/counted")["viewers"] == before + 25).then_some(())
+        (node.json("/api/v1/streams/counted")["media"]["viewers"] == before + 25).then_some(())
     });
 }

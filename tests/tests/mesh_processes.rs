@@ -76,8 +76,14 @@ fn every_node_serves_a_stream_published_to_one_with_the_same_bytes() {
         );
         assert!(result.seconds >= 19.0, "node {n} read {} s", result.seconds);
     }
-    assert_eq!(c.node(1).json("/api/v1/streams/show")["role"], "origin");
-    assert_eq!(c.node(3).json("/api/v1/streams/show")["role"], "edge");
+    assert_eq!(
+        c.node(1).json("/api/v1/streams/show")["media"]["role"],
+        "origin"
+    );
+    assert_eq!(
+        c.node(3).json("/api/v1/streams/show")["media"]["role"],
+        "edge"
+    );
     // Each edge holds one subscription to the origin.
     assert_eq!(
         c.node(1)
@@ -351,7 +357,7 @@ fn a_node_where_a_stream_ended_follows_it_when_it_is_published_elsewhere() {
     wait_for("node 1 relays node 2", Duration::from_secs(15), || {
         let (_, text) = c.node(1).get_text("/hls/again/media.m3u8");
         let v = c.node(1).json("/api/v1/streams/again");
-        (v["role"] == "edge" && !text.contains("#EXT-X-ENDLIST")).then_some(())
+        (v["media"]["role"] == "edge" && !text.contains("#EXT-X-ENDLIST")).then_some(())
     });
     // The same names on both: node 2 continued node 1's run.
     let on_1 = listed_parts(&c, 1, "again");

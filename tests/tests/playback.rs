@@ -97,7 +97,7 @@ fn publish_then_play_on_the_default_ports() {
     );
     assert_eq!(variant.uri, "media.m3u8");
 
-    let api = node.json("/api/v1/streams");
+    let api = node.json("/api/v1/node/streams");
     let demo = &api.as_array().unwrap()[0];
     assert_eq!(demo["id"], "demo");
     assert_eq!(demo["codecs"], "avc1.64001f,mp4a.40.2");

@@ -20,6 +20,8 @@ fn create(name: &str, seed: u8) -> Command {
         key_hash: keys::hash(&keys::generate([seed; keys::KEY_BYTES])),
         scheduled_at: None,
         now: 0,
+        owner_id: None,
+        description: String::new(),
     }
 }
 
@@ -98,6 +100,8 @@ async fn a_snapshot_larger_than_a_grpc_message_is_installed() {
                 key_hash: keys::hash(&keys::generate([i; keys::KEY_BYTES])),
                 scheduled_at: None,
                 now: 0,
+                owner_id: None,
+                description: String::new(),
             })
             .await
             .unwrap();

@@ -86,7 +86,7 @@ fn a_second_publisher_takes_over_at_once() {
             (now.open_msn() >= before + 2).then_some(())
         },
     );
-    assert_eq!(node.json("/api/v1/streams/obs")["state"], "live");
+    assert_eq!(node.json("/api/v1/streams/obs")["media"]["state"], "live");
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn grace_period_ends_the_stream_and_retention_removes_it() {
     publisher.kill();
     // The node notices the closed socket a moment after the kill.
     wait_for("grace period", Duration::from_secs(5), || {
-        (node.json("/api/v1/streams/bye")["state"] == "grace").then_some(())
+        (node.json("/api/v1/streams/bye")["media"]["state"] == "grace").then_some(())
     });
     let text = wait_for("ENDLIST", Duration::from_secs(10), || {
         let (_, text) = node.get_text("/hls/bye/media.m3u8");
@@ -108,10 +108,10 @@ fn grace_period_ends_the_stream_and_retention_removes_it() {
     });
     let (_, violations) = Checker::default().check(&text);
     assert!(violations.is_empty(), "{violations:#?}");
-    assert_eq!(node.json("/api/v1/streams/bye")["state"], "ended");
+    assert_eq!(node.json("/api/v1/streams/bye")["media"]["state"], "ended");
     wait_for("stream removed", Duration::from_secs(10), || {
         (node.get_text("/hls/bye/media.m3u8").0 == 404).then_some(())
     });
-    assert_eq!(node.json("/api/v1/streams"), serde_json::json!([]));
+    assert_eq!(node.json("/api/v1/node/streams"), serde_json::json!([]));
     assert_eq!(node.metric("castmesh_streams_live"), Some(0.0));
 }

@@ -16,7 +16,7 @@ fn distinct_viewers_are_counted_and_expire() {
     // The harness's own playlist fetches count as a viewer too; let that session expire
     // (3 s timeout, swept every second) so only the three players below remain.
     wait_for("harness viewer to expire", Duration::from_secs(10), || {
-        (node.json("/api/v1/streams/watched")["viewers"] == 0).then_some(())
+        (node.json("/api/v1/streams/watched")["media"]["viewers"] == 0).then_some(())
     });
     // Three real players (ffmpeg, copying without decoding), told apart by User-Agent.
     let mut readers: Vec<_> = (0..3)
@@ -41,7 +41,7 @@ fn distinct_viewers_are_counted_and_expire() {
         })
         .collect();
     wait_for("3 viewers in the API", Duration::from_secs(15), || {
-        (node.json("/api/v1/streams/watched")["viewers"] == 3).then_some(())
+        (node.json("/api/v1/streams/watched")["media"]["viewers"] == 3).then_some(())
     });
     assert_eq!(
         node.metric("castmesh_viewers{stream=\"watched\"}"),
@@ -52,6 +52,6 @@ fn distinct_viewers_are_counted_and_expire() {
         let _ = r.wait();
     }
     wait_for("viewers expire", Duration::from_secs(10), || {
-        (node.json("/api/v1/streams/watched")["viewers"] == 0).then_some(())
+        (node.json("/api/v1/streams/watched")["media"]["viewers"] == 0).then_some(())
     });
 }

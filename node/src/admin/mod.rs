@@ -1,9 +1,10 @@
-//! The operator gRPC API (`castmesh.admin.v1`): cluster membership and streams.
+//! The operator gRPC API (`castmesh.admin.v1`): cluster membership, streams, users.
 //! Every call needs the admin token (checked by `BearerToken` as the services'
 //! interceptor, before the body is read); cluster errors map to gRPC codes here.
 
 pub mod cluster;
 pub mod streams;
+pub mod users;
 
 use castmesh_cluster::Rejection;
 use castmesh_cluster::member::ClusterError;
@@ -28,7 +29,9 @@ pub fn rejection_status(r: Rejection) -> Status {
         Rejection::NoSuchStream(_) | Rejection::NoSuchNode(_) | Rejection::NoSuchUser(_) => {
             Status::not_found(message)
         }
+        Rejection::TooManyInvites => Status::resource_exhausted(message),
         Rejection::UserDisabled(_)
+        | Rejection::InvalidInvite
         | Rejection::BadTransition { .. }
         | Rejection::NoLease(_)
         | Rejection::StaleEpoch { .. }

@@ -1,32 +1,34 @@
 //! `StreamAdmin`: create streams (the key is shown once), list, show, update, rotate
-//! keys, end, delete. Reads are linearizable; writes go through the leader.
+//! keys, stop and start, delete: `platform::catalog` does the work (shared with the
+//! REST API); this file translates. Reads are linearizable; writes go through the
+//! leader.
 
 use std::sync::Arc;
 
-use castmesh_cluster::command::{Command, Response as Applied};
-use castmesh_cluster::keys;
-use castmesh_cluster::member::ClusterMember;
 use castmesh_cluster::model::{Lease, StreamRecord, StreamStatus};
-use castmesh_cluster::{ClusterState, StreamId, StreamKey};
+use castmesh_cluster::{StreamId, StreamKey};
 use castmesh_proto::admin::v1 as pb;
 use castmesh_proto::admin::v1::stream_admin_server::StreamAdmin;
 use tonic::{Request, Response, Status};
 
-use super::{cluster_status, rejection_status};
 use crate::config::Config;
-use crate::mesh::Mesh;
-use crate::seams::Seams;
-use castmesh_cluster::state::NO_NODE;
-
-const MAX_TITLE: usize = 200;
-const MAX_OWNER: usize = 100;
+use crate::platform::catalog::{Catalog, CatalogError, NewStream, StreamUpdate};
 
 pub struct StreamService {
-    pub member: ClusterMember,
+    pub catalog: Arc<Catalog>,
     pub config: Arc<Config>,
-    pub seams: Seams,
-    /// Asks a stream's origin for its viewer counts.
-    pub mesh: Arc<Mesh>,
+}
+
+pub fn catalog_status(e: CatalogError) -> Status {
+    let message = e.to_string();
+    match e {
+        CatalogError::Invalid(_) => Status::invalid_argument(message),
+        CatalogError::NotFound(_) => Status::not_found(message),
+        CatalogError::Exists(_) => Status::already_exists(message),
+        CatalogError::Conflict(_) => Status::failed_precondition(message),
+        CatalogError::Unavailable(_) => Status::unavailable(message),
+        CatalogError::Internal(_) => Status::internal(message),
+    }
 }
 
 fn status_to_pb(s: StreamStatus) -> pb::StreamStatus {
@@ -54,22 +56,13 @@ fn stream_id(s: &str) -> Result<StreamId, Status> {
     StreamId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-fn text(field: &str, value: String, max: usize) -> Result<String, Status> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "{field} must be at most {max} characters without control characters"
-        )));
-    }
-    Ok(value)
-}
-
 impl StreamService {
     fn host(&self) -> String {
         self.config.cluster.advertised_host()
     }
 
     fn to_pb(&self, r: &StreamRecord, lease: Option<Lease>) -> pb::Stream {
-        let now = self.seams.clock.now_ms();
+        let now = self.catalog.now();
         let origin = lease.filter(|l| l.is_live(now));
         pb::Stream {
             id: r.id.to_string(),
@@ -88,22 +81,11 @@ impl StreamService {
                 self.config.http.listen.port(),
                 r.id
             ),
+            description: r.description.clone(),
+            owner_id: r.owner_id,
+            accepting: r.accepting,
             ..Default::default()
         }
-    }
-
-    /// The origin's viewer counts for `id`, asked over the mesh (also when the origin
-    /// is this node: one code path).
-    async fn viewers(
-        &self,
-        id: &StreamId,
-        origin: Option<u64>,
-    ) -> Option<std::collections::BTreeMap<u64, u64>> {
-        let origin = origin.filter(|n| *n != NO_NODE)?;
-        let addr = self
-            .member
-            .read_local(|s| s.nodes.get(&origin).and_then(|n| n.quic.parse().ok()))?;
-        self.mesh.viewers(addr, origin, id.as_str()).await.ok()
     }
 
     fn created(&self, r: &StreamRecord, key: &StreamKey) -> pb::CreatedStream {
@@ -120,40 +102,12 @@ impl StreamService {
         }
     }
 
-    fn new_key(&self) -> StreamKey {
-        let mut bytes = [0u8; keys::KEY_BYTES];
-        self.seams.entropy.fill(&mut bytes);
-        keys::generate(bytes)
-    }
-
-    /// A readable id for streams created without one, e.g. `s-3f9a1c0b7d2e`.
-    fn new_id(&self) -> StreamId {
-        let n = self.seams.entropy.next_u64() & 0xffff_ffff_ffff;
-        StreamId::parse(&format!("s-{n:012x}")).expect("valid id")
-    }
-
-    async fn write(&self, command: Command) -> Result<StreamRecord, Status> {
-        match self.member.write(command).await.map_err(cluster_status)? {
-            Applied::Stream(r) => Ok(r),
-            Applied::Rejected(r) => Err(rejection_status(r)),
-            other => Err(Status::internal(format!("unexpected answer {other:?}"))),
-        }
-    }
-
-    async fn read<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> Result<T, Status> {
-        self.member.read(f).await.map_err(cluster_status)
-    }
-
-    async fn get(&self, id: &StreamId) -> Result<pb::Stream, Status> {
-        let found = self
-            .read(|s| {
-                s.streams
-                    .get(id)
-                    .map(|r| (r.clone(), s.leases.get(id).copied()))
-            })
-            .await?;
-        let (record, lease) = found.ok_or_else(|| Status::not_found(format!("no stream {id}")))?;
-        Ok(self.to_pb(&record, lease))
+    /// The account an email names, for operators assigning owners.
+    async fn user_by_email(&self, email: &str) -> Result<Option<u64>, Status> {
+        self.catalog
+            .read(|s| s.accounts.user_by_email(email).map(|u| u.id))
+            .await
+            .map_err(catalog_status)
     }
 }
 
@@ -164,38 +118,22 @@ impl StreamAdmin for StreamService {
         request: Request<pb::CreateStreamRequest>,
     ) -> Result<Response<pb::CreatedStream>, Status> {
         let r = request.into_inner();
-        let id = if r.id.is_empty() {
-            self.new_id()
-        } else {
-            stream_id(&r.id)?
+        let owner_id = match r.owner.trim() {
+            "" => None,
+            email => self.user_by_email(email).await?,
         };
-        let key = self.new_key();
-        let key_hash = keys::hash(&key);
-        let created = self
-            .write(Command::CreateStream {
-                id: id.clone(),
-                title: text("title", r.title, MAX_TITLE)?,
-                owner: text("owner", r.owner, MAX_OWNER)?,
-                key_hash,
+        let (record, key) = self
+            .catalog
+            .create(NewStream {
+                id: Some(r.id),
+                title: r.title,
+                description: r.description,
+                owner_label: r.owner,
+                owner_id,
                 scheduled_at: r.scheduled_at_ms,
-                now: self.seams.clock.now_ms(),
             })
-            .await;
-        let record = match created {
-            // A forwarded write that timed out after committing is retried and then
-            // finds its own stream: same key hash, so it is this call's stream.
-            Err(status) if status.code() == tonic::Code::AlreadyExists => self
-                .read(|s| {
-                    s.streams
-                        .get(&id)
-                        .filter(|r| r.key_hash == key_hash)
-                        .cloned()
-                })
-                .await?
-                .ok_or(status)?,
-            other => other?,
-        };
-        tracing::info!(stream = %record.id, "stream created");
+            .await
+            .map_err(catalog_status)?;
         Ok(Response::new(self.created(&record, &key)))
     }
 
@@ -210,14 +148,10 @@ impl StreamAdmin for StreamService {
             .map(status_from_pb)
             .collect::<Result<Vec<_>, _>>()?;
         let found = self
-            .read(|s| {
-                s.streams
-                    .values()
-                    .filter(|r| wanted.is_empty() || wanted.contains(&r.status))
-                    .map(|r| (r.clone(), s.leases.get(&r.id).copied()))
-                    .collect::<Vec<_>>()
-            })
-            .await?;
+            .catalog
+            .list(|r| wanted.is_empty() || wanted.contains(&r.status))
+            .await
+            .map_err(catalog_status)?;
         Ok(Response::new(pb::ListStreamsReply {
             streams: found.iter().map(|(r, l)| self.to_pb(r, *l)).collect(),
         }))
@@ -228,8 +162,9 @@ impl StreamAdmin for StreamService {
         request: Request<pb::GetStreamRequest>,
     ) -> Result<Response<pb::Stream>, Status> {
         let id = stream_id(&request.into_inner().id)?;
-        let mut stream = self.get(&id).await?;
-        if let Some(by_node) = self.viewers(&id, stream.origin_node).await {
+        let (record, lease) = self.catalog.get(&id).await.map_err(catalog_status)?;
+        let mut stream = self.to_pb(&record, lease);
+        if let Some(by_node) = self.catalog.viewers(&id, lease).await {
             stream.viewers_total = by_node.values().sum();
             stream.viewers_by_node = by_node.into_iter().collect();
         }
@@ -247,14 +182,25 @@ impl StreamAdmin for StreamService {
             (None, true) => Some(None),
             (None, false) => None,
         };
-        let title = r.title.map(|t| text("title", t, MAX_TITLE)).transpose()?;
-        self.write(Command::UpdateStream {
-            id: id.clone(),
-            title,
+        let owner_id = match r.owner_email.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(email) => Some(Some(self.user_by_email(email).await?.ok_or_else(|| {
+                Status::invalid_argument(format!("no account with the email {email}"))
+            })?)),
+        };
+        let update = StreamUpdate {
+            title: r.title,
+            description: r.description,
             scheduled_at,
-        })
-        .await?;
-        Ok(Response::new(self.get(&id).await?))
+            owner_id,
+        };
+        self.catalog
+            .update(&id, update)
+            .await
+            .map_err(catalog_status)?;
+        let (record, lease) = self.catalog.get(&id).await.map_err(catalog_status)?;
+        Ok(Response::new(self.to_pb(&record, lease)))
     }
 
     async fn rotate_key(
@@ -262,14 +208,7 @@ impl StreamAdmin for StreamService {
         request: Request<pb::RotateKeyRequest>,
     ) -> Result<Response<pb::CreatedStream>, Status> {
         let id = stream_id(&request.into_inner().id)?;
-        let key = self.new_key();
-        let record = self
-            .write(Command::RotateKey {
-                id,
-                key_hash: keys::hash(&key),
-            })
-            .await?;
-        tracing::info!(stream = %record.id, "stream key rotated");
+        let (record, key) = self.catalog.rotate_key(&id).await.map_err(catalog_status)?;
         Ok(Response::new(self.created(&record, &key)))
     }
 
@@ -278,13 +217,16 @@ impl StreamAdmin for StreamService {
         request: Request<pb::EndStreamRequest>,
     ) -> Result<Response<pb::Stream>, Status> {
         let id = stream_id(&request.into_inner().id)?;
-        let record = self
-            .write(Command::EndStream {
-                id: id.clone(),
-                now: self.seams.clock.now_ms(),
-            })
-            .await?;
-        tracing::info!(stream = %id, "stream ended by an operator");
+        let record = self.catalog.stop(&id).await.map_err(catalog_status)?;
+        Ok(Response::new(self.to_pb(&record, None)))
+    }
+
+    async fn start_stream(
+        &self,
+        request: Request<pb::StartStreamRequest>,
+    ) -> Result<Response<pb::Stream>, Status> {
+        let id = stream_id(&request.into_inner().id)?;
+        let record = self.catalog.start(&id).await.map_err(catalog_status)?;
         Ok(Response::new(self.to_pb(&record, None)))
     }
 
@@ -293,18 +235,7 @@ impl StreamAdmin for StreamService {
         request: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamReply>, Status> {
         let id = stream_id(&request.into_inner().id)?;
-        match self
-            .member
-            .write(Command::DeleteStream { id: id.clone() })
-            .await
-            .map_err(cluster_status)?
-        {
-            Applied::Done => {
-                tracing::info!(stream = %id, "stream deleted");
-                Ok(Response::new(pb::DeleteStreamReply {}))
-            }
-            Applied::Rejected(r) => Err(rejection_status(r)),
-            other => Err(Status::internal(format!("unexpected answer {other:?}"))),
-        }
+        self.catalog.delete(&id).await.map_err(catalog_status)?;
+        Ok(Response::new(pb::DeleteStreamReply {}))
     }
 }

@@ -19,6 +19,7 @@ use castmesh_cluster::auth::BearerToken;
 use castmesh_cluster::member::ClusterMember;
 use castmesh_proto::admin::v1::cluster_admin_server::ClusterAdminServer;
 use castmesh_proto::admin::v1::stream_admin_server::StreamAdminServer;
+use castmesh_proto::admin::v1::user_admin_server::UserAdminServer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -27,9 +28,11 @@ use tonic::transport::server::Connected;
 use super::probe::LastSeen;
 use crate::admin::cluster::ClusterService;
 use crate::admin::streams::StreamService;
+use crate::admin::users::UserService;
 use crate::admission::{Slot, Slots};
 use crate::config::{Config, GrpcConfig};
 use crate::deadline_io::DeadlineIo;
+use crate::platform::Platform;
 use crate::seams::Seams;
 
 pub struct Services {
@@ -38,7 +41,7 @@ pub struct Services {
     pub config: Config,
     pub seams: Seams,
     pub last_seen: LastSeen,
-    pub mesh: Arc<crate::mesh::Mesh>,
+    pub platform: Platform,
 }
 
 pub struct GrpcServer {
@@ -64,12 +67,17 @@ impl GrpcServer {
             },
             token.clone(),
         );
+        let users = UserAdminServer::with_interceptor(
+            UserService {
+                accounts: s.platform.accounts,
+                member: s.member.clone(),
+            },
+            token.clone(),
+        );
         let streams = StreamAdminServer::with_interceptor(
             StreamService {
-                member: s.member,
+                catalog: s.platform.catalog,
                 config: Arc::new(s.config),
-                seams: s.seams,
-                mesh: s.mesh,
             },
             token,
         );
@@ -79,6 +87,9 @@ impl GrpcServer {
             .await;
         health_reporter
             .set_serving::<StreamAdminServer<StreamService>>()
+            .await;
+        health_reporter
+            .set_serving::<UserAdminServer<UserService>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -101,6 +112,7 @@ impl GrpcServer {
                 .add_service(internal)
                 .add_service(cluster)
                 .add_service(streams)
+                .add_service(users)
                 .add_service(health)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)

@@ -330,6 +330,8 @@ mod tests {
             key_hash: KeyHash([id.as_str().len() as u8; 32]),
             scheduled_at: None,
             now: 0,
+            owner_id: None,
+            description: String::new(),
         };
         member.write(command).await.unwrap();
     }

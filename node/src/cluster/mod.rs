@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
+use crate::platform::{Accounts, Catalog, Platform};
 use crate::seams::{Network, Seams};
 use leases::Leases;
 use probe::LastSeen;
@@ -36,6 +37,8 @@ use storage::Storage;
 pub struct ClusterNode {
     pub member: ClusterMember,
     pub leases: Leases,
+    /// Accounts and the stream catalog, for the REST API and the admin API.
+    pub platform: Platform,
     /// How this node reaches its peers' gRPC servers.
     channels: Channels,
     tasks: Vec<JoinHandle<()>>,
@@ -86,6 +89,13 @@ impl ClusterNode {
         })
         .await?;
         mesh.admit(members(member.clone()));
+        let platform = Platform {
+            accounts: Arc::new(
+                Accounts::new(member.clone(), &config.accounts, seams, metrics.clone())
+                    .context("accounts settings")?,
+            ),
+            catalog: Arc::new(Catalog::new(member.clone(), seams.clone(), mesh.clone())),
+        };
         let last_seen = LastSeen::default();
         let leases = Leases::new(
             member.clone(),
@@ -106,7 +116,7 @@ impl ClusterNode {
                 config: config.clone(),
                 seams: seams.clone(),
                 last_seen: last_seen.clone(),
-                mesh: mesh.clone(),
+                platform: platform.clone(),
             },
         )
         .await?;
@@ -140,6 +150,7 @@ impl ClusterNode {
         Ok(ClusterNode {
             member,
             leases,
+            platform,
             channels: network.channels(),
             tasks,
             grpc,

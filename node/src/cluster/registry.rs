@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
-use castmesh_cluster::member::{ClusterError, ClusterMember, NotReady};
+use castmesh_cluster::member::{ClusterMember, NotReady};
 use castmesh_cluster::model::{NodeId, StreamStatus};
 use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::{ClusterState, NO_NODE};
@@ -26,8 +26,7 @@ use crate::admission::AddressBudget;
 use crate::config::ClusterConfig;
 use crate::seams::Clock;
 use crate::stream::registry::{
-    FenceRefused, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamMeta,
-    StreamRegistry,
+    FenceRefused, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamRegistry,
 };
 
 /// Client addresses whose open-publishing creations are remembered at once.
@@ -52,6 +51,7 @@ pub struct ClusterRegistry {
 struct KeyLookup {
     id: StreamId,
     status: StreamStatus,
+    accepting: bool,
     epoch: u64,
 }
 
@@ -90,6 +90,7 @@ impl ClusterRegistry {
                 s.stream_for_key(key).map(|r| KeyLookup {
                     id: r.id.clone(),
                     status: r.status,
+                    accepting: r.accepting,
                     epoch: s.leases.get(&r.id).map_or(0, |l| l.epoch),
                 })
             })
@@ -101,7 +102,7 @@ impl ClusterRegistry {
     /// client address's budget of new streams.
     async fn create_open(&self, key: &StreamKey, client: IpAddr) -> Result<(), PublishDenied> {
         let id = StreamId::parse(key.expose()).map_err(PublishDenied::InvalidName)?;
-        if let Some(wait) = self.open_creations.exhausted(client) {
+        if let Some(wait) = self.open_creations.exhausted(&client) {
             return Err(PublishDenied::TooManyStreams {
                 wait_s: wait.as_secs().max(1),
             });
@@ -113,7 +114,7 @@ impl ClusterRegistry {
         };
         match self.member.write(command).await.map_err(unavailable)? {
             Response::Stream(_) => {
-                self.open_creations.record(client);
+                self.open_creations.record(&client);
                 Ok(())
             }
             // Created concurrently by the same key elsewhere, or by a retried write
@@ -174,6 +175,9 @@ impl StreamRegistry for ClusterRegistry {
                 status: found.status,
             });
         }
+        if !found.accepting {
+            return Err(PublishDenied::Stopped(found.id));
+        }
         for _ in 0..ACQUIRE_ATTEMPTS {
             let started = Instant::now();
             let command = Command::AcquireLease {
@@ -212,22 +216,6 @@ impl StreamRegistry for ClusterRegistry {
     async fn stream_ended(&self, id: &StreamId, epoch: u64) {
         self.set_status(id, StreamStatus::Ended, epoch).await;
         self.leases.release(id, epoch).await;
-    }
-
-    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, ClusterError> {
-        let now = self.clock.now_ms();
-        self.member
-            .read(|s| {
-                let record = s.streams.get(id)?;
-                let origin = s.origin(id, now);
-                Some(StreamMeta {
-                    status: record.status.to_string(),
-                    title: record.title.clone(),
-                    origin_node: origin.map(|l| l.node),
-                    origin_epoch: origin.map(|l| l.epoch),
-                })
-            })
-            .await
     }
 
     async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused> {

@@ -14,6 +14,8 @@ mod disk;
 pub struct Storage {
     pub raft: Arc<dyn Store>,
     pub admin_token: String,
+    /// The data directory (none in the simulator).
+    pub data_dir: Option<std::path::PathBuf>,
     /// Where it lives, for the log line.
     location: String,
     /// Keeps a `--dev` node's temporary data directory until shutdown.
@@ -26,6 +28,7 @@ impl Storage {
         Storage {
             raft,
             admin_token,
+            data_dir: None,
             location: "memory".into(),
             _scratch: None,
         }

@@ -7,10 +7,14 @@
 //! It also forgets streams open publishing created, once nobody has published them for
 //! the stream retention (`ForgetOpenStream`): in open mode every new key is a stream,
 //! and without this each would stay in the replicated state for good.
+//!
+//! And it drops expired sessions and invitations (`PurgeSessions`), which would
+//! otherwise stay in the replicated state, and in every snapshot, after their expiry.
 
 use std::time::Duration;
 
 use castmesh_cluster::StreamStatus;
+use castmesh_cluster::accounts::AccountCommand;
 use castmesh_cluster::command::Command;
 use castmesh_cluster::member::ClusterMember;
 use tokio::time::MissedTickBehavior;
@@ -66,6 +70,22 @@ pub async fn run(
             }
         }
         forget_open_streams(&member, now, retention_ms).await;
+        purge_sessions(&member, now).await;
+    }
+}
+
+async fn purge_sessions(member: &ClusterMember, now: u64) {
+    let expired = member.read_local(|s| {
+        let a = &s.accounts;
+        a.sessions.values().any(|x| x.expires_at <= now)
+            || a.invites.values().any(|i| i.expires_at <= now)
+    });
+    if !expired {
+        return;
+    }
+    let command = Command::Account(AccountCommand::PurgeSessions { now });
+    if let Err(e) = member.write(command).await {
+        tracing::debug!(error = %e, "could not purge expired sessions");
     }
 }
 

@@ -2,10 +2,15 @@
 //! enabled) fault injection for tests.
 
 pub mod api;
+pub mod api_error;
+pub mod auth;
 #[cfg(feature = "test-hooks")]
 mod fault_injection;
 pub mod hls;
 pub mod ops;
+pub mod origin;
+pub mod session;
+pub mod streams;
 pub mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,11 +18,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,6 +37,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::admission::Slots;
 use crate::deadline_io::{DeadlineIo, missed_deadline};
 use crate::metrics::{HttpLabel, ReasonLabel};
+use crate::platform::{Accounts, Catalog, Platform};
 use crate::stream::context::NodeContext;
 use crate::stream::requests::NodeMsg;
 
@@ -41,6 +48,11 @@ pub struct AppState {
     /// Salt for anonymous viewer identities, so they cannot be recomputed elsewhere.
     pub viewer_salt: u64,
     pub readiness: Arc<ops::ReadinessCache>,
+    pub accounts: Arc<Accounts>,
+    pub catalog: Arc<Catalog>,
+    pub status_cache: Arc<streams::StatusCache>,
+    /// Served over TLS: cookies are marked Secure, the own origin is https.
+    pub tls: bool,
 }
 
 /// Serves HTTP/1.1 on `listener` until the task is dropped. Each connection holds a
@@ -49,12 +61,16 @@ pub struct AppState {
 /// connections), every write within `http.write_timeout`, every handler within
 /// `http.request_timeout`. axum's own `serve` sets none of these (hyper's header
 /// timeout needs a timer it does not give), hence this loop.
-pub async fn serve<L>(mut listener: L, ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>)
-where
+pub async fn serve<L>(
+    mut listener: L,
+    ctx: Arc<NodeContext>,
+    node: ActorRef<NodeMsg>,
+    platform: Platform,
+) where
     L: Listener<Addr = SocketAddr>,
 {
     let config = &ctx.config.http;
-    let app = router(ctx.clone(), node).layer(TimeoutLayer::with_status_code(
+    let app = router(ctx.clone(), node, platform).layer(TimeoutLayer::with_status_code(
         StatusCode::SERVICE_UNAVAILABLE,
         config.request_timeout,
     ));
@@ -121,19 +137,47 @@ where
     }
 }
 
-pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
+pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform) -> Router {
     let state = AppState {
         viewer_salt: ctx.seams.entropy.next_u64(),
         ctx: ctx.clone(),
         node,
         readiness: Arc::default(),
+        accounts: platform.accounts,
+        catalog: platform.catalog,
+        status_cache: Arc::default(),
+        tls: false,
     };
+    let api = Router::new()
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-everywhere", post(auth::logout_everywhere))
+        .route("/me", get(auth::me))
+        .route("/me/password", post(auth::change_password))
+        .route("/streams", get(streams::list).post(streams::create))
+        .route(
+            "/streams/{id}",
+            get(streams::show)
+                .patch(streams::update)
+                .delete(streams::delete),
+        )
+        .route("/streams/{id}/status", get(streams::status))
+        .route("/streams/{id}/start", post(streams::start))
+        .route("/streams/{id}/stop", post(streams::stop))
+        .route("/streams/{id}/cancel", post(streams::cancel))
+        .route("/streams/{id}/rotate-key", post(streams::rotate_key))
+        .route("/node/streams", get(api::list))
+        .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::same_origin,
+        ));
     let app = Router::new()
         .route("/hls/{id}/index.m3u8", get(hls::multivariant))
         .route("/hls/{id}/media.m3u8", get(hls::media_playlist))
         .route("/hls/{id}/{file}", get(hls::media))
-        .route("/api/v1/streams", get(api::list))
-        .route("/api/v1/streams/{id}", get(api::show))
+        .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
@@ -146,11 +190,21 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>) -> Router {
         count_requests,
     ))
     .layer(CompressionLayer::new().compress_when(compress))
-    .layer(CorsLayer::new().allow_origin(Any).allow_methods([
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-    ]))
+    // Any page may read (players, the seeds' separate frontends); changes are held to
+    // the allowed origins by `origin::same_origin`, and no cookie crosses origins.
+    .layer(
+        CorsLayer::new()
+            .allow_origin(Any)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::OPTIONS,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
     .with_state(state)
 }
 

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::private_file::{self, Existing};
 use anyhow::{Context as _, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -105,15 +106,7 @@ fn sign_node(ca: &Pem, id: u64, hosts: &[String], key: KeyPair, days: u32) -> an
 }
 
 fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (does it exist already?)", path.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    Ok(())
+    private_file::write(path, text, Existing::Refuse)
 }
 
 fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {

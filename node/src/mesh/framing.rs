@@ -16,6 +16,9 @@ pub const MAX_FRAME: u32 = 16 * 1024 * 1024;
 /// Largest request, answer to a request or viewer report: they carry a stream id and
 /// a few numbers.
 pub const MAX_SMALL_FRAME: u32 = 64 * 1024;
+/// A listing answer (viewer totals of every stream a node originates: at most
+/// `streams.max_streams` ids of ≤ 128 bytes and their counts).
+pub const MAX_LIST_FRAME: u32 = 4 * 1024 * 1024;
 
 /// Room reserved before a body's first bytes arrive.
 const FIRST_CHUNK: usize = 64 * 1024;

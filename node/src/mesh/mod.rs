@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use castmesh_proto::mesh::v1::{Ping, Pong, Request, Subscribe, ViewerCounts, Viewers, request};
+use castmesh_proto::mesh::v1::{
+    OriginViewerTotals, OriginViewers, Ping, Pong, Request, Subscribe, ViewerCounts, Viewers,
+    request,
+};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -185,29 +188,52 @@ impl Mesh {
         let request = request::Kind::Viewers(Viewers {
             stream: stream.to_string(),
         });
-        let counts: ViewerCounts = self.call(addr, peer, request).await?;
+        let counts: ViewerCounts = self
+            .call(addr, peer, request, framing::MAX_SMALL_FRAME)
+            .await?;
         Ok(counts.by_node.into_iter().collect())
+    }
+
+    /// Viewer totals across the cluster of every stream node `peer` is the origin of.
+    pub async fn origin_viewers(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+        let request = request::Kind::OriginViewers(OriginViewers {});
+        let totals: OriginViewerTotals = self
+            .call(addr, peer, request, framing::MAX_LIST_FRAME)
+            .await?;
+        Ok(totals.viewers.into_iter().collect())
     }
 
     /// Asks node `peer` at `addr` who it is; returns the id it answers with.
     pub async fn ping(&self, addr: SocketAddr, peer: u64) -> anyhow::Result<u64> {
-        let pong: Pong = self.call(addr, peer, request::Kind::Ping(Ping {})).await?;
+        let pong: Pong = self
+            .call(
+                addr,
+                peer,
+                request::Kind::Ping(Ping {}),
+                framing::MAX_SMALL_FRAME,
+            )
+            .await?;
         Ok(pong.node_id)
     }
 
-    /// One request, one answer, within `REQUEST_TIMEOUT`.
+    /// One request, one answer of at most `max_answer` bytes, within `REQUEST_TIMEOUT`.
     async fn call<A: prost::Message + Default>(
         &self,
         addr: SocketAddr,
         peer: u64,
         kind: request::Kind,
+        max_answer: u32,
     ) -> anyhow::Result<A> {
         let call = async {
             let connection = self.connect(addr, peer).await?;
             let (mut send, mut recv) = connection.open_bi().await?;
             framing::write(&mut send, &Request { kind: Some(kind) }).await?;
             send.finish()?;
-            framing::read(&mut recv, framing::MAX_SMALL_FRAME)
+            framing::read(&mut recv, max_answer)
                 .await?
                 .context("the peer closed the stream without answering")
         };
@@ -394,6 +420,20 @@ async fn answer(
                 by_node: by_node.unwrap_or_default(),
             };
             reply(send, &counts).await;
+        }
+        request::Kind::OriginViewers(OriginViewers {}) => {
+            let Some(serving) = shared.serving(peer) else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            let now = serving.clock.now_ms();
+            let viewers = serving
+                .source
+                .origins()
+                .into_iter()
+                .map(|(id, reports)| (id, reports.by_node(shared.node_id, now).values().sum()))
+                .collect();
+            reply(send, &OriginViewerTotals { viewers }).await;
         }
         request::Kind::Subscribe(sub) => {
             let Some(serving) = shared.serving(peer) else {

@@ -39,6 +39,8 @@ const REPLAY_TIMEOUT: Duration = Duration::from_secs(10);
 #[async_trait::async_trait]
 pub trait StreamSource: Send + Sync + 'static {
     fn stream(&self, id: &str) -> Option<Served>;
+    /// The streams this node is the origin of, with their viewer reports.
+    fn origins(&self) -> Vec<(String, Arc<dyn ViewerReports>)>;
     /// Node `by` says it holds stream `id`'s origin lease of `epoch`: if the
     /// replicated lease confirms it, stop producing the stream under any older epoch,
     /// now and later (see `Subscribe.take_over_epoch`).

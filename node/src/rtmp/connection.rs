@@ -46,6 +46,7 @@ fn status_code(denied: &PublishDenied) -> &'static str {
         | PublishDenied::NameTaken
         | PublishDenied::InvalidName(_)
         | PublishDenied::Closed { .. }
+        | PublishDenied::Stopped(_)
         | PublishDenied::Superseded(_)
         | PublishDenied::AlreadyPublishing => "NetStream.Publish.BadName",
         PublishDenied::TooManyRefusals { .. } => "NetStream.Publish.Unauthorized",

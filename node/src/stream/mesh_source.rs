@@ -1,14 +1,16 @@
 //! What the mesh asks of this node's streams: a stream's window to subscribe to,
 //! and a hand-over when another node takes a stream over.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
 
 use super::context::NodeContext;
+use super::directory::Role;
 use super::registry::{FenceRefused, StreamId};
 use super::supervisor::StreamMsg;
-use crate::mesh::subscription::{HandOver, Served, StreamSource};
+use crate::mesh::subscription::{HandOver, Served, StreamSource, ViewerReports};
 
 /// Longest confirming a take-over's lease may take: the asker waits about 1.5 s.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
@@ -24,6 +26,18 @@ impl StreamSource for NodeContext {
             live: h.live.clone(),
             viewers: h.stats.clone(),
         })
+    }
+
+    fn origins(&self) -> Vec<(String, Arc<dyn ViewerReports>)> {
+        self.directory
+            .all()
+            .into_iter()
+            .filter(|h| h.role == Role::Origin)
+            .map(|h| {
+                let reports: Arc<dyn ViewerReports> = h.stats.clone();
+                (h.id.to_string(), reports)
+            })
+            .collect()
     }
 
     async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver {

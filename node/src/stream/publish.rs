@@ -63,7 +63,7 @@ pub async fn publish(
     request: &PublishRequest,
 ) -> Result<Publisher, PublishDenied> {
     let ip = request.peer.ip();
-    if let Some(wait) = ctx.failed_publishes.exhausted(ip) {
+    if let Some(wait) = ctx.failed_publishes.exhausted(&ip) {
         return Err(PublishDenied::TooManyRefusals {
             wait_s: wait.as_secs().max(1),
         });
@@ -72,7 +72,7 @@ pub async fn publish(
         .registry
         .authorize_publish(&request.name, ip)
         .await
-        .inspect_err(|_| ctx.failed_publishes.record(ip))?;
+        .inspect_err(|_| ctx.failed_publishes.record(&ip))?;
     let id = grant.id;
     tracing::Span::current().record("stream", id.as_str());
     let predecessor = takeover::take_over(ctx, &id, grant.lease.epoch).await?;

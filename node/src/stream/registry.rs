@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use castmesh_cluster::ids::{InvalidStreamId, StreamId, StreamKey};
-use castmesh_cluster::member::{ClusterError, NotReady};
+use castmesh_cluster::member::NotReady;
 use castmesh_cluster::model::StreamStatus;
 
 /// Why a publish was refused. The words are safe to log and to send to the publisher
@@ -28,6 +28,9 @@ pub enum PublishDenied {
     InvalidName(#[from] InvalidStreamId),
     #[error("stream {id} is {status}")]
     Closed { id: StreamId, status: StreamStatus },
+    /// Its owner stopped it; the key works again after a start.
+    #[error("stream {0} was stopped; start it again to publish")]
+    Stopped(StreamId),
     #[error("too many refused publish attempts from this address; try again in {wait_s} s")]
     TooManyRefusals { wait_s: u64 },
     #[error("this address created too many streams; try again in {wait_s} s")]
@@ -74,17 +77,6 @@ pub enum FenceRefused {
     Unconfirmed(String),
 }
 
-/// What the cluster records about a stream, as the HTTP API shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StreamMeta {
-    /// Lifecycle: scheduled, live, ended, archived, cancelled.
-    pub status: String,
-    pub title: String,
-    /// The node acting as origin and its lease epoch, while its lease is live.
-    pub origin_node: Option<u64>,
-    pub origin_epoch: Option<u64>,
-}
-
 /// Where a stream's media comes from, as this node's copy of the metadata says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginLookup {
@@ -116,9 +108,6 @@ pub trait StreamRegistry: Send + Sync + 'static {
     async fn stream_live(&self, id: &StreamId, epoch: u64);
     /// The grace period after the publisher of `epoch` left ran out: the stream ended.
     async fn stream_ended(&self, id: &StreamId, epoch: u64);
-    /// The cluster's record of a stream (linearizable); `Err` when the cluster cannot
-    /// answer.
-    async fn describe(&self, id: &StreamId) -> Result<Option<StreamMeta>, ClusterError>;
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.
     fn locate_origin(&self, id: &StreamId) -> OriginLookup;

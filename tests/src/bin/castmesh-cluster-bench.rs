@@ -113,6 +113,8 @@ fn copy_state_once(streams: usize) -> (Duration, usize) {
             key_hash: keys::hash(&keys::generate(bytes)),
             scheduled_at: None,
             now: 0,
+            owner_id: None,
+            description: String::new(),
         });
     }
     let dir = tempfile::tempdir().unwrap();

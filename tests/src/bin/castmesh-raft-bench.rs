@@ -85,6 +85,8 @@ async fn raft_writes(clients: usize, duration: Duration) -> Run {
                 key_hash: keys::hash(&keys::generate(random)),
                 scheduled_at: None,
                 now: 0,
+                owner_id: None,
+                description: String::new(),
             };
             member.write(command).await.expect("write");
         }

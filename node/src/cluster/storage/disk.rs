@@ -8,6 +8,7 @@ use castmesh_cluster::raft::rocks::RocksStore;
 
 use super::{Storage, random_token};
 use crate::config::Config;
+use crate::private_file::{self, Existing};
 use crate::seams::Seams;
 
 impl Storage {
@@ -22,6 +23,7 @@ impl Storage {
             raft: Arc::new(raft),
             admin_token,
             location: data_dir.display().to_string(),
+            data_dir: Some(data_dir.clone()),
             _scratch: scratch,
         })
     }
@@ -55,14 +57,7 @@ fn admin_token(config: &Config, data_dir: &Path, seams: &Seams) -> anyhow::Resul
         }
     }
     let token = random_token(seams);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    private_file::write(&path, &token, Existing::Replace)?;
     tracing::info!(path = %path.display(), "generated the admin token (castctl --token-file)");
     Ok(token)
 }
