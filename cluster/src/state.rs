@@ -312,18 +312,17 @@ impl ClusterState {
             }
             Command::EndStream { id, now, hold_key } => {
                 let s = self.stream_mut(&id)?;
+                if !matches!(s.status, StreamStatus::Ended | StreamStatus::Live) {
+                    return Err(Rejection::BadTransition {
+                        from: s.status,
+                        to: StreamStatus::Ended,
+                    });
+                }
                 if hold_key {
                     s.accepting = false;
                 }
-                match s.status {
-                    StreamStatus::Ended => return Ok(Response::Stream(s.clone())),
-                    StreamStatus::Live => {}
-                    from => {
-                        return Err(Rejection::BadTransition {
-                            from,
-                            to: StreamStatus::Ended,
-                        });
-                    }
+                if s.status == StreamStatus::Ended {
+                    return Ok(Response::Stream(s.clone()));
                 }
                 s.status = StreamStatus::Ended;
                 s.ended_at = Some(now);
@@ -658,6 +657,75 @@ mod tests {
             renew(&mut s, 2, 2, 10),
             Response::Rejected(Rejection::LeaseLost(_))
         ));
+    }
+
+    #[test]
+    fn a_stop_holds_the_key_until_a_start_and_changes_nothing_when_refused() {
+        let mut s = ClusterState::default();
+        let key = create(&mut s, "show", 1);
+        let stop = |s: &mut ClusterState| {
+            s.apply(Command::EndStream {
+                id: id("show"),
+                now: 5,
+                hold_key: true,
+            })
+        };
+        // Never live: refused, and the key still publishes.
+        assert!(matches!(
+            stop(&mut s),
+            Response::Rejected(Rejection::BadTransition { .. })
+        ));
+        assert!(s.stream_for_key(&key).unwrap().accepting);
+        acquire(&mut s, 1, 0, 0);
+        s.apply(Command::SetStatus {
+            id: id("show"),
+            status: StreamStatus::Live,
+            now: 1,
+            fence: None,
+        });
+        let stopped = stop(&mut s);
+        assert!(
+            matches!(stopped, Response::Stream(ref r) if r.status == StreamStatus::Ended && !r.accepting),
+            "{stopped:?}"
+        );
+        assert!(matches!(stop(&mut s), Response::Stream(_)), "idempotent");
+        let started = s.apply(Command::StartStream { id: id("show") });
+        assert!(matches!(started, Response::Stream(ref r) if r.accepting));
+        // A record from before the field accepts, as it did.
+        let mut json = serde_json::to_value(&s.streams[&id("show")]).unwrap();
+        json.as_object_mut().unwrap().remove("accepting");
+        let old: StreamRecord = serde_json::from_value(json).unwrap();
+        assert!(old.accepting && old.owner_id.is_none());
+    }
+
+    #[test]
+    fn an_account_claims_the_streams_its_email_owned_as_text() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1); // owner "alice"
+        let key = generate([2; keys::KEY_BYTES]);
+        s.apply(Command::CreateStream {
+            id: id("talk"),
+            title: String::new(),
+            owner: " Alice@Example.com ".into(),
+            key_hash: keys::hash(&key),
+            scheduled_at: None,
+            now: 0,
+            owner_id: None,
+            description: String::new(),
+        });
+        let r = s.apply(Command::Account(AccountCommand::CreateUser {
+            email: "alice@example.com".into(),
+            display_name: "Alice".into(),
+            role: Role::Streamer,
+            password_hash: PasswordHash("h".into()),
+            now: 0,
+            invite: None,
+        }));
+        let Response::User(alice) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.streams[&id("talk")].owner_id, Some(alice.id));
+        assert_eq!(s.streams[&id("show")].owner_id, None, "not her email");
     }
 
     #[test]
