@@ -8,11 +8,13 @@ pub mod clock;
 pub mod cluster;
 pub mod faults;
 pub mod history;
+pub mod http;
 pub mod linearizable;
 pub mod media;
 pub mod net;
 pub mod observe;
 pub mod record;
+pub mod sessions;
 pub mod workload;
 
 use std::fmt;
@@ -199,6 +201,7 @@ pub fn run(options: &Options) -> Report {
         );
     }
     sim.client("verifier", workload::verifier(workload.clone()));
+    sim.client("people", sessions::client(workload.clone()));
     let media = Media {
         seed,
         nodes,
@@ -266,6 +269,12 @@ pub fn run(options: &Options) -> Report {
         &record.parts,
     ));
     violations.extend(record.malformed.iter().map(|m| format!("playlist: {m}")));
+    violations.extend(
+        record
+            .revoked_accepted
+            .iter()
+            .map(|m| format!("sessions: {m}")),
+    );
     let playable = *media.playable.lock().unwrap_or_else(|e| e.into_inner());
     if options.media && mode == Mode::Liveness && playable.is_none() {
         violations.push(format!(

@@ -47,7 +47,7 @@ struct Cli {
     outcome: bool,
     /// Run with a deliberate bug: ack-before-durable, forget-vote, stale-reads,
     /// skip-epoch-check, continue-any-copy, restart-numbering, no-discontinuity,
-    /// clock-bound-follow.
+    /// clock-bound-follow, local-session-check.
     #[arg(long, value_parser = parse_bug)]
     sabotage: Option<Bug>,
 }
@@ -80,6 +80,7 @@ fn bug_name(bug: Bug) -> &'static str {
         Bug::RestartNumbering => "restart-numbering",
         Bug::NoDiscontinuity => "no-discontinuity",
         Bug::ClockBoundFollow => "clock-bound-follow",
+        Bug::LocalSessionCheck => "local-session-check",
     }
 }
 

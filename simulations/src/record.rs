@@ -28,6 +28,8 @@ pub struct Record {
     pub parts: Vec<PartSeen>,
     /// Playlists a viewer could not read.
     pub malformed: Vec<String>,
+    /// Sessions accepted after their sign-out was acknowledged.
+    pub revoked_accepted: Vec<String>,
 }
 
 /// A node reported holding a stream's origin lease at an epoch.
@@ -178,6 +180,12 @@ impl Recorder {
     pub fn malformed(&self, node: u32, what: String) {
         self.event(format!("node{node} served a playlist a viewer cannot read"));
         self.with(|r| r.malformed.push(format!("node{node}: {what}")));
+    }
+
+    /// A signed-out session was accepted: a violation found as it happened.
+    pub fn violation(&self, what: String) {
+        self.event(format!("VIOLATION {what}"));
+        self.with(|r| r.revoked_accepted.push(what));
     }
 
     pub fn hash(&self) -> u64 {

@@ -34,10 +34,13 @@ pub enum Bug {
     /// Edges stop following an origin whose lease expired by their own clock (nodes'
     /// clocks may disagree by seconds).
     ClockBoundFollow,
+    /// Session checks answer from the node's copy of the state without waiting for
+    /// the leader's commit index: a signed-out session works on a lagging node.
+    LocalSessionCheck,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::AckBeforeDurable,
         Bug::ForgetVote,
         Bug::StaleReads,
@@ -46,6 +49,7 @@ impl Bug {
         Bug::RestartNumbering,
         Bug::NoDiscontinuity,
         Bug::ClockBoundFollow,
+        Bug::LocalSessionCheck,
     ];
 
     #[cfg(feature = "test-hooks")]

@@ -4,7 +4,6 @@
 
 pub mod checks;
 pub mod flv;
-pub mod http;
 pub mod marker;
 pub mod playlist;
 pub mod publisher;

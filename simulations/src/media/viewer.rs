@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use tokio::time::sleep;
 
 use super::playlist::{self, PartName};
-use super::{Media, STREAM, http, marker};
+use super::{Media, STREAM, marker};
+use crate::http;
 
 /// A blocking reload answers within the node's limit (3 target durations); this is
 /// the viewer's own patience.
