@@ -283,6 +283,22 @@ pub struct HttpConfig {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Certificate chain (PEM) to serve HTTPS on http.listen instead of HTTP. Set
+    /// tls_cert and tls_key together, or neither (plain HTTP, e.g. behind a TLS-
+    /// terminating reverse proxy: docs/operations.md). Passwords and session cookies
+    /// cross this listener; over TLS the cookie is marked Secure.
+    #[arg(id = "http.tls_cert", long = "http-tls-cert", env = "CASTMESH_HTTP_TLS_CERT", default_value = "", value_parser = path)]
+    pub tls_cert: PathBuf,
+    /// The certificate's private key (PEM).
+    #[arg(id = "http.tls_key", long = "http-tls-key", env = "CASTMESH_HTTP_TLS_KEY", default_value = "", value_parser = path)]
+    pub tls_key: PathBuf,
+}
+
+impl HttpConfig {
+    /// Whether the listener serves HTTPS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
 }
 
 impl Default for HttpConfig {
@@ -1096,6 +1112,9 @@ impl Config {
             if v.is_zero() {
                 return err(format!("{name} must be longer than zero"));
             }
+        }
+        if self.http.tls_cert.as_os_str().is_empty() != self.http.tls_key.as_os_str().is_empty() {
+            return err("http.tls_cert and http.tls_key must be set together".into());
         }
         // argon2's own floor is 8 KiB per lane; below 1 MiB a hash protects little.
         if !(1024..=4 * 1024 * 1024).contains(&self.accounts.password_memory_kib) {

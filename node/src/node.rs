@@ -92,6 +92,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
             .bind(ctx.config.http.listen)
             .await
             .map_err(|e| format!("cannot listen for HTTP on {}: {e}", ctx.config.http.listen))?;
+        let tls = http::tls::acceptor(&ctx.config.http).map_err(|e| format!("{e:#}"))?;
         let rtmp_addr = rtmp_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         tracing::info!(%rtmp_addr, %http_addr, "castmesh node listening");
@@ -106,6 +107,7 @@ impl<N: Network> Actor for NodeSupervisor<N> {
                 ctx.clone(),
                 myself.clone(),
                 args.platform,
+                tls,
             )),
         ];
         Ok(NodeState {

@@ -143,6 +143,42 @@ impl Node {
         node
     }
 
+    /// A `--dev` node serving HTTPS with `cert`/`key` (PEM files): its health is not
+    /// waited for here (this harness's client speaks plain HTTP); the caller checks it.
+    pub fn launch_tls(name: &str, cert: &std::path::Path, key: &std::path::Path) -> Node {
+        let [rtmp, http, grpc] = free_tcp_addrs("127.0.0.1", &[]);
+        let data = tempfile::tempdir().expect("node data dir");
+        let log = artifacts_dir().join(format!("{name}.node.log"));
+        let log_file = std::fs::File::create(&log).expect("node log");
+        let child = Command::new(binary())
+            .arg("--dev")
+            .args(["--rtmp-listen", &rtmp.to_string()])
+            .args(["--http-listen", &http.to_string()])
+            .args(["--cluster-grpc-listen", &grpc.to_string()])
+            .arg("--cluster-data-dir")
+            .arg(data.path())
+            .args(["--mesh-listen", &free_udp_addr("127.0.0.1").to_string()])
+            .arg("--http-tls-cert")
+            .arg(cert)
+            .arg("--http-tls-key")
+            .arg(key)
+            .env("NO_COLOR", "1")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start castmesh");
+        Node {
+            child,
+            rtmp,
+            http,
+            grpc,
+            log,
+            data: Some(data),
+            client: reqwest::blocking::Client::new(),
+        }
+    }
+
     /// Waits for `/healthz` to answer 200. A node that exits or stays unhealthy fails the
     /// test with its exit status and the end of its log: a bare timeout in CI, where the
     /// log is gone with the machine, cannot be diagnosed.

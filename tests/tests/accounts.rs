@@ -306,3 +306,59 @@ fn bad_requests_get_clear_errors_and_cross_site_posts_are_refused() {
         assert_eq!(me(&node.url(""), bad).status, 401, "{bad:?}");
     }
 }
+
+/// Over HTTPS (`http.tls_cert`/`tls_key`) a session cookie is `Secure`, and the page's
+/// own origin is `https://`. The client is Python's `http.client` verifying the
+/// node's certificate against the test's own CA file: no verification is skipped.
+#[test]
+fn over_https_sign_up_works_and_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let node = Node::launch_tls("accounts-https", &cert_file, &key_file);
+    let port = node.http.port();
+    let script = r#"
+import http.client, json, ssl, sys, time
+port, cafile = int(sys.argv[1]), sys.argv[2]
+context = ssl.create_default_context(cafile=cafile)
+def request(method, path, body=None, headers={}):
+    c = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    return r.status, r.getheader("set-cookie") or "", r.read()
+for _ in range(200):
+    try:
+        if request("GET", "/healthz")[0] == 200:
+            break
+    except OSError:
+        time.sleep(0.1)
+body = json.dumps({"email": "tls@example.com", "password": "long enough password"})
+origin = "https://localhost:%d" % port
+status, cookie, _ = request("POST", "/api/v1/auth/signup", body,
+    {"content-type": "application/json", "origin": origin})
+print(status)
+print(cookie)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .arg(&cert_file)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("201"),
+        "{stdout}\n{stderr}\n{}",
+        node.log_text()
+    );
+    let cookie = lines.next().unwrap_or_default();
+    assert!(
+        cookie.contains("castmesh_session=cms_") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+}

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod origin;
 pub mod session;
 pub mod streams;
+pub mod tls;
 pub mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ractor::ActorRef;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
@@ -66,6 +68,7 @@ pub async fn serve<L>(
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
     platform: Platform,
+    tls: Option<TlsAcceptor>,
 ) where
     L: Listener<Addr = SocketAddr>,
 {
@@ -81,12 +84,6 @@ pub async fn serve<L>(
         .header_read_timeout(config.header_timeout);
     loop {
         let (io, peer) = listener.accept().await;
-        let closed = |reason: &'static str| {
-            ctx.metrics
-                .http_closed
-                .get_or_create(&ReasonLabel { reason })
-                .inc();
-        };
         let proxies = &config.trusted_proxies;
         let via_proxy = proxies.contains(peer.ip());
         let admitted = if via_proxy {
@@ -98,11 +95,11 @@ pub async fn serve<L>(
             Ok(slot) => slot,
             Err(refusal) => {
                 tracing::debug!(%peer, "HTTP connection refused: {refusal}");
-                closed(refusal.label());
+                closed(&ctx, refusal.label());
                 continue;
             }
         };
-        let io = TokioIo::new(DeadlineIo::new(io, None, config.write_timeout));
+        let io = DeadlineIo::new(io, None, config.write_timeout);
         let app = app.clone();
         let proxies = via_proxy.then(|| proxies.clone());
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -113,10 +110,36 @@ pub async fn serve<L>(
             req.extensions_mut().insert(ConnectInfo(ClientAddr(client)));
             app.clone().oneshot(req.map(Body::new))
         });
-        let connection = http1.serve_connection(io, service).with_upgrades();
         let ctx = ctx.clone();
+        let http1 = http1.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection = http1.serve_connection(TokioIo::new(io), service);
+                    connection.with_upgrades().await
+                }
+                Some(tls) => {
+                    // The handshake is held to the header timeout, as a request is.
+                    let limit = ctx.config.http.header_timeout;
+                    match tokio::time::timeout(limit, tls.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = http1.serve_connection(TokioIo::new(stream), service);
+                            connection.with_upgrades().await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            closed(&ctx, "tls_handshake");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            closed(&ctx, "header_timeout");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 // Clients going away and malformed requests are theirs; timeouts are
                 // the server closing on them, and counted.
                 let timeout = if e.is_timeout() {
@@ -126,15 +149,20 @@ pub async fn serve<L>(
                 };
                 tracing::debug!(%peer, reason = timeout.unwrap_or("error"), error = %e, "HTTP connection closed");
                 if let Some(reason) = timeout {
-                    ctx.metrics
-                        .http_closed
-                        .get_or_create(&ReasonLabel { reason })
-                        .inc();
+                    closed(&ctx, reason);
                 }
             }
             drop(slot);
         });
     }
+}
+
+/// Counts a connection the server refused or closed, by reason.
+fn closed(ctx: &NodeContext, reason: &'static str) {
+    ctx.metrics
+        .http_closed
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
 }
 
 pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform) -> Router {
@@ -146,7 +174,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         accounts: platform.accounts,
         catalog: platform.catalog,
         status_cache: Arc::default(),
-        tls: false,
+        tls: ctx.config.http.tls(),
     };
     let api = Router::new()
         .route("/auth/signup", post(auth::signup))
