@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-deps fuzz fmt clean cluster cluster-stop
+.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-deps fuzz fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -91,7 +91,7 @@ fmt:
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
 ## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
 ## features for that package alone and compile rocksdb's C++ a second time.
-bench: bench-media bench-raft bench-cluster bench-mesh
+bench: bench-media bench-raft bench-cluster bench-mesh bench-api
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -110,6 +110,11 @@ bench-cluster: deps build
 ## edges of 100 readers, republish on a new origin → first part on an edge.
 bench-mesh: deps build
 	$(BIN_DIR)/castmesh-mesh-bench $(BENCH_ARGS)
+
+## The REST API: sign-ins per second (1 and 16 clients) against the argon2id hash
+## alone, and the cluster-wide stream listing against /healthz.
+bench-api: deps build
+	$(BIN_DIR)/castmesh-api-bench $(BENCH_ARGS)
 
 ## Fuzzing, not part of `make test` (figures in docs/security.md): cargo fuzz on the
 ## stable toolchain, FUZZ_MINUTES in all spread over the targets by risk (node/fuzz/run.sh),
