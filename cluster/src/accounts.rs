@@ -104,6 +104,11 @@ pub enum AccountCommand {
         now: Millis,
         #[serde(default)]
         invite: Option<KeyHash>,
+        /// Made by an operator, who vouches for the email: the account then owns the
+        /// streams whose free-text owner is that email. Never for sign-ups, whose
+        /// emails nobody has verified.
+        #[serde(default)]
+        claim_streams: bool,
     },
     /// Refused beyond [`MAX_INVITES`] unused ones.
     CreateInvite {
@@ -126,12 +131,16 @@ pub enum AccountCommand {
         user: UserId,
         password_hash: PasswordHash,
     },
-    /// Refused for a disabled user.
+    /// Refused for a disabled user, and when `password` (the hash the sign-in was
+    /// checked against) is no longer the user's: a reset between the check and this
+    /// command must not leave a session behind.
     CreateSession {
         token: KeyHash,
         user: UserId,
         now: Millis,
         expires_at: Millis,
+        #[serde(default)]
+        password: Option<PasswordHash>,
     },
     /// Logout. Ending a session that is already gone is not an error.
     EndSession {
@@ -194,14 +203,19 @@ impl Accounts {
                 password_hash,
                 now,
                 invite,
+                claim_streams: _,
             } => {
+                // The invitation first: without one, an invite-only server does not
+                // tell which emails have accounts.
+                if let Some(code) = &invite {
+                    let live = self.invites.get(code).filter(|i| i.expires_at > now);
+                    role = live.ok_or(Rejection::InvalidInvite)?.role;
+                }
                 let key = email_key(&email);
                 if self.emails.contains_key(&key) {
                     return Err(Rejection::EmailTaken);
                 }
                 if let Some(code) = invite {
-                    let live = self.invites.get(&code).filter(|i| i.expires_at > now);
-                    role = live.ok_or(Rejection::InvalidInvite)?.role;
                     self.invites.remove(&code);
                 }
                 self.next_user += 1;
@@ -259,9 +273,14 @@ impl Accounts {
                 user,
                 now,
                 expires_at,
+                password,
             } => {
-                if self.user_mut(user)?.disabled {
+                let record = self.user_mut(user)?;
+                if record.disabled {
                     return Err(Rejection::UserDisabled(user));
+                }
+                if password.is_some_and(|p| p != record.password_hash) {
+                    return Err(Rejection::PasswordChanged(user));
                 }
                 // A token hash seen before (never, with 256 random bits) starts afresh.
                 if let Some(old) = self.sessions.remove(&token) {
@@ -348,6 +367,7 @@ mod tests {
             password_hash: PasswordHash("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()),
             now: 5,
             invite: None,
+            claim_streams: false,
         })?;
         match r {
             Response::User(u) => Ok(u.id),
@@ -365,6 +385,7 @@ mod tests {
             user,
             now,
             expires_at: now + 1000,
+            password: None,
         })
     }
 
@@ -494,6 +515,7 @@ mod tests {
                 password_hash: PasswordHash("h".into()),
                 now,
                 invite: Some(token(n)),
+                claim_streams: false,
             })
         };
         invite(&mut a, 1, 100).unwrap();
@@ -531,6 +553,49 @@ mod tests {
             .unwrap();
         }
         assert_eq!(invite(&mut a, 200, 10), Err(Rejection::TooManyInvites));
+    }
+
+    #[test]
+    fn a_session_for_a_password_that_changed_meanwhile_is_refused() {
+        let mut a = Accounts::default();
+        let ann = create(&mut a, "ann@example.com").unwrap();
+        let checked = a.users[&ann].password_hash.clone();
+        a.apply(AccountCommand::SetPassword {
+            user: ann,
+            password_hash: PasswordHash("reset".into()),
+        })
+        .unwrap();
+        let session = |a: &mut Accounts, password: PasswordHash| {
+            a.apply(AccountCommand::CreateSession {
+                token: token(1),
+                user: ann,
+                now: 0,
+                expires_at: 10,
+                password: Some(password),
+            })
+        };
+        assert_eq!(
+            session(&mut a, checked),
+            Err(Rejection::PasswordChanged(ann))
+        );
+        assert!(a.sessions.is_empty());
+        assert!(session(&mut a, PasswordHash("reset".into())).is_ok());
+    }
+
+    #[test]
+    fn without_a_valid_invitation_sign_up_does_not_tell_which_emails_exist() {
+        let mut a = Accounts::default();
+        create(&mut a, "ann@example.com").unwrap();
+        let r = a.apply(AccountCommand::CreateUser {
+            email: "ann@example.com".into(),
+            display_name: String::new(),
+            role: Role::Viewer,
+            password_hash: PasswordHash("h".into()),
+            now: 0,
+            invite: Some(token(9)),
+            claim_streams: false,
+        });
+        assert_eq!(r, Err(Rejection::InvalidInvite));
     }
 
     #[test]

@@ -165,6 +165,10 @@ pub enum Rejection {
     NoSuchUser(UserId),
     #[error("user {0} is disabled")]
     UserDisabled(UserId),
+    #[error("the password of user {0} changed")]
+    PasswordChanged(UserId),
+    #[error("stream {0} was stopped; start it again to publish")]
+    StreamStopped(StreamId),
     #[error("the invitation is unknown, used or expired")]
     InvalidInvite,
     #[error("too many unused invitations")]

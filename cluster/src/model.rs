@@ -89,9 +89,10 @@ fn accepting() -> bool {
 pub struct StreamRecord {
     pub id: StreamId,
     pub title: String,
-    /// Free text: what operators wrote before accounts existed, kept as a label. A
-    /// user whose email it is claims the stream when the account is made
-    /// (`Accounts::CreateUser`), which is how older clusters' streams get owners.
+    /// Free text: what operators wrote before accounts existed, kept as a label. When
+    /// an operator makes the account whose email it is, that account owns the stream
+    /// (`CreateUser` with `claim_streams`), which is how older clusters' streams get
+    /// owners; a sign-up never claims (nobody verified its email).
     pub owner: String,
     /// The account that owns the stream (none: an operator's or open-publishing
     /// stream, managed by admins).

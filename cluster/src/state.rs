@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{Accounts, UserRecord};
+use crate::accounts::{AccountCommand, Accounts, UserRecord};
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
@@ -134,9 +134,9 @@ impl ClusterState {
         record.open && !leased && since.is_some_and(|t| t.saturating_add(retention_ms) <= now)
     }
 
-    /// A new account owns the streams whose free-text owner is its email (ASCII case
-    /// ignored) and that have no owner yet: streams made before accounts existed find
-    /// their owners as those sign up or are created.
+    /// An account an operator makes owns the streams whose free-text owner is its
+    /// email (ASCII case ignored) and that have no owner yet: streams made before
+    /// accounts existed find their owners as the operator creates them.
     fn claim_streams(&mut self, user: &UserRecord) {
         for s in self.streams.values_mut() {
             if s.owner_id.is_none() && s.owner.trim().eq_ignore_ascii_case(&user.email) {
@@ -155,8 +155,15 @@ impl ClusterState {
         match command {
             Command::Once { id, command } => Ok(self.apply_once(id, *command)),
             Command::Account(command) => {
+                let claims = matches!(
+                    command,
+                    AccountCommand::CreateUser {
+                        claim_streams: true,
+                        ..
+                    }
+                );
                 let answer = self.accounts.apply(command)?;
-                if let Response::User(user) = &answer {
+                if let (true, Response::User(user)) = (claims, &answer) {
                     self.claim_streams(user);
                 }
                 Ok(answer)
@@ -322,7 +329,12 @@ impl ClusterState {
                     s.accepting = false;
                 }
                 if s.status == StreamStatus::Ended {
-                    return Ok(Response::Stream(s.clone()));
+                    let record = s.clone();
+                    // A publisher that took the lease but is not live yet goes too.
+                    if hold_key {
+                        self.fence_origin(&id);
+                    }
+                    return Ok(Response::Stream(record));
                 }
                 s.status = StreamStatus::Ended;
                 s.ended_at = Some(now);
@@ -349,8 +361,14 @@ impl ClusterState {
                 now,
                 ttl_ms,
             } => {
-                if !self.streams.contains_key(&stream) {
-                    return Err(Rejection::NoSuchStream(stream));
+                let record = self
+                    .streams
+                    .get(&stream)
+                    .ok_or_else(|| Rejection::NoSuchStream(stream.clone()))?;
+                // Checked here, not only by the publish check before it: a publish
+                // that read the stream before a stop must not become its origin after.
+                if !record.accepting {
+                    return Err(Rejection::StreamStopped(stream));
                 }
                 let mut current = self.leases.get(&stream).map_or(0, |l| l.epoch);
                 if crate::sabotage::active(crate::sabotage::Bug::SkipEpochCheck) {
@@ -689,8 +707,15 @@ mod tests {
             "{stopped:?}"
         );
         assert!(matches!(stop(&mut s), Response::Stream(_)), "idempotent");
+        // A publish that read the stream before the stop cannot take the lease after.
+        let epoch = s.leases[&id("show")].epoch;
+        assert!(matches!(
+            acquire(&mut s, 2, epoch, 6),
+            Response::Rejected(Rejection::StreamStopped(_))
+        ));
         let started = s.apply(Command::StartStream { id: id("show") });
         assert!(matches!(started, Response::Stream(ref r) if r.accepting));
+        assert!(matches!(acquire(&mut s, 2, epoch, 6), Response::Lease(_)));
         // A record from before the field accepts, as it did.
         let mut json = serde_json::to_value(&s.streams[&id("show")]).unwrap();
         json.as_object_mut().unwrap().remove("accepting");
@@ -720,12 +745,36 @@ mod tests {
             password_hash: PasswordHash("h".into()),
             now: 0,
             invite: None,
+            claim_streams: true,
         }));
         let Response::User(alice) = r else {
             panic!("{r:?}")
         };
         assert_eq!(s.streams[&id("talk")].owner_id, Some(alice.id));
         assert_eq!(s.streams[&id("show")].owner_id, None, "not her email");
+        // A sign-up with an owner's email claims nothing: nobody verified it.
+        let key = generate([3; keys::KEY_BYTES]);
+        s.apply(Command::CreateStream {
+            id: id("bobs"),
+            title: String::new(),
+            owner: "bob@example.com".into(),
+            key_hash: keys::hash(&key),
+            scheduled_at: None,
+            now: 0,
+            owner_id: None,
+            description: String::new(),
+        });
+        let r = s.apply(Command::Account(AccountCommand::CreateUser {
+            email: "bob@example.com".into(),
+            display_name: String::new(),
+            role: Role::Streamer,
+            password_hash: PasswordHash("h".into()),
+            now: 0,
+            invite: None,
+            claim_streams: false,
+        }));
+        assert!(matches!(r, Response::User(_)), "{r:?}");
+        assert_eq!(s.streams[&id("bobs")].owner_id, None);
     }
 
     #[test]
@@ -795,6 +844,7 @@ mod tests {
             password_hash: PasswordHash("$argon2id$…".into()),
             now: 0,
             invite: None,
+            claim_streams: false,
         }));
         let bytes = serde_json::to_vec(&s).unwrap();
         let back: ClusterState = serde_json::from_slice(&bytes).unwrap();

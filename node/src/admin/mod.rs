@@ -31,6 +31,8 @@ pub fn rejection_status(r: Rejection) -> Status {
         }
         Rejection::TooManyInvites => Status::resource_exhausted(message),
         Rejection::UserDisabled(_)
+        | Rejection::PasswordChanged(_)
+        | Rejection::StreamStopped(_)
         | Rejection::InvalidInvite
         | Rejection::BadTransition { .. }
         | Rejection::NoLease(_)

@@ -203,6 +203,9 @@ impl StreamRegistry for ClusterRegistry {
                 Response::Rejected(Rejection::NoSuchStream(_)) => {
                     return Err(PublishDenied::UnknownKey);
                 }
+                Response::Rejected(Rejection::StreamStopped(id)) => {
+                    return Err(PublishDenied::Stopped(id));
+                }
                 other => return Err(unavailable(format!("unexpected answer {other:?}"))),
             }
         }

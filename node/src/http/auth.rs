@@ -25,7 +25,12 @@ pub struct UserView {
     pub created_at: String,
 }
 
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z); later times
+/// are refused where they come in (`platform::catalog`), and clamped here.
+pub const MAX_MILLIS: u64 = 253_402_300_799_999;
+
 pub fn rfc3339(ms: u64) -> String {
+    let ms = ms.min(MAX_MILLIS);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -147,12 +152,13 @@ pub async fn me(SignedIn(me): SignedIn) -> Json<serde_json::Value> {
 /// A new password ends every session, this one too; the answer carries a new one.
 pub async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     SignedIn(me): SignedIn,
     JsonBody(form): JsonBody<PasswordForm>,
 ) -> Result<Response, ApiError> {
     let session = state
         .accounts
-        .change_password(&me.user, &form.current_password, &form.new_password)
+        .change_password(&me.user, &form.current_password, &form.new_password, client)
         .await?;
     Ok(signed_in(&state, StatusCode::OK, session))
 }

@@ -195,6 +195,7 @@ impl Accounts {
                 Rejection::EmailTaken => AccountError::EmailTaken,
                 Rejection::NoSuchUser(id) => AccountError::NoSuchUser(id),
                 Rejection::UserDisabled(_) => AccountError::Disabled,
+                Rejection::PasswordChanged(_) => AccountError::BadCredentials,
                 Rejection::InvalidInvite => AccountError::InvalidInvite,
                 Rejection::TooManyInvites => AccountError::TooManyInvites,
                 other => AccountError::Internal(other.to_string()),
@@ -210,6 +211,7 @@ impl Accounts {
         role: Role,
         password: &str,
         invite: Option<KeyHash>,
+        claim_streams: bool,
     ) -> Result<UserRecord, AccountError> {
         let email = valid_email(email)?;
         let display_name = valid_display_name(display_name, &email)?;
@@ -228,6 +230,7 @@ impl Accounts {
             password_hash,
             now: self.clock.now_ms(),
             invite,
+            claim_streams,
         };
         match self.write(command).await? {
             Response::User(user) => Ok(user),
@@ -235,6 +238,8 @@ impl Accounts {
         }
     }
 
+    /// A session for `user`, whose password was just checked against its
+    /// `password_hash`: refused by the cluster if that changed meanwhile.
     async fn new_session(&self, user: UserRecord) -> Result<NewSession, AccountError> {
         let token = Secret::generate(Kind::Session, &self.entropy);
         let now = self.clock.now_ms();
@@ -244,6 +249,7 @@ impl Accounts {
             user: user.id,
             now,
             expires_at,
+            password: Some(user.password_hash.clone()),
         })
         .await?;
         Ok(NewSession {
@@ -276,6 +282,7 @@ impl Accounts {
                 self.config.signup_role,
                 &form.password,
                 invite,
+                false,
             )
             .await?;
         self.count("signup");
@@ -364,24 +371,38 @@ impl Accounts {
     }
 
     /// A new password ends every session (the caller's too); the caller gets a new one.
+    /// Wrong current passwords count as failed sign-ins (a stolen session cannot
+    /// guess the password at hashing speed).
     pub async fn change_password(
         &self,
         user: &UserRecord,
         current: &str,
         new: &str,
+        client: IpAddr,
     ) -> Result<NewSession, AccountError> {
         valid_password(new)?;
+        let attempt = (client, user.email.to_ascii_lowercase());
+        if let Some(wait) = self.failed_logins.exhausted(&attempt) {
+            return Err(AccountError::TooManyAttempts {
+                wait_s: wait.as_secs().max(1),
+            });
+        }
         if !self.verify(current, Some(&user.password_hash)).await? {
+            self.failed_logins.record(&attempt);
             return Err(AccountError::BadCredentials);
         }
         let password_hash = self.hash(new).await?;
         self.write(AccountCommand::SetPassword {
             user: user.id,
-            password_hash,
+            password_hash: password_hash.clone(),
         })
         .await?;
         tracing::info!(user = user.id, "password changed; every session ended");
-        self.new_session(user.clone()).await
+        let changed = UserRecord {
+            password_hash,
+            ..user.clone()
+        };
+        self.new_session(changed).await
     }
 
     /// An operator makes an account. Without a password one is generated and returned.
@@ -395,7 +416,7 @@ impl Accounts {
         let generated = password.is_none().then(|| secret::password(&self.entropy));
         let password = password.or_else(|| generated.clone()).unwrap_or_default();
         let user = self
-            .create_user(email, display_name, role, &password, None)
+            .create_user(email, display_name, role, &password, None, true)
             .await?;
         tracing::info!(user = user.id, role = %user.role, "account created by an operator");
         Ok((user, generated))

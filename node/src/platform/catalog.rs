@@ -25,6 +25,17 @@ use crate::seams::Seams;
 pub const MAX_TITLE: usize = 200;
 pub const MAX_DESCRIPTION: usize = 5000;
 pub const MAX_OWNER_LABEL: usize = 100;
+/// 9999-12-31T23:59:59.999Z: the last time RFC 3339 can write.
+const MAX_TIME: Millis = 253_402_300_799_999;
+
+fn schedule(at: Option<Millis>) -> Result<Option<Millis>, CatalogError> {
+    match at {
+        Some(t) if t > MAX_TIME => Err(CatalogError::Invalid(
+            "scheduled_at must be before the year 10000".into(),
+        )),
+        other => Ok(other),
+    }
+}
 
 /// Why a stream operation did not happen, in words for whoever asked.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +249,7 @@ impl Catalog {
                 title: text("title", new.title, MAX_TITLE, false)?,
                 owner: text("owner", new.owner_label, MAX_OWNER_LABEL, false)?,
                 key_hash,
-                scheduled_at: new.scheduled_at,
+                scheduled_at: schedule(new.scheduled_at)?,
                 now: self.now(),
                 owner_id: new.owner_id,
                 description: text("description", new.description, MAX_DESCRIPTION, true)?,
@@ -300,10 +311,14 @@ impl Catalog {
             .description
             .map(|d| text("description", d, MAX_DESCRIPTION, true))
             .transpose()?;
+        let scheduled_at = match update.scheduled_at {
+            Some(at) => Some(schedule(at)?),
+            None => None,
+        };
         self.write(Command::UpdateStream {
             id: id.clone(),
             title,
-            scheduled_at: update.scheduled_at,
+            scheduled_at,
             description,
             owner_id: update.owner_id,
         })

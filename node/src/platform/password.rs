@@ -28,7 +28,7 @@ pub struct Hasher {
     /// Hashes running at once (`accounts.max_concurrent_hashes`).
     running: Arc<Semaphore>,
     /// Hashes running or waiting; beyond it a request is refused at once.
-    admitted: Semaphore,
+    admitted: Arc<Semaphore>,
     entropy: Arc<Entropy>,
     /// Checked when an email has no account, so that answering takes as long as for
     /// an account with a wrong password (no user enumeration by timing).
@@ -49,7 +49,9 @@ impl Hasher {
         let mut hasher = Self {
             params,
             running: Arc::new(Semaphore::new(config.max_concurrent_hashes)),
-            admitted: Semaphore::new(config.max_concurrent_hashes + config.max_queued_hashes),
+            admitted: Arc::new(Semaphore::new(
+                config.max_concurrent_hashes + config.max_queued_hashes,
+            )),
             entropy,
             decoy: PasswordHash(String::new()),
         };
@@ -94,14 +96,20 @@ impl Hasher {
     }
 
     /// Runs `work` within the limits. On a multi-threaded runtime it moves to the
-    /// blocking pool; on a current-thread runtime (the simulation, whose scheduler must
-    /// stay deterministic, with cheap settings) it runs in place.
+    /// blocking pool, and its permits go with it: a client that goes away while its
+    /// hash runs frees nothing until the hash is done, so dropped requests cannot pile
+    /// up hashes beyond the limits. On a current-thread runtime (the simulation, whose
+    /// scheduler must stay deterministic, with cheap settings) it runs in place.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _admitted = self.admitted.try_acquire().map_err(|_| HashError::Busy)?;
-        let _running = self
+        let admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
+        let running = self
             .running
             .clone()
             .acquire_owned()
@@ -110,9 +118,13 @@ impl Hasher {
         if tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
             return Ok(work());
         }
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let done = work();
+            drop((running, admitted));
+            done
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))
     }
 }
 

@@ -72,7 +72,13 @@ pub async fn publish(
         .registry
         .authorize_publish(&request.name, ip)
         .await
-        .inspect_err(|_| ctx.failed_publishes.record(&ip))?;
+        // A stopped stream's encoder reconnecting is its owner, not a stranger
+        // guessing keys: it must not lock the address out for after the start.
+        .inspect_err(|e| {
+            if !matches!(e, PublishDenied::Stopped(_)) {
+                ctx.failed_publishes.record(&ip)
+            }
+        })?;
     let id = grant.id;
     tracing::Span::current().record("stream", id.as_str());
     let predecessor = takeover::take_over(ctx, &id, grant.lease.epoch).await?;
