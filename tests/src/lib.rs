@@ -83,6 +83,13 @@ pub fn private_subnet() -> u8 {
 }
 
 /// A benchmark flag's value (`--name VALUE`), or `default`.
+/// The `p`-th percentile (0–100) of `values` (sorted in place); NaN when empty.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let i = ((p / 100.0) * (values.len().max(1) - 1) as f64).round() as usize;
+    values.get(i).copied().unwrap_or(f64::NAN)
+}
+
 pub fn bench_arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
     args.windows(2)

@@ -27,9 +27,7 @@ impl Run {
     }
 
     fn percentile(&mut self, p: f64) -> f64 {
-        self.latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let i = ((p / 100.0) * (self.latencies_ms.len().max(1) - 1) as f64).round() as usize;
-        self.latencies_ms.get(i).copied().unwrap_or(f64::NAN)
+        castmesh_tests::percentile(&mut self.latencies_ms, p)
     }
 }
 
