@@ -121,6 +121,11 @@ pub enum AccountCommand {
         user: UserId,
         role: Role,
     },
+    /// The name shown beside the user's streams and chat messages.
+    SetDisplayName {
+        user: UserId,
+        display_name: String,
+    },
     /// Disabling also ends every session of the user, on every node at once.
     SetDisabled {
         user: UserId,
@@ -251,6 +256,10 @@ impl Accounts {
             }
             AccountCommand::SetRole { user, role } => {
                 self.user_mut(user)?.role = role;
+                Ok(Response::Done)
+            }
+            AccountCommand::SetDisplayName { user, display_name } => {
+                self.user_mut(user)?.display_name = display_name;
                 Ok(Response::Done)
             }
             AccountCommand::SetDisabled { user, disabled } => {

@@ -33,6 +33,11 @@ pub struct Config {
     pub mesh: MeshConfig,
     #[command(flatten, next_help_heading = "Users and sessions [accounts]")]
     pub accounts: AccountsConfig,
+    #[command(
+        flatten,
+        next_help_heading = "Publish hooks, nginx-rtmp compatible [hooks]"
+    )]
+    pub hooks: HooksConfig,
     /// Running as `--dev` (or without --config): not a setting of the file.
     #[arg(skip)]
     #[serde(skip)]
@@ -739,6 +744,58 @@ impl Default for AccountsConfig {
     }
 }
 
+/// HTTP callbacks a backend decides publishes with, as nginx-rtmp's `on_publish` and
+/// `on_publish_done` (docs/api.md, "Publish hooks").
+#[derive(Debug, Clone, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// URL (http://) POSTed before a publish starts; empty: no hook. 2xx allows, 3xx
+    /// with Location renames the stream (its public id), anything else refuses. For a
+    /// name the cluster does not know, this hook decides alone and the stream is made.
+    #[arg(
+        id = "hooks.on_publish",
+        long = "hooks-on-publish",
+        env = "CASTMESH_HOOKS_ON_PUBLISH",
+        default_value = ""
+    )]
+    pub on_publish: HookUrl,
+    /// URL (http://) POSTed once a published stream has really ended (not on a
+    /// takeover or a reconnect within the grace period); empty: no hook.
+    #[arg(
+        id = "hooks.on_publish_done",
+        long = "hooks-on-publish-done",
+        env = "CASTMESH_HOOKS_ON_PUBLISH_DONE",
+        default_value = ""
+    )]
+    pub on_publish_done: HookUrl,
+    /// Longest a hook call may take (connect, request and answer); an on_publish that
+    /// takes longer refuses the publish.
+    #[arg(id = "hooks.timeout", long = "hooks-timeout", env = "CASTMESH_HOOKS_TIMEOUT", default_value = "5s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// When on_publish cannot be reached (connection refused, timeout, 5xx): true lets
+    /// streams the cluster knows publish on their key alone; false (the default)
+    /// refuses. A name the cluster does not know is refused either way.
+    #[arg(id = "hooks.fail_open", long = "hooks-fail-open", env = "CASTMESH_HOOKS_FAIL_OPEN", default_value = "false", action = ArgAction::Set)]
+    pub fail_open: bool,
+    /// on_publish_done events waiting for delivery at once (one the backend cannot
+    /// take is tried again, with growing pauses); beyond it new ones are dropped,
+    /// logged and counted.
+    #[arg(
+        id = "hooks.max_pending",
+        long = "hooks-max-pending",
+        env = "CASTMESH_HOOKS_MAX_PENDING",
+        default_value = "10000"
+    )]
+    pub max_pending: usize,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
@@ -801,6 +858,63 @@ impl std::str::FromStr for Secret {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_string()))
+    }
+}
+
+/// A hook's URL, or none (empty in the file). Only `http://`, as nginx-rtmp's notify
+/// module: a backend on another host sits behind a TLS-terminating proxy on this one.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HookUrl(Option<axum::http::Uri>);
+
+impl HookUrl {
+    pub fn uri(&self) -> Option<&axum::http::Uri> {
+        self.0.as_ref()
+    }
+}
+
+impl std::str::FromStr for HookUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(Self(None));
+        }
+        let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "{s:?}: hooks are called over http://HOST[:PORT]/PATH (for a backend elsewhere, put a TLS-terminating proxy on this host)"
+            ));
+        }
+        Ok(Self(Some(uri)))
+    }
+}
+
+impl std::fmt::Display for HookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(uri) => uri.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for HookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+impl Serialize for HookUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HookUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -1064,6 +1178,7 @@ impl Config {
                 self.streams.max_viewer_sessions_per_ip,
             ),
             ("accounts.max_users", self.accounts.max_users),
+            ("hooks.max_pending", self.hooks.max_pending),
             (
                 "accounts.max_concurrent_hashes",
                 self.accounts.max_concurrent_hashes,
@@ -1108,6 +1223,7 @@ impl Config {
             ("accounts.session_ttl", self.accounts.session_ttl),
             ("accounts.invite_ttl", self.accounts.invite_ttl),
             ("accounts.login_window", self.accounts.login_window),
+            ("hooks.timeout", self.hooks.timeout),
         ] {
             if v.is_zero() {
                 return err(format!("{name} must be longer than zero"));

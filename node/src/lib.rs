@@ -42,21 +42,15 @@ use metrics::Metrics;
 use node::{NodeArgs, NodeSupervisor};
 use seams::{Network, Seams};
 use stream::context::NodeContext;
-use stream::registry::StreamRegistry;
 use stream::requests::NodeMsg;
 
 /// Starts the media side of a node: binds its listeners and spawns its supervisor.
 pub async fn start<N: Network>(
-    config: Config,
-    seams: Seams,
+    ctx: Arc<NodeContext>,
     network: N,
-    metrics: Arc<Metrics>,
-    registry: Arc<dyn StreamRegistry>,
-    mesh: Option<Arc<mesh::Mesh>>,
     platform: platform::Platform,
 ) -> anyhow::Result<(ActorRef<NodeMsg>, JoinHandle<()>)> {
-    let ctx = NodeContext::new(config, seams, metrics, registry, mesh.clone());
-    if let Some(mesh) = mesh {
+    if let Some(mesh) = ctx.mesh.clone() {
         let streams: Arc<dyn mesh::subscription::StreamSource> = ctx.clone();
         mesh.serve_streams(Arc::downgrade(&streams), ctx.seams.clock.clone());
     }
@@ -165,16 +159,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let accounts = cluster.platform.accounts.clone();
         tokio::spawn(async move { accounts.first_admin(&file).await });
     }
-    let (node, handle) = start(
+    let ctx = NodeContext::new(
         config,
         seams,
-        seams::TokioNetwork,
         metrics,
         registry,
         Some(mesh.clone()),
-        cluster.platform.clone(),
-    )
-    .await?;
+        cluster.hooks.clone(),
+    );
+    let (node, handle) = start(ctx, seams::TokioNetwork, cluster.platform.clone()).await?;
     let outcome = tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");

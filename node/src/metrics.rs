@@ -44,6 +44,12 @@ pub struct NodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    pub hook: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActorLabel {
     pub actor: &'static str,
 }
@@ -86,6 +92,10 @@ pub struct Metrics {
     pub account_events: Family<ReasonLabel, Counter>,
     /// Time a password hash waited for its turn and ran.
     pub password_hash_seconds: Histogram,
+    /// Publish hook calls by hook and outcome.
+    pub hook_calls: Family<HookLabel, Counter>,
+    /// on_publish_done events waiting for delivery.
+    pub hook_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -135,6 +145,8 @@ impl Metrics {
             password_hash_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 13),
             ),
+            hook_calls: Family::default(),
+            hook_pending: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -278,6 +290,16 @@ impl Metrics {
             "password_hash_seconds",
             "Time a sign-in or sign-up spent on its password hash, waiting included",
             m.password_hash_seconds.clone(),
+        );
+        registry.register(
+            "hook_calls",
+            "Publish hook calls by hook (on_publish, on_publish_done) and outcome: allow, rename, refuse, unreachable, delivered, retry, rejected, dropped",
+            m.hook_calls.clone(),
+        );
+        registry.register(
+            "hook_pending",
+            "on_publish_done events waiting for delivery",
+            m.hook_pending.clone(),
         );
         Self { registry, ..m }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::history::{Call, Op, Outcome};
 use crate::linearizable::{self, RegisterOp, Timed};
+use crate::profiles;
 use crate::record::Record;
 use crate::workload::REGISTERS;
 
@@ -18,37 +19,58 @@ pub fn one_leader_per_term(record: &Record) -> Vec<String> {
         .collect()
 }
 
-/// Each register's history (titles set and read) is linearizable.
-pub fn linearizable_titles(ops: &[Op]) -> Vec<String> {
+/// The registers the workloads share: what each holds, and its value at the start.
+fn registers() -> Vec<(String, &'static str)> {
+    let titles = REGISTERS.iter().map(|s| (format!("title of {s}"), ""));
+    let names = std::iter::once((
+        format!("name of {}", profiles::ACCOUNT),
+        profiles::INITIAL_NAME,
+    ));
+    titles.chain(names).collect()
+}
+
+/// The register `op` writes or reads, and how: a write that got no answer may have
+/// happened (answered: None); refused writes and unanswered reads did nothing.
+fn register_op(op: &Op) -> Option<(String, RegisterOp, Option<Duration>)> {
+    let (register, write) = match &op.call {
+        Call::SetTitle { stream, title } => (format!("title of {stream}"), Some(title)),
+        Call::GetTitle { stream } => (format!("title of {stream}"), None),
+        Call::SetName { user, name } => (format!("name of {user}"), Some(name)),
+        Call::GetName { user } => (format!("name of {user}"), None),
+        Call::Create { .. } | Call::List => return None,
+    };
+    let entry = match (write, &op.done) {
+        (Some(v), Some((at, Outcome::Ok(_)))) => (RegisterOp::Write(v.clone()), Some(*at)),
+        (Some(v), None | Some((_, Outcome::Unknown))) => (RegisterOp::Write(v.clone()), None),
+        (None, Some((at, Outcome::Ok(Some(v))))) => (RegisterOp::Read(v.clone()), Some(*at)),
+        _ => return None,
+    };
+    Some((register, entry.0, entry.1))
+}
+
+/// Each register's history (stream titles, an account's name: set and read) is
+/// linearizable.
+pub fn linearizable_registers(ops: &[Op]) -> Vec<String> {
     let mut violations = Vec::new();
-    for register in REGISTERS {
+    for (register, initial) in registers() {
         let mut timed = Vec::new();
         let mut lines = Vec::new();
         for op in ops {
-            let (stream, entry) = match (&op.call, &op.done) {
-                (Call::SetTitle { stream, title }, Some((at, Outcome::Ok(_)))) => {
-                    (stream, (RegisterOp::Write(title.clone()), Some(*at)))
-                }
-                (Call::SetTitle { stream, title }, None | Some((_, Outcome::Unknown))) => {
-                    (stream, (RegisterOp::Write(title.clone()), None))
-                }
-                (Call::GetTitle { stream }, Some((at, Outcome::Ok(Some(v))))) => {
-                    (stream, (RegisterOp::Read(v.clone()), Some(*at)))
-                }
-                _ => continue,
+            let Some((of, entry, answered)) = register_op(op) else {
+                continue;
             };
-            if stream == register {
+            if of == register {
                 lines.push(describe(op));
                 timed.push(Timed {
-                    op: entry.0,
+                    op: entry,
                     invoked: op.invoked,
-                    answered: entry.1,
+                    answered,
                 });
             }
         }
-        if let Err(why) = linearizable::check("", &timed) {
+        if let Err(why) = linearizable::check(initial, &timed) {
             violations.push(format!(
-                "titles of {register}: {why}; its history:\n      {}",
+                "{register}: {why}; its history:\n      {}",
                 lines.join("\n      ")
             ));
         }

@@ -14,6 +14,7 @@ use castmesh_node::config::{Config, Secret};
 use castmesh_node::mesh::certs::{self, Pem};
 use castmesh_node::metrics::Metrics;
 use castmesh_node::seams::{Entropy, Seams};
+use castmesh_node::stream::context::NodeContext;
 
 use crate::clock::SimClock;
 use crate::net::SimNetwork;
@@ -114,16 +115,15 @@ pub async fn run_node(spec: NodeSpec, recorder: Recorder) -> turmoil::Result {
     tokio::spawn(observe_raft(cluster.member.clone(), recorder));
     let registry = Arc::new(cluster.registry(&config, &seams));
     let platform = cluster.platform.clone();
-    let (_node, handle) = castmesh_node::start(
+    let ctx = NodeContext::new(
         config,
         seams,
-        SimNetwork,
         metrics,
         registry,
         Some(mesh),
-        platform,
-    )
-    .await?;
+        cluster.hooks.clone(),
+    );
+    let (_node, handle) = castmesh_node::start(ctx, SimNetwork, platform).await?;
     handle.await?;
     // Keeps the member alive as long as the node (it is dropped with the host).
     drop(cluster);

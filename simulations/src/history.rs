@@ -12,6 +12,10 @@ pub enum Call {
     GetTitle { stream: String },
     /// Lists every stream.
     List,
+    /// Renames an account (through its own session): another register.
+    SetName { user: String, name: String },
+    /// Reads the account's name.
+    GetName { user: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

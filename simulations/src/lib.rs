@@ -13,6 +13,7 @@ pub mod linearizable;
 pub mod media;
 pub mod net;
 pub mod observe;
+pub mod profiles;
 pub mod record;
 pub mod sessions;
 pub mod workload;
@@ -202,6 +203,12 @@ pub fn run(options: &Options) -> Report {
     }
     sim.client("verifier", workload::verifier(workload.clone()));
     sim.client("people", sessions::client(workload.clone()));
+    for person in 1..=2 {
+        sim.client(
+            format!("profile{person}"),
+            profiles::client(workload.clone(), person),
+        );
+    }
     let media = Media {
         seed,
         nodes,
@@ -253,7 +260,7 @@ pub fn run(options: &Options) -> Report {
     let hash = recorder.hash();
     let record = recorder.take();
     violations.extend(checks::one_leader_per_term(&record));
-    violations.extend(checks::linearizable_titles(&record.ops));
+    violations.extend(checks::linearizable_registers(&record.ops));
     let durable = checks::no_acknowledged_write_lost(&record.ops, healed_at);
     let converged = *workload.converged.lock().unwrap_or_else(|e| e.into_inner());
     // No list after the heal: nothing to compare (safety mode may end without a

@@ -122,6 +122,11 @@ impl Client {
                     .await
                     .map(|r| r.map(|s| Some(s.into_inner().title)))
             }
+            // People rename their own accounts through the REST API (`profiles`);
+            // operators never make these calls.
+            Call::SetName { .. } | Call::GetName { .. } => {
+                Ok(Err(tonic::Status::unimplemented("not an operator's call")))
+            }
             Call::List => {
                 let r = self.request(pb::ListStreamsRequest::default());
                 tokio::time::timeout(CALL_TIMEOUT, c.list_streams(r))

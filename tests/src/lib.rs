@@ -9,6 +9,7 @@ pub mod api;
 pub mod cluster;
 pub mod ffmpeg;
 pub mod hls_check;
+pub mod hook_backend;
 pub mod node;
 pub mod raft_loopback;
 pub mod rtmp_raw;

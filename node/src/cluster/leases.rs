@@ -10,20 +10,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use castmesh_cluster::command::{Command, Response};
+use castmesh_cluster::command::{Command, Rejection, Response};
 use castmesh_cluster::member::{ClusterError, ClusterMember};
 use castmesh_cluster::model::{Lease, NodeId};
+use castmesh_cluster::state::NO_NODE;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::seams::Clock;
-use crate::stream::registry::{OriginLease, StreamId};
+use crate::stream::registry::{LeaseLoss, OriginLease, StreamId};
 
 struct Held {
     epoch: u64,
-    lost: watch::Sender<Option<String>>,
+    lost: watch::Sender<Option<LeaseLoss>>,
     renewal: JoinHandle<()>,
 }
 
@@ -90,7 +91,11 @@ impl Leases {
             let reason = format!("another node took the stream over (epoch {fence})");
             return OriginLease {
                 epoch: lease.epoch,
-                lost: watch::channel(Some(reason)).1,
+                lost: watch::channel(Some(LeaseLoss {
+                    reason,
+                    ended: false,
+                }))
+                .1,
             };
         }
         table.fences.remove(&stream);
@@ -150,7 +155,10 @@ impl Leases {
             self.revoke(
                 stream,
                 held,
-                format!("another node took the stream over (epoch {epoch})"),
+                LeaseLoss {
+                    reason: format!("another node took the stream over (epoch {epoch})"),
+                    ended: false,
+                },
             );
             table = self.table();
         }
@@ -214,14 +222,14 @@ impl Leases {
         }
     }
 
-    fn revoke(&self, stream: &StreamId, epoch: u64, reason: String) {
+    fn revoke(&self, stream: &StreamId, epoch: u64, loss: LeaseLoss) {
         let mut table = self.table();
         let held = &mut table.held;
         if held.get(stream).is_some_and(|h| h.epoch == epoch) {
-            tracing::warn!(%stream, epoch, %reason, "origin lease lost: this node stops acting as origin");
+            tracing::warn!(%stream, epoch, reason = %loss.reason, "origin lease lost: this node stops acting as origin");
             self.inner.metrics.origin_leases_lost.inc();
             if let Some(h) = held.remove(stream) {
-                let _ = h.lost.send(Some(reason));
+                let _ = h.lost.send(Some(loss));
             }
         }
         self.count(held);
@@ -259,18 +267,36 @@ impl Leases {
                 .unwrap_or(Err(ClusterError::Unavailable(ttl)));
             match answer {
                 Ok(Response::Lease(_)) => valid_until = attempt + ttl,
-                Ok(Response::Rejected(r)) => return self.revoke(&stream, epoch, r.to_string()),
-                Ok(other) => {
-                    return self.revoke(&stream, epoch, format!("unexpected answer {other:?}"));
+                Ok(Response::Rejected(r)) => {
+                    // The leader's lease names nobody: an end (stop, delete, sweeper)
+                    // fenced it, where a take-over would name the new origin.
+                    let ended = matches!(r, Rejection::LeaseLost(l) if l.node == NO_NODE);
+                    let reason = r.to_string();
+                    return self.revoke(&stream, epoch, LeaseLoss { reason, ended });
                 }
-                Err(e) if Instant::now() >= valid_until => {
+                Ok(other) => {
+                    let reason = format!("unexpected answer {other:?}");
                     return self.revoke(
                         &stream,
                         epoch,
-                        format!(
-                            "not renewed within {}: {e}",
-                            humantime::format_duration(ttl)
-                        ),
+                        LeaseLoss {
+                            reason,
+                            ended: false,
+                        },
+                    );
+                }
+                Err(e) if Instant::now() >= valid_until => {
+                    let reason = format!(
+                        "not renewed within {}: {e}",
+                        humantime::format_duration(ttl)
+                    );
+                    return self.revoke(
+                        &stream,
+                        epoch,
+                        LeaseLoss {
+                            reason,
+                            ended: false,
+                        },
                     );
                 }
                 Err(e) => {

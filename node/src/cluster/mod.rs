@@ -28,6 +28,7 @@ use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::platform::{Accounts, Catalog, Platform};
 use crate::seams::{Network, Seams};
+use crate::stream::hooks::PublishHooks;
 use leases::Leases;
 use probe::LastSeen;
 use registry::ClusterRegistry;
@@ -39,6 +40,8 @@ pub struct ClusterNode {
     pub leases: Leases,
     /// Accounts and the stream catalog, for the REST API and the admin API.
     pub platform: Platform,
+    /// The publish hooks: the publish path's, and the sweeper's for streams it ends.
+    pub hooks: Arc<PublishHooks>,
     /// How this node reaches its peers' gRPC servers.
     channels: Channels,
     tasks: Vec<JoinHandle<()>>,
@@ -96,6 +99,7 @@ impl ClusterNode {
             ),
             catalog: Arc::new(Catalog::new(member.clone(), seams.clone(), mesh.clone())),
         };
+        let hooks = PublishHooks::new(&config.hooks, metrics.clone());
         let last_seen = LastSeen::default();
         let leases = Leases::new(
             member.clone(),
@@ -142,8 +146,8 @@ impl ClusterNode {
             tokio::spawn(sweeper::run(
                 member.clone(),
                 seams.clock.clone(),
-                config.streams.grace_period,
-                config.streams.retention,
+                config.clone(),
+                hooks.clone(),
             )),
         ];
         tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), storage = %storage, "cluster member started");
@@ -151,6 +155,7 @@ impl ClusterNode {
             member,
             leases,
             platform,
+            hooks,
             channels: network.channels(),
             tasks,
             grpc,
@@ -162,7 +167,6 @@ impl ClusterNode {
         ClusterRegistry::new(
             self.member.clone(),
             config.cluster.node_id,
-            &config.cluster,
             seams.clock.clone(),
             self.leases.clone(),
             self.channels.clone(),

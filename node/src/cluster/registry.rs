@@ -6,7 +6,7 @@
 //! another node is how a publisher takeover across nodes works: the old origin's next
 //! renewal fails and it drops its publisher.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,15 +22,11 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::leases::Leases;
 use super::probe::{self, Health};
-use crate::admission::AddressBudget;
-use crate::config::ClusterConfig;
 use crate::seams::Clock;
 use crate::stream::registry::{
-    FenceRefused, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey, StreamRegistry,
+    FenceRefused, KeyedStream, OriginLookup, PublishDenied, PublishGrant, StreamId, StreamKey,
+    StreamRegistry,
 };
-
-/// Client addresses whose open-publishing creations are remembered at once.
-const OPEN_CREATOR_ADDRESSES: usize = 10_000;
 
 /// Compare-and-set rounds lost to concurrent publishes before giving up.
 const ACQUIRE_ATTEMPTS: usize = 5;
@@ -38,21 +34,10 @@ const ACQUIRE_ATTEMPTS: usize = 5;
 pub struct ClusterRegistry {
     member: ClusterMember,
     node: NodeId,
-    open_publishing: bool,
-    /// Streams each client address created by open publishing, per window.
-    open_creations: AddressBudget,
     clock: Arc<dyn Clock>,
     leases: Leases,
     /// To peers' gRPC servers, for [`StreamRegistry::down`].
     channels: Channels,
-}
-
-/// What the publish check needs from one linearizable read.
-struct KeyLookup {
-    id: StreamId,
-    status: StreamStatus,
-    accepting: bool,
-    epoch: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> PublishDenied {
@@ -64,7 +49,6 @@ impl ClusterRegistry {
     pub fn new(
         member: ClusterMember,
         node: NodeId,
-        open: &ClusterConfig,
         clock: Arc<dyn Clock>,
         leases: Leases,
         channels: Channels,
@@ -72,60 +56,14 @@ impl ClusterRegistry {
         Self {
             member,
             node,
-            open_publishing: open.open_publishing,
-            open_creations: AddressBudget::new(
-                open.max_open_streams_per_ip,
-                open.open_stream_window,
-                OPEN_CREATOR_ADDRESSES,
-            ),
             clock,
             leases,
             channels,
         }
     }
 
-    async fn lookup(&self, key: &StreamKey) -> Result<Option<KeyLookup>, PublishDenied> {
-        self.member
-            .read(|s| {
-                s.stream_for_key(key).map(|r| KeyLookup {
-                    id: r.id.clone(),
-                    status: r.status,
-                    accepting: r.accepting,
-                    epoch: s.leases.get(&r.id).map_or(0, |l| l.epoch),
-                })
-            })
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Open publishing: the key names a new stream whose id is the key, within the
-    /// client address's budget of new streams.
-    async fn create_open(&self, key: &StreamKey, client: IpAddr) -> Result<(), PublishDenied> {
-        let id = StreamId::parse(key.expose()).map_err(PublishDenied::InvalidName)?;
-        if let Some(wait) = self.open_creations.exhausted(&client) {
-            return Err(PublishDenied::TooManyStreams {
-                wait_s: wait.as_secs().max(1),
-            });
-        }
-        let command = Command::CreateOpenStream {
-            id,
-            key_hash: keys::hash(key),
-            now: self.clock.now_ms(),
-        };
-        match self.member.write(command).await.map_err(unavailable)? {
-            Response::Stream(_) => {
-                self.open_creations.record(&client);
-                Ok(())
-            }
-            // Created concurrently by the same key elsewhere, or by a retried write
-            // that had committed: the caller looks the key up again.
-            Response::Rejected(Rejection::KeyInUse)
-            | Response::Rejected(Rejection::StreamExists(_)) => Ok(()),
-            other => Err(unavailable(format!("unexpected answer {other:?}"))),
-        }
-    }
-
-    async fn set_status(&self, id: &StreamId, status: StreamStatus, epoch: u64) {
+    /// True when the cluster took the change.
+    async fn set_status(&self, id: &StreamId, status: StreamStatus, epoch: u64) -> bool {
         let command = Command::SetStatus {
             id: id.clone(),
             status,
@@ -136,13 +74,15 @@ impl ClusterRegistry {
             }),
         };
         match self.member.write(command).await {
-            Ok(Response::Stream(_)) => {}
+            Ok(Response::Stream(_)) => true,
             Ok(Response::Rejected(r)) => {
-                tracing::info!(stream = %id, ?status, epoch, reason = %r, "status not changed")
+                tracing::info!(stream = %id, ?status, epoch, reason = %r, "status not changed");
+                false
             }
-            Ok(_) => {}
+            Ok(_) => false,
             Err(e) => {
-                tracing::error!(stream = %id, ?status, error = %e, "could not record the stream status")
+                tracing::error!(stream = %id, ?status, error = %e, "could not record the stream status");
+                false
             }
         }
     }
@@ -150,34 +90,37 @@ impl ClusterRegistry {
 
 #[async_trait]
 impl StreamRegistry for ClusterRegistry {
-    async fn authorize_publish(
-        &self,
-        key: &StreamKey,
-        client: IpAddr,
-    ) -> Result<PublishGrant, PublishDenied> {
-        let mut found = self.lookup(key).await?;
-        if found.is_none() && self.open_publishing {
-            self.create_open(key, client).await?;
-            found = self.lookup(key).await?;
-            if found.is_none() {
-                return Err(PublishDenied::NameTaken);
-            }
-        }
-        let Some(mut found) = found else {
-            return Err(PublishDenied::UnknownKey);
+    async fn stream_for_key(&self, key: &StreamKey) -> Result<Option<KeyedStream>, PublishDenied> {
+        self.member
+            .read(|s| {
+                s.stream_for_key(key).map(|r| KeyedStream {
+                    id: r.id.clone(),
+                    status: r.status,
+                    accepting: r.accepting,
+                    epoch: s.leases.get(&r.id).map_or(0, |l| l.epoch),
+                })
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn create_for_key(&self, key: &StreamKey, id: StreamId) -> Result<bool, PublishDenied> {
+        let command = Command::CreateOpenStream {
+            id,
+            key_hash: keys::hash(key),
+            now: self.clock.now_ms(),
         };
-        if matches!(
-            found.status,
-            StreamStatus::Archived | StreamStatus::Cancelled
-        ) {
-            return Err(PublishDenied::Closed {
-                id: found.id,
-                status: found.status,
-            });
+        match self.member.write(command).await.map_err(unavailable)? {
+            Response::Stream(_) => Ok(true),
+            // Created concurrently by the same key elsewhere, or by a retried write
+            // that had committed; or the id belongs to another key.
+            Response::Rejected(Rejection::KeyInUse)
+            | Response::Rejected(Rejection::StreamExists(_)) => Ok(false),
+            other => Err(unavailable(format!("unexpected answer {other:?}"))),
         }
-        if !found.accepting {
-            return Err(PublishDenied::Stopped(found.id));
-        }
+    }
+
+    async fn acquire_origin(&self, mut found: KeyedStream) -> Result<PublishGrant, PublishDenied> {
         for _ in 0..ACQUIRE_ATTEMPTS {
             let started = Instant::now();
             let command = Command::AcquireLease {
@@ -216,9 +159,10 @@ impl StreamRegistry for ClusterRegistry {
         self.set_status(id, StreamStatus::Live, epoch).await;
     }
 
-    async fn stream_ended(&self, id: &StreamId, epoch: u64) {
-        self.set_status(id, StreamStatus::Ended, epoch).await;
+    async fn stream_ended(&self, id: &StreamId, epoch: u64) -> bool {
+        let ended = self.set_status(id, StreamStatus::Ended, epoch).await;
         self.leases.release(id, epoch).await;
+        ended
     }
 
     async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused> {

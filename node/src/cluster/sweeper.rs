@@ -2,7 +2,8 @@
 //! period runs out; if the origin node is gone (crash, partition) nobody would, and the
 //! stream would read `live` forever. The leader checks every few seconds for live
 //! streams whose origin lease expired more than a grace period ago and ends them
-//! (`EndOrphaned`, refused if a new origin took the stream meanwhile).
+//! (`EndOrphaned`, refused if a new origin took the stream meanwhile), and reports
+//! the end to `on_publish_done`: the dead origin cannot.
 //!
 //! It also forgets streams open publishing created, once nobody has published them for
 //! the stream retention (`ForgetOpenStream`): in open mode every new key is a stream,
@@ -11,6 +12,7 @@
 //! And it drops expired sessions and invitations (`PurgeSessions`), which would
 //! otherwise stay in the replicated state, and in every snapshot, after their expiry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use castmesh_cluster::StreamStatus;
@@ -19,20 +21,23 @@ use castmesh_cluster::command::Command;
 use castmesh_cluster::member::ClusterMember;
 use tokio::time::MissedTickBehavior;
 
+use crate::config::Config;
 use crate::seams::Clock;
+use crate::stream::hooks::{DoneEvent, PublishHooks};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 
 pub async fn run(
     member: ClusterMember,
-    clock: std::sync::Arc<dyn Clock>,
-    grace: Duration,
-    retention: Duration,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    hooks: Arc<PublishHooks>,
 ) {
     let mut ticker = tokio::time::interval(INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let grace_ms = grace.as_millis() as u64;
-    let retention_ms = retention.as_millis() as u64;
+    let grace_ms = config.streams.grace_period.as_millis() as u64;
+    let retention_ms = config.streams.retention.as_millis() as u64;
+    let app = config.rtmp.app.clone();
     loop {
         ticker.tick().await;
         if member.raft().metrics().borrow().current_leader != Some(member.id()) {
@@ -62,6 +67,12 @@ pub async fn run(
             match member.write(command).await {
                 Ok(castmesh_cluster::Response::Stream(_)) => {
                     tracing::info!(stream = %id, "origin gone for longer than the grace period: stream ended");
+                    hooks.publish_done(DoneEvent {
+                        stream: id.to_string(),
+                        epoch,
+                        publish: None,
+                        app: app.clone(),
+                    });
                 }
                 Ok(_) => {}
                 Err(e) => {

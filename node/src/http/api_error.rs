@@ -41,8 +41,12 @@ impl ApiError {
         )
     }
 
+    /// 503 with `Retry-After: 1`: the cluster is electing or cut off, or the node busy.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
     }
 }
 

@@ -149,6 +149,25 @@ pub async fn me(SignedIn(me): SignedIn) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "user": UserView::from(&me.user) }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileForm {
+    display_name: Option<String>,
+}
+
+/// Changes what the caller may change about themselves: the display name.
+pub async fn update_me(
+    State(state): State<AppState>,
+    SignedIn(me): SignedIn,
+    JsonBody(form): JsonBody<ProfileForm>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = state
+        .accounts
+        .set_display_name(&me.user, form.display_name)
+        .await?;
+    Ok(Json(serde_json::json!({ "user": UserView::from(&user) })))
+}
+
 /// A new password ends every session, this one too; the answer carries a new one.
 pub async fn change_password(
     State(state): State<AppState>,

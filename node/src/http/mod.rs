@@ -181,7 +181,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-everywhere", post(auth::logout_everywhere))
-        .route("/me", get(auth::me))
+        .route("/me", get(auth::me).patch(auth::update_me))
         .route("/me/password", post(auth::change_password))
         .route("/streams", get(streams::list).post(streams::create))
         .route(

@@ -443,6 +443,21 @@ impl Accounts {
         self.user(id).await
     }
 
+    /// The user's own change of the name shown for them (empty: the email's local part).
+    pub async fn set_display_name(
+        &self,
+        user: &UserRecord,
+        name: Option<String>,
+    ) -> Result<UserRecord, AccountError> {
+        let display_name = valid_display_name(name, &user.email)?;
+        self.write(AccountCommand::SetDisplayName {
+            user: user.id,
+            display_name,
+        })
+        .await?;
+        self.user(user.id).await
+    }
+
     /// Disabling ends every session of the user at once.
     pub async fn set_disabled(
         &self,

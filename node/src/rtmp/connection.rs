@@ -49,12 +49,15 @@ fn status_code(denied: &PublishDenied) -> &'static str {
         | PublishDenied::Stopped(_)
         | PublishDenied::Superseded(_)
         | PublishDenied::AlreadyPublishing => "NetStream.Publish.BadName",
-        PublishDenied::TooManyRefusals { .. } => "NetStream.Publish.Unauthorized",
+        PublishDenied::TooManyRefusals { .. } | PublishDenied::HookRefused(_) => {
+            "NetStream.Publish.Unauthorized"
+        }
         PublishDenied::NodeFull(_) => "NetStream.Publish.Rejected",
         PublishDenied::TooManyStreams { .. }
         | PublishDenied::ClusterUnavailable
         | PublishDenied::Contended
         | PublishDenied::Internal
+        | PublishDenied::HookUnavailable
         | PublishDenied::AttachTimeout => "NetStream.Publish.Failed",
     }
 }
@@ -128,7 +131,9 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
+    let client_id = ctx.next_rtmp_client();
+    let span =
+        tracing::info_span!("rtmp", client = client_id, %peer, stream = tracing::field::Empty);
     let closing_ctx = ctx.clone();
     async move {
         tracing::debug!("connection accepted");
@@ -143,6 +148,7 @@ pub async fn serve<S>(
         let mut conn = Connection {
             socket,
             peer,
+            client_id,
             guard,
             connected: false,
             ctx,
@@ -175,6 +181,8 @@ pub async fn serve<S>(
 struct Connection<S> {
     socket: S,
     peer: SocketAddr,
+    /// This connection's number on the node.
+    client_id: u64,
     guard: ChunkGuard,
     /// The client's `connect` was accepted (a second one is refused).
     connected: bool,
@@ -449,7 +457,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 query,
                 tc_url: connect.tc_url,
                 flash_ver: connect.flash_ver,
+                swf_url: connect.swf_url,
+                page_url: connect.page_url,
                 peer: self.peer,
+                client_id: self.client_id,
             };
             stream::publish(&self.ctx, &self.node, &request).await
         };

@@ -144,6 +144,8 @@ pub struct ChunkGuard {
 pub struct ConnectInfo {
     pub tc_url: Option<String>,
     pub flash_ver: Option<String>,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
 }
 
 impl ConnectInfo {
@@ -164,6 +166,8 @@ impl ConnectInfo {
         Self {
             tc_url: text("tcUrl"),
             flash_ver: text("flashVer"),
+            swf_url: text("swfUrl"),
+            page_url: text("pageUrl"),
         }
     }
 }
@@ -467,6 +471,10 @@ mod tests {
             ("app".into(), Utf8String("live".into())),
             ("tcUrl".into(), Utf8String("rtmp://host/live".into())),
             ("flashVer".into(), Utf8String("FMLE/3.0".into())),
+            (
+                "pageUrl".into(),
+                Utf8String("https://example.com/studio".into()),
+            ),
         ]));
         let body = amf(vec![Utf8String("connect".into()), Number(1.0), object]);
         let mut guard = ChunkGuard::new(limits());
@@ -476,6 +484,8 @@ mod tests {
         let expected = ConnectInfo {
             tc_url: Some("rtmp://host/live".into()),
             flash_ver: Some("FMLE/3.0".into()),
+            swf_url: None,
+            page_url: Some("https://example.com/studio".into()),
         };
         assert_eq!(guard.connect_info(), &expected);
     }

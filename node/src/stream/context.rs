@@ -3,8 +3,10 @@
 //! asks of these streams is answered in `mesh_source`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::directory::StreamDirectory;
+use super::hooks::PublishHooks;
 use super::registry::StreamRegistry;
 use crate::admission::AddressBudget;
 use crate::config::Config;
@@ -22,10 +24,16 @@ pub struct NodeContext {
     pub mesh: Option<Arc<Mesh>>,
     /// Refused publish attempts per client address.
     pub failed_publishes: AddressBudget,
+    /// Streams each client address created by open publishing, per window.
+    pub open_creations: AddressBudget,
+    pub hooks: Arc<PublishHooks>,
+    /// The last RTMP connection number given out (the hooks' `clientid`).
+    rtmp_clients: AtomicU64,
 }
 
-/// Client addresses whose failed publish attempts are remembered at once.
-const FAILED_PUBLISH_ADDRESSES: usize = 10_000;
+/// Client addresses whose failed publish attempts (or open-publishing creations) are
+/// remembered at once.
+const BUDGET_ADDRESSES: usize = 10_000;
 
 impl NodeContext {
     pub fn new(
@@ -34,14 +42,23 @@ impl NodeContext {
         metrics: Arc<Metrics>,
         registry: Arc<dyn StreamRegistry>,
         mesh: Option<Arc<Mesh>>,
+        hooks: Arc<PublishHooks>,
     ) -> Arc<Self> {
         let failed_publishes = AddressBudget::new(
             config.rtmp.max_failed_publishes,
             config.rtmp.failed_publish_window,
-            FAILED_PUBLISH_ADDRESSES,
+            BUDGET_ADDRESSES,
+        );
+        let open_creations = AddressBudget::new(
+            config.cluster.max_open_streams_per_ip,
+            config.cluster.open_stream_window,
+            BUDGET_ADDRESSES,
         );
         Arc::new(Self {
             failed_publishes,
+            open_creations,
+            hooks,
+            rtmp_clients: AtomicU64::new(0),
             config,
             metrics,
             seams,
@@ -49,5 +66,10 @@ impl NodeContext {
             directory: StreamDirectory::default(),
             mesh,
         })
+    }
+
+    /// A number for a new RTMP connection, unique on this node while it runs.
+    pub fn next_rtmp_client(&self) -> u64 {
+        self.rtmp_clients.fetch_add(1, Ordering::Relaxed) + 1
     }
 }

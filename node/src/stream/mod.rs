@@ -11,6 +11,7 @@
 pub mod context;
 pub mod directory;
 pub mod edge;
+pub mod hooks;
 pub mod ingest;
 pub mod lifecycle;
 pub mod mesh_source;

@@ -5,7 +5,7 @@
 //! the node uses the Raft-backed `cluster::registry::ClusterRegistry` (also in
 //! `--dev`, as a one-node cluster); a simulator can substitute its own.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -26,6 +26,12 @@ pub enum PublishDenied {
     /// Open publishing: the name cannot be a stream id.
     #[error("{0}")]
     InvalidName(#[from] InvalidStreamId),
+    /// The `on_publish` hook refused (its words: the status it answered).
+    #[error("refused: {0}")]
+    HookRefused(String),
+    /// The `on_publish` hook could not be asked, and it must be (docs/api.md).
+    #[error("the publish check is unavailable; try again")]
+    HookUnavailable,
     #[error("stream {id} is {status}")]
     Closed { id: StreamId, status: StreamStatus },
     /// Its owner stopped it; the key works again after a start.
@@ -52,6 +58,45 @@ pub enum PublishDenied {
     AttachTimeout,
 }
 
+/// A stream as the publish check reads it.
+#[derive(Debug, Clone)]
+pub struct KeyedStream {
+    pub id: StreamId,
+    pub status: StreamStatus,
+    /// False after a stop, until the next start.
+    pub accepting: bool,
+    /// Its origin lease's epoch (0: never had an origin).
+    pub epoch: u64,
+}
+
+impl KeyedStream {
+    /// Whether the stream takes a publisher at all.
+    pub fn publishable(&self) -> Result<(), PublishDenied> {
+        if matches!(
+            self.status,
+            StreamStatus::Archived | StreamStatus::Cancelled
+        ) {
+            return Err(PublishDenied::Closed {
+                id: self.id.clone(),
+                status: self.status,
+            });
+        }
+        if !self.accepting {
+            return Err(PublishDenied::Stopped(self.id.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Why an origin lease was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseLoss {
+    pub reason: String,
+    /// The cluster ended the stream while this lease held it (a stop, a delete, the
+    /// sweeper): nobody took it over, so the stream really ended under this epoch.
+    pub ended: bool,
+}
+
 /// Permission to act as a stream's origin, held while the publisher feeds it.
 pub struct OriginLease {
     /// The fencing epoch: it grows with every new origin.
@@ -59,7 +104,7 @@ pub struct OriginLease {
     /// Becomes `Some(reason)` when this node lost the lease (taken over elsewhere,
     /// ended by an operator, not renewable): it must stop acting as origin. A closed
     /// channel without a reason means a newer local lease replaced this one.
-    pub lost: watch::Receiver<Option<String>>,
+    pub lost: watch::Receiver<Option<LeaseLoss>>,
 }
 
 /// An accepted publish.
@@ -95,19 +140,21 @@ pub enum OriginLookup {
 
 #[async_trait]
 pub trait StreamRegistry: Send + Sync + 'static {
-    /// Checks a publish request and makes this node the stream's origin; called
-    /// before "publish started" is sent.
-    /// `client` is the publisher's address (new streams by open publishing are
-    /// counted per address).
-    async fn authorize_publish(
-        &self,
-        key: &StreamKey,
-        client: IpAddr,
-    ) -> Result<PublishGrant, PublishDenied>;
+    /// The stream whose key `key` is, by a linearizable read: a key rotated or a
+    /// stream deleted a moment ago anywhere in the cluster is seen.
+    async fn stream_for_key(&self, key: &StreamKey) -> Result<Option<KeyedStream>, PublishDenied>;
+    /// Makes stream `id`, owned by nobody, with `key` (open publishing, or a name the
+    /// publish hook accepted). `Ok(false)`: not made, because the key or the id is
+    /// taken (maybe by a concurrent publish of the same key): look the key up again.
+    async fn create_for_key(&self, key: &StreamKey, id: StreamId) -> Result<bool, PublishDenied>;
+    /// Makes this node the stream's origin (a compare-and-set of its lease, taking it
+    /// over from another node); called before "publish started" is sent.
+    async fn acquire_origin(&self, stream: KeyedStream) -> Result<PublishGrant, PublishDenied>;
     /// The stream has a publisher on this node, under the lease of `epoch`.
     async fn stream_live(&self, id: &StreamId, epoch: u64);
     /// The grace period after the publisher of `epoch` left ran out: the stream ended.
-    async fn stream_ended(&self, id: &StreamId, epoch: u64);
+    /// True when this call ended it (false: it had been ended or taken over already).
+    async fn stream_ended(&self, id: &StreamId, epoch: u64) -> bool;
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.
     fn locate_origin(&self, id: &StreamId) -> OriginLookup;

@@ -8,19 +8,25 @@
 //! stream's origin lease (another node took the publisher over, an operator ended
 //! it), the stream ends here at once: publisher dropped, playlist ended.
 //!
+//! A real end (grace period over, or ended by the cluster while this node held the
+//! lease) is reported to the `on_publish_done` hook with what the last publisher sent,
+//! which only this node knows; a take-over or a reconnect within the grace period is
+//! no end.
+//!
 //! Restarts are one-for-one with an intensity limit: a failed segmenter or
 //! viewer-counter is restarted alone; ingest is not restarted because it is
 //! bound to its connection (see `ingest`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::hooks::DoneEvent;
 use super::ingest::{IngestActor, IngestArgs, IngestMsg};
 use super::lifecycle::{Attach, HandOverAnswer, LeaseLost, OriginMoved, StreamLifecycle, Timer};
+use super::publish::PublishRequest;
 use super::registry::{OriginLease, OriginLookup, PublishDenied, StreamId, StreamRegistry};
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
@@ -33,7 +39,9 @@ use crate::supervision::{Exit, Restarts, StopReason, StreamChild};
 
 /// A publishing connection asking to feed this stream.
 pub struct PublisherConn {
-    pub peer: SocketAddr,
+    /// What the publisher sent (its key among it: kept for `on_publish_done`). Boxed:
+    /// it is most of the message's size.
+    pub request: Box<PublishRequest>,
     /// Fired with a reason when the connection must close (takeover, bad media).
     pub kick: oneshot::Sender<String>,
     /// The origin lease the publish was granted under.
@@ -60,10 +68,12 @@ pub enum StreamMsg {
     RetentionExpired {
         generation: u64,
     },
-    /// The origin lease of publisher number `publisher` is gone.
+    /// The origin lease of publisher number `publisher` is gone; `ended`: because the
+    /// cluster ended the stream.
     LeaseLost {
         publisher: u64,
         reason: String,
+        ended: bool,
     },
     /// Where the stream went after that: another node's lease (`to`), or nowhere.
     OriginMoved {
@@ -109,24 +119,50 @@ pub struct StreamState {
     restarts: Restarts,
     /// Lifecycle events for the registry, delivered in order by one task per stream.
     reports: mpsc::UnboundedSender<Report>,
+    /// What the latest attached publisher sent, for `on_publish_done`.
+    publish: Option<PublishRequest>,
 }
 
-/// What the registry hears about a stream. Rare (one per publish or end), hence an
-/// unbounded channel.
+/// What the registry and the hooks hear about a stream. Rare (one per publish or
+/// end), hence an unbounded channel.
 enum Report {
-    Live { epoch: u64 },
-    Ended { epoch: u64 },
+    Live {
+        epoch: u64,
+    },
+    /// The grace period ran out: this node ends the stream, if still its origin.
+    Ended {
+        epoch: u64,
+        publish: Option<PublishRequest>,
+    },
+    /// The cluster ended the stream while this node held the lease of `epoch`.
+    EndedByCluster {
+        epoch: u64,
+        publish: Option<PublishRequest>,
+    },
 }
 
 async fn report_lifecycle(
     mut events: mpsc::UnboundedReceiver<Report>,
-    registry: Arc<dyn StreamRegistry>,
+    ctx: Arc<NodeContext>,
     id: StreamId,
 ) {
+    let done = |epoch, publish| DoneEvent {
+        stream: id.to_string(),
+        epoch,
+        publish,
+        app: ctx.config.rtmp.app.clone(),
+    };
     while let Some(event) = events.recv().await {
         match event {
-            Report::Live { epoch } => registry.stream_live(&id, epoch).await,
-            Report::Ended { epoch } => registry.stream_ended(&id, epoch).await,
+            Report::Live { epoch } => ctx.registry.stream_live(&id, epoch).await,
+            Report::Ended { epoch, publish } => {
+                if ctx.registry.stream_ended(&id, epoch).await {
+                    ctx.hooks.publish_done(done(epoch, publish));
+                }
+            }
+            Report::EndedByCluster { epoch, publish } => {
+                ctx.hooks.publish_done(done(epoch, publish));
+            }
         }
     }
 }
@@ -143,9 +179,14 @@ fn watch_lease(
     tokio::spawn(async move {
         tokio::select! {
             lost = lease.lost.wait_for(Option::is_some) => {
-                if let Ok(lost) = lost {
-                    let reason = lost.clone().unwrap_or_default();
-                    let _ = stream.send_message(StreamMsg::LeaseLost { publisher, reason });
+                if let Ok(lost) = lost
+                    && let Some(loss) = lost.clone()
+                {
+                    let _ = stream.send_message(StreamMsg::LeaseLost {
+                        publisher,
+                        reason: loss.reason,
+                        ended: loss.ended,
+                    });
                 }
             }
             _ = stopped => {}
@@ -256,7 +297,7 @@ impl StreamState {
             self.unless_attached(myself);
             return Ok(());
         }
-        let lost = conn.lease.lost.borrow().clone();
+        let lost = conn.lease.lost.borrow().clone().map(|l| l.reason);
         let (publisher, close_previous, continue_from) =
             match self
                 .lifecycle
@@ -276,7 +317,7 @@ impl StreamState {
                 } => (publisher, close_previous, continue_from_predecessor),
             };
         if close_previous {
-            tracing::info!(stream = %self.name(), peer = %conn.peer, "publisher takeover: closing the previous connection");
+            tracing::info!(stream = %self.name(), peer = %conn.request.peer, "publisher takeover: closing the previous connection");
             // None of its frames reach the segmenter after NewPublisher below.
             self.close_publisher("another publisher took over this stream".into());
         }
@@ -300,6 +341,7 @@ impl StreamState {
         )
         .await?;
         self.ingest = Some((ingest.clone(), conn.kick));
+        self.publish = Some(*conn.request);
         let epoch = conn.lease.epoch;
         self.lease_watch = Some(watch_lease(myself.clone(), publisher, conn.lease));
         self.show_phase();
@@ -393,11 +435,7 @@ impl Actor for StreamSupervisor {
             args.ctx.config.rtmp.max_pending_bytes as usize,
         ));
         let (reports, events) = mpsc::unbounded_channel();
-        tokio::spawn(report_lifecycle(
-            events,
-            args.ctx.registry.clone(),
-            args.id.clone(),
-        ));
+        tokio::spawn(report_lifecycle(events, args.ctx.clone(), args.id.clone()));
         let segmenter = spawn_segmenter(&myself, &args, 0).await?;
         let viewers =
             spawn_viewer_counter(myself.get_cell(), &args.id, &args.stats, &args.ctx).await?;
@@ -412,6 +450,7 @@ impl Actor for StreamSupervisor {
             credits,
             restarts,
             reports,
+            publish: None,
         })
     }
 
@@ -444,7 +483,8 @@ impl Actor for StreamSupervisor {
                     state.lifecycle.handle_grace_expired(generation)
                 {
                     tracing::info!(stream = %state.name(), "grace period over: stream ended");
-                    let _ = state.reports.send(Report::Ended { epoch });
+                    let publish = state.publish.take();
+                    let _ = state.reports.send(Report::Ended { epoch, publish });
                     state.end(&myself, generation);
                 }
             }
@@ -453,9 +493,20 @@ impl Actor for StreamSupervisor {
                     myself.stop(Some("retention period over".into()));
                 }
             }
-            StreamMsg::LeaseLost { publisher, reason } => {
+            StreamMsg::LeaseLost {
+                publisher,
+                reason,
+                ended,
+            } => {
                 if state.lifecycle.handle_lease_lost(publisher) == LeaseLost::FindNewOrigin {
                     tracing::warn!(stream = %state.name(), %reason, "no longer this stream's origin");
+                    if ended {
+                        let epoch = state.lifecycle.epoch();
+                        let publish = state.publish.take();
+                        let _ = state
+                            .reports
+                            .send(Report::EndedByCluster { epoch, publish });
+                    }
                     state.close_publisher(format!(
                         "this node is no longer the stream's origin: {reason}"
                     ));

@@ -5,7 +5,9 @@
 //!   measured in the same run: the password hash alone (`platform::password::Hasher`
 //!   with the node's settings, in this process, one at a time);
 //! - `GET /api/v1/streams?status=scheduled` with `--streams` streams in the cluster,
-//!   against `/healthz` on the same node (the floor of an HTTP answer).
+//!   and `GET /api/v1/streams?status=live` with `--live` streams live (each with a
+//!   publisher: a raw RTMP connection that publishes and then sends nothing), against
+//!   `/healthz` on the same node (the floor of an HTTP answer).
 //!
 //! Not a test: it asserts nothing. `make bench-api`; figures in docs/benchmarks.md.
 
@@ -18,6 +20,7 @@ use castmesh_node::seams::Entropy;
 use castmesh_tests::api;
 use castmesh_tests::bench_arg;
 use castmesh_tests::node::Node;
+use castmesh_tests::rtmp_raw;
 use serde_json::json;
 
 struct Run {
@@ -80,6 +83,9 @@ fn drive(
 fn main() {
     let seconds: u64 = bench_arg("--seconds", 10);
     let streams: usize = bench_arg("--streams", 1000);
+    let live: usize = bench_arg("--live", 1000);
+    // A socket per publisher here, and as many in the node.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let duration = Duration::from_secs(seconds);
 
     // The reference: the hash alone, as the node computes it (before and after the
@@ -123,6 +129,17 @@ fn main() {
             "100000",
             "--accounts-max-failed-logins",
             "100",
+            // The live streams' publishers: one address, idle after publishing.
+            "--rtmp-idle-timeout",
+            "1h",
+            "--rtmp-max-connections",
+            "100000",
+            "--rtmp-max-connections-per-ip",
+            "100000",
+            "--cluster-max-open-streams-per-ip",
+            "100000",
+            "--streams-max-streams",
+            "100000",
         ],
     );
     let base = node.url("");
@@ -166,6 +183,34 @@ fn main() {
     let listing_url = format!("{base}/api/v1/streams?status=scheduled&limit=200");
     let mut listing = drive(4, duration, get(listing_url));
     let mut healthz = drive(4, duration, get(format!("{base}/healthz")));
+
+    // Live streams: open publishing makes each; live once its publisher attached.
+    let publishers: Vec<_> = (0..live)
+        .map(|i| {
+            let mut s = rtmp_raw::connect(node.rtmp);
+            rtmp_raw::handshake(&mut s);
+            rtmp_raw::connect_and_publish(&mut s, "live", &format!("live-{i:05}"));
+            rtmp_raw::read_until(&mut s, "NetStream.Publish.Start", Duration::from_secs(10));
+            s
+        })
+        .collect();
+    let live_url = format!("{base}/api/v1/streams?status=live&limit=200");
+    let listed = |url: &str| {
+        let (mut count, mut cursor) = (0, String::new());
+        loop {
+            let page = api::get(&format!("{url}&cursor={cursor}"), None).json;
+            count += page["streams"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_string(),
+                None => return count,
+            }
+        }
+    };
+    let seen = listed(&live_url);
+    assert_eq!(seen, live, "every publisher's stream is listed live");
+    let mut live_listing = drive(4, duration, get(live_url));
+    let mut live_healthz = drive(4, duration, get(format!("{base}/healthz")));
+    drop(publishers);
     let hash_after = hash_alone();
 
     println!(
@@ -214,5 +259,21 @@ fn main() {
         listing.percentile(99.0),
         listing.errors,
         listing.per_second() / floor
+    );
+    let floor = live_healthz.per_second();
+    println!(
+        "| /healthz with {live} streams live (reference) | {:.0} | {:.2} | {:.2} | {} | 1.00 |",
+        floor,
+        live_healthz.percentile(50.0),
+        live_healthz.percentile(99.0),
+        live_healthz.errors
+    );
+    println!(
+        "| /api/v1/streams?status=live&limit=200 of {live} live streams | {:.0} | {:.2} | {:.2} | {} | {:.3} |",
+        live_listing.per_second(),
+        live_listing.percentile(50.0),
+        live_listing.percentile(99.0),
+        live_listing.errors,
+        live_listing.per_second() / floor
     );
 }
