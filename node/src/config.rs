@@ -880,10 +880,23 @@ impl std::str::FromStr for HookUrl {
             return Ok(Self(None));
         }
         let uri: axum::http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(format!(
+        let usage = || {
+            format!(
                 "{s:?}: hooks are called over http://HOST[:PORT]/PATH (for a backend elsewhere, put a TLS-terminating proxy on this host)"
-            ));
+            )
+        };
+        let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(usage());
+        };
+        // The http crate accepts what the hook client could not use: user info (it
+        // would travel in the Host header), an empty host, a port that is no port
+        // (`:99999`, `:abc`), a query without a path.
+        let port_ok = authority.as_str() == authority.host() || authority.port_u16().is_some();
+        let path_ok = uri
+            .path_and_query()
+            .is_none_or(|p| p.as_str().starts_with('/'));
+        if authority.as_str().contains('@') || authority.host().is_empty() || !port_ok || !path_ok {
+            return Err(usage());
         }
         Ok(Self(Some(uri)))
     }
@@ -1646,6 +1659,30 @@ mod tests {
             .with_overrides(&["rtmp.max_commands=lots".into()])
             .unwrap_err();
         assert!(e.0.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn hook_urls_are_plain_http_with_a_usable_host_port_and_path() {
+        for good in [
+            "",
+            "http://127.0.0.1:3000/api/streams/on_publish",
+            "http://backend/on_publish?app=castmesh",
+            "http://[::1]:3000/hook",
+            "http://backend",
+        ] {
+            assert!(good.parse::<HookUrl>().is_ok(), "{good}");
+        }
+        for bad in [
+            "https://backend/hook",
+            "backend/hook",
+            "http://user:secret@backend/hook",
+            "http://:80/hook",
+            "http://backend:99999/hook",
+            "http://backend:abc/hook",
+            "http://backend?x=1",
+        ] {
+            assert!(bad.parse::<HookUrl>().is_err(), "{bad}");
+        }
     }
 
     #[test]

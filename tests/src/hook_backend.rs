@@ -1,7 +1,7 @@
 //! A small real HTTP server playing a platform backend's publish hooks (GoStream's
 //! `POST /api/streams/on_publish` and `on_publish_done`): it records every call's
-//! form and answers as the test decides. Plain `std::net` and a thread: a test makes a
-//! handful of calls, one connection each.
+//! form and answers as the test decides. Plain `std::net`, a thread per connection (a
+//! slow call must not hold up the next one): a test makes a handful of calls.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -36,16 +36,20 @@ pub struct HookBackend {
 }
 
 impl HookBackend {
-    pub fn start(answer: impl Fn(&Call) -> Answer + Send + 'static) -> HookBackend {
+    pub fn start(answer: impl Fn(&Call) -> Answer + Send + Sync + 'static) -> HookBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the hook backend");
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let recorded = calls.clone();
+        let answer = Arc::new(answer);
         std::thread::spawn(move || {
             for socket in listener.incoming().flatten() {
-                if let Some(call) = serve(socket, &answer) {
-                    recorded.lock().unwrap().push(call);
-                }
+                let (recorded, answer) = (recorded.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    if let Some(call) = serve(socket, answer.as_ref()) {
+                        recorded.lock().unwrap().push(call);
+                    }
+                });
             }
         });
         HookBackend { addr, calls }

@@ -25,8 +25,18 @@ fn create(name: &str, seed: u8) -> Command {
     }
 }
 
+/// The node's stream count by a linearizable read. A read gives up after 5 s without
+/// the leader's commit index; a node that has just installed a large snapshot, on two
+/// cores shared with the other tests, may need longer: ask again, up to 30 s.
 async fn streams(node: &LoopbackNode) -> usize {
-    node.member.read(|s| s.streams.len()).await.unwrap()
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match node.member.read(|s| s.streams.len()).await {
+            Ok(n) => return n,
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!("no read in 30 s: {e}"),
+            Err(_) => {}
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,11 +91,7 @@ impl Leases {
             let reason = format!("another node took the stream over (epoch {fence})");
             return OriginLease {
                 epoch: lease.epoch,
-                lost: watch::channel(Some(LeaseLoss {
-                    reason,
-                    ended: false,
-                }))
-                .1,
+                lost: watch::channel(Some(LeaseLoss::moved(reason))).1,
             };
         }
         table.fences.remove(&stream);
@@ -155,10 +151,7 @@ impl Leases {
             self.revoke(
                 stream,
                 held,
-                LeaseLoss {
-                    reason: format!("another node took the stream over (epoch {epoch})"),
-                    ended: false,
-                },
+                LeaseLoss::moved(format!("another node took the stream over (epoch {epoch})")),
             );
             table = self.table();
         }
@@ -268,36 +261,28 @@ impl Leases {
             match answer {
                 Ok(Response::Lease(_)) => valid_until = attempt + ttl,
                 Ok(Response::Rejected(r)) => {
-                    // The leader's lease names nobody: an end (stop, delete, sweeper)
-                    // fenced it, where a take-over would name the new origin.
-                    let ended = matches!(r, Rejection::LeaseLost(l) if l.node == NO_NODE);
                     let reason = r.to_string();
-                    return self.revoke(&stream, epoch, LeaseLoss { reason, ended });
+                    // The leader's lease names nobody, one epoch on: an end (stop,
+                    // delete, sweeper) fenced this very lease. A take-over names the
+                    // new origin; a later epoch is someone else's lease, ended or not.
+                    let loss = match r {
+                        Rejection::LeaseLost(l) if l.node == NO_NODE && l.epoch == epoch + 1 => {
+                            LeaseLoss::ended(reason)
+                        }
+                        _ => LeaseLoss::moved(reason),
+                    };
+                    return self.revoke(&stream, epoch, loss);
                 }
                 Ok(other) => {
                     let reason = format!("unexpected answer {other:?}");
-                    return self.revoke(
-                        &stream,
-                        epoch,
-                        LeaseLoss {
-                            reason,
-                            ended: false,
-                        },
-                    );
+                    return self.revoke(&stream, epoch, LeaseLoss::moved(reason));
                 }
                 Err(e) if Instant::now() >= valid_until => {
                     let reason = format!(
                         "not renewed within {}: {e}",
                         humantime::format_duration(ttl)
                     );
-                    return self.revoke(
-                        &stream,
-                        epoch,
-                        LeaseLoss {
-                            reason,
-                            ended: false,
-                        },
-                    );
+                    return self.revoke(&stream, epoch, LeaseLoss::moved(reason));
                 }
                 Err(e) => {
                     tracing::warn!(%stream, epoch, error = %e, "origin lease renewal failed; retrying");

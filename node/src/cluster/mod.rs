@@ -146,8 +146,12 @@ impl ClusterNode {
             tokio::spawn(sweeper::run(
                 member.clone(),
                 seams.clock.clone(),
-                config.clone(),
-                hooks.clone(),
+                sweeper::Sweeper {
+                    grace: config.streams.grace_period,
+                    retention: config.streams.retention,
+                    app: config.rtmp.app.clone(),
+                    hooks: hooks.clone(),
+                },
             )),
         ];
         tracing::info!(node = c.node_id, grpc = %grpc.local_addr(), storage = %storage, "cluster member started");

@@ -62,8 +62,13 @@ impl ClusterRegistry {
         }
     }
 
-    /// True when the cluster took the change.
-    async fn set_status(&self, id: &StreamId, status: StreamStatus, epoch: u64) -> bool {
+    /// The cluster's answer; `None` when none came.
+    async fn set_status(
+        &self,
+        id: &StreamId,
+        status: StreamStatus,
+        epoch: u64,
+    ) -> Option<Response> {
         let command = Command::SetStatus {
             id: id.clone(),
             status,
@@ -74,15 +79,15 @@ impl ClusterRegistry {
             }),
         };
         match self.member.write(command).await {
-            Ok(Response::Stream(_)) => true,
-            Ok(Response::Rejected(r)) => {
-                tracing::info!(stream = %id, ?status, epoch, reason = %r, "status not changed");
-                false
+            Ok(answer) => {
+                if let Response::Rejected(r) = &answer {
+                    tracing::info!(stream = %id, ?status, epoch, reason = %r, "status not changed");
+                }
+                Some(answer)
             }
-            Ok(_) => false,
             Err(e) => {
                 tracing::error!(stream = %id, ?status, error = %e, "could not record the stream status");
-                false
+                None
             }
         }
     }
@@ -160,9 +165,17 @@ impl StreamRegistry for ClusterRegistry {
     }
 
     async fn stream_ended(&self, id: &StreamId, epoch: u64) -> bool {
-        let ended = self.set_status(id, StreamStatus::Ended, epoch).await;
+        let answer = self.set_status(id, StreamStatus::Ended, epoch).await;
         self.leases.release(id, epoch).await;
-        ended
+        match answer {
+            Some(Response::Stream(_)) => true,
+            // A stop or delete fenced this epoch during the grace period, before this
+            // node's renewal noticed: the stream ended under this epoch all the same.
+            Some(Response::Rejected(Rejection::LeaseLost(l))) => {
+                l.node == NO_NODE && l.epoch == epoch + 1
+            }
+            _ => false,
+        }
     }
 
     async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused> {

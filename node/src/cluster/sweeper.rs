@@ -21,23 +21,26 @@ use castmesh_cluster::command::Command;
 use castmesh_cluster::member::ClusterMember;
 use tokio::time::MissedTickBehavior;
 
-use crate::config::Config;
 use crate::seams::Clock;
 use crate::stream::hooks::{DoneEvent, PublishHooks};
 
 const INTERVAL: Duration = Duration::from_secs(2);
 
-pub async fn run(
-    member: ClusterMember,
-    clock: Arc<dyn Clock>,
-    config: Config,
-    hooks: Arc<PublishHooks>,
-) {
+/// What the sweeper needs of the node's settings.
+pub struct Sweeper {
+    pub grace: Duration,
+    pub retention: Duration,
+    /// The RTMP application, for the hooks' `app` field.
+    pub app: String,
+    pub hooks: Arc<PublishHooks>,
+}
+
+pub async fn run(member: ClusterMember, clock: Arc<dyn Clock>, sweeper: Sweeper) {
     let mut ticker = tokio::time::interval(INTERVAL);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let grace_ms = config.streams.grace_period.as_millis() as u64;
-    let retention_ms = config.streams.retention.as_millis() as u64;
-    let app = config.rtmp.app.clone();
+    let grace_ms = sweeper.grace.as_millis() as u64;
+    let retention_ms = sweeper.retention.as_millis() as u64;
+    let Sweeper { app, hooks, .. } = sweeper;
     loop {
         ticker.tick().await;
         if member.raft().metrics().borrow().current_leader != Some(member.id()) {

@@ -97,11 +97,29 @@ pub struct LeaseLoss {
     pub ended: bool,
 }
 
+impl LeaseLoss {
+    /// Another node holds the stream now, or this node could not renew in time.
+    pub fn moved(reason: String) -> Self {
+        Self {
+            reason,
+            ended: false,
+        }
+    }
+
+    /// An end fenced the lease: the leader's lease names no node, one epoch on.
+    pub fn ended(reason: String) -> Self {
+        Self {
+            reason,
+            ended: true,
+        }
+    }
+}
+
 /// Permission to act as a stream's origin, held while the publisher feeds it.
 pub struct OriginLease {
     /// The fencing epoch: it grows with every new origin.
     pub epoch: u64,
-    /// Becomes `Some(reason)` when this node lost the lease (taken over elsewhere,
+    /// Becomes `Some(loss)` when this node lost the lease (taken over elsewhere,
     /// ended by an operator, not renewable): it must stop acting as origin. A closed
     /// channel without a reason means a newer local lease replaced this one.
     pub lost: watch::Receiver<Option<LeaseLoss>>,
@@ -153,7 +171,9 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// The stream has a publisher on this node, under the lease of `epoch`.
     async fn stream_live(&self, id: &StreamId, epoch: u64);
     /// The grace period after the publisher of `epoch` left ran out: the stream ended.
-    /// True when this call ended it (false: it had been ended or taken over already).
+    /// True when the stream ended under `epoch`: this call ended it, or a stop or
+    /// delete had fenced that epoch first. False after a take-over, or without an
+    /// answer from the cluster.
     async fn stream_ended(&self, id: &StreamId, epoch: u64) -> bool;
     /// Who serves the stream's media now. A local read: edges follow the lease as
     /// replicated to them, without a round trip to the Raft leader per request.

@@ -532,8 +532,9 @@ impl Actor for StreamSupervisor {
                     myself.stop(Some(StopReason::Superseded.into()));
                 }
                 OriginMoved::EndHere { generation } => {
-                    // Ended by an operator, or cut off from the cluster. No report: the
-                    // stream's status is not this node's to write.
+                    // Ended by an operator, or cut off from the cluster. The status is
+                    // not this node's to write; an end by the cluster was reported to
+                    // the hooks when the lease was lost.
                     tracing::warn!(stream = %state.name(), %reason, "ending the stream here");
                     state.end(&myself, generation);
                 }

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
+use super::notify::Location;
+
 /// Longest `Location` kept (a stream id is far shorter).
 const MAX_LOCATION: usize = 1024;
 
@@ -19,7 +21,7 @@ const MAX_LOCATION: usize = 1024;
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub location: Option<String>,
+    pub location: Location,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +44,13 @@ pub async fn post_form(url: &Uri, form: String, timeout: Duration) -> Result<Rep
 }
 
 async fn exchange(url: &Uri, form: String) -> Result<Reply, CallError> {
-    // The URL was checked when the configuration was read: http:// with a host.
+    // The URL was checked when the configuration was read (`config::HookUrl`): http://,
+    // a host, a valid port if any, no user info, a path from `/`.
     let host = url.host().unwrap_or_default();
     let port = url.port_u16().unwrap_or(80);
-    let socket = tokio::net::TcpStream::connect((host, port))
+    // An IPv6 literal keeps its brackets in the URL and the Host header, not here.
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    let socket = tokio::net::TcpStream::connect((address, port))
         .await
         .map_err(CallError::Connect)?;
     let _ = socket.set_nodelay(true);
@@ -53,7 +58,11 @@ async fn exchange(url: &Uri, form: String) -> Result<Reply, CallError> {
         hyper::client::conn::http1::handshake(TokioIo::new(socket)).await?;
     let path = url.path_and_query().map_or("/", |p| p.as_str());
     let request = Request::post(path)
-        .header(header::HOST, url.authority().map_or(host, |a| a.as_str()))
+        .header(
+            header::HOST,
+            url.port_u16()
+                .map_or_else(|| host.to_string(), |p| format!("{host}:{p}")),
+        )
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(
             header::USER_AGENT,
@@ -73,12 +82,13 @@ async fn exchange(url: &Uri, form: String) -> Result<Reply, CallError> {
             answer.await?
         }
     };
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= MAX_LOCATION)
-        .map(str::to_string);
+    let location = match response.headers().get(header::LOCATION) {
+        None => Location::Absent,
+        Some(v) => match v.to_str() {
+            Ok(v) if v.len() <= MAX_LOCATION => Location::Value(v.to_string()),
+            _ => Location::Unusable,
+        },
+    };
     Ok(Reply {
         status: response.status().as_u16(),
         location,

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 pub use notify::{Answer, DoneEvent};
 
 use crate::config::HooksConfig;
@@ -23,12 +25,16 @@ use crate::stream::publish::PublishRequest;
 /// First wait before delivering an `on_publish_done` again; doubled up to the next.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// `on_publish_done` calls in flight at once: a backlog (the backend was down) reaches
+/// a recovering backend a few at a time, and holds a few sockets, not thousands.
+const DELIVERING_AT_ONCE: usize = 8;
 
 pub struct PublishHooks {
     config: HooksConfig,
     metrics: Arc<Metrics>,
     /// `on_publish_done` events not delivered yet.
     pending: AtomicUsize,
+    delivering: Arc<Semaphore>,
 }
 
 impl PublishHooks {
@@ -37,6 +43,7 @@ impl PublishHooks {
             config: config.clone(),
             metrics,
             pending: AtomicUsize::new(0),
+            delivering: Arc::new(Semaphore::new(DELIVERING_AT_ONCE)),
         })
     }
 
@@ -58,7 +65,7 @@ impl PublishHooks {
         let url = self.config.on_publish.uri()?;
         let form = notify::publish_form(request);
         let answer = match client::post_form(url, form, self.config.timeout).await {
-            Ok(reply) => notify::interpret(reply.status, reply.location.as_deref()),
+            Ok(reply) => notify::interpret(reply.status, &reply.location),
             Err(e) => Answer::Unreachable(format!("the publish hook could not be called: {e}")),
         };
         let outcome = match &answer {
@@ -77,9 +84,10 @@ impl PublishHooks {
     }
 
     /// Reports a real end to `on_publish_done` in the background, again after
-    /// connection failures, timeouts and 5xx answers (with a growing pause) for as
-    /// long as the node runs: at least once, the event's `id` lets the backend ignore
-    /// a repeat. Another status is the backend's final word: logged, not repeated.
+    /// connection failures, timeouts, 408, 429 and 5xx answers (with a growing pause)
+    /// for as long as the node runs: at least once, the event's `id` lets the backend
+    /// ignore a repeat. Another status is the backend's final word: logged, not
+    /// repeated.
     pub fn publish_done(self: &Arc<Self>, event: DoneEvent) {
         let Some(url) = self.config.on_publish_done.uri().cloned() else {
             return;
@@ -109,13 +117,18 @@ impl PublishHooks {
         let form = event.form();
         let mut pause = RETRY_FIRST;
         loop {
-            let failure = match client::post_form(url, form.clone(), self.config.timeout).await {
+            let Ok(turn) = self.delivering.acquire().await else {
+                return; // never closed
+            };
+            let answer = client::post_form(url, form.clone(), self.config.timeout).await;
+            drop(turn);
+            let failure = match answer {
                 Ok(reply) if reply.status / 100 == 2 => {
                     self.count("on_publish_done", "delivered");
                     tracing::info!(stream = %event.stream, id = %event.id(), "on_publish_done delivered");
                     return;
                 }
-                Ok(reply) if reply.status / 100 != 5 => {
+                Ok(reply) if reply.status / 100 != 5 && ![408, 429].contains(&reply.status) => {
                     self.count("on_publish_done", "rejected");
                     tracing::warn!(stream = %event.stream, id = %event.id(), status = reply.status, "on_publish_done answered with an error; not repeated");
                     return;

@@ -17,20 +17,33 @@ pub enum Answer {
     Unreachable(String),
 }
 
+/// A redirect's `Location` header as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Absent,
+    /// Present but not a name we can read (not visible ASCII, or too long): a redirect
+    /// whose name is lost must not publish under the name the publisher sent (its key).
+    Unusable,
+    Value(String),
+}
+
 /// Reads a hook's answer: its status and, for a redirect, its `Location`.
-pub fn interpret(status: u16, location: Option<&str>) -> Answer {
+pub fn interpret(status: u16, location: &Location) -> Answer {
     match status / 100 {
         2 => Answer::Allow,
-        3 => match location.map(str::trim) {
-            None | Some("") => Answer::Allow,
+        3 => match location {
+            Location::Absent => Answer::Allow,
+            Location::Unusable => {
+                Answer::Refuse("the publish hook's Location is not a usable name".into())
+            }
             // nginx-rtmp relays the publish to an rtmp:// Location; castmesh does not.
-            Some(l) if l.starts_with("rtmp://") => Answer::Refuse(
+            Location::Value(l) if l.trim().starts_with("rtmp://") => Answer::Refuse(
                 "the publish hook redirected to an rtmp:// URL; castmesh does not relay publishes"
                     .into(),
             ),
             // The name without its query string; a leading slash is forgiven.
-            Some(l) => {
-                let name = l.split('?').next().unwrap_or_default();
+            Location::Value(l) => {
+                let name = l.trim().split('?').next().unwrap_or_default();
                 Answer::Rename(name.trim_start_matches('/').to_string())
             }
         },
@@ -47,15 +60,34 @@ fn common(form: &mut form_urlencoded::Serializer<String>, p: &PublishRequest) {
         .append_pair("swfurl", &or_empty(&p.swf_url))
         .append_pair("tcurl", &or_empty(&p.tc_url))
         .append_pair("pageurl", &or_empty(&p.page_url))
-        .append_pair("addr", &p.peer.ip().to_string())
+        .append_pair("addr", &p.peer.ip().to_canonical().to_string())
         .append_pair("clientid", &p.client_id.to_string());
 }
 
-/// The publisher's own query string goes last, verbatim, as nginx-rtmp appends it.
-fn with_query(mut body: String, query: &Option<String>) -> String {
-    if let Some(q) = query.as_deref().filter(|q| !q.is_empty()) {
+/// The fields castmesh writes itself: a publisher's query string may not repeat them
+/// (many form parsers keep the last value, so `?stream=other` would speak for another
+/// stream).
+const OWN_FIELDS: [&str; 12] = [
+    "app", "flashver", "swfurl", "tcurl", "pageurl", "addr", "clientid", "call", "name", "type",
+    "stream", "id",
+];
+
+/// The publisher's own query string goes last, verbatim as nginx-rtmp appends it, less
+/// any pair naming one of [`OWN_FIELDS`] (compared decoded).
+fn with_query(mut body: String, query: Option<&str>) -> String {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let key = form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .map(|(k, _)| k);
+        if key.is_some_and(|k| OWN_FIELDS.contains(&k.as_ref())) {
+            continue;
+        }
         body.push('&');
-        body.push_str(q);
+        body.push_str(pair);
     }
     body
 }
@@ -67,7 +99,7 @@ pub fn publish_form(p: &PublishRequest) -> String {
     form.append_pair("call", "publish")
         .append_pair("name", p.name.expose())
         .append_pair("type", "live");
-    with_query(form.finish(), &p.query)
+    with_query(form.finish(), p.query.as_deref())
 }
 
 /// One real end of a stream, for `on_publish_done`.
@@ -100,13 +132,13 @@ impl DoneEvent {
                 common(&mut form, p);
                 form.append_pair("call", "publish_done")
                     .append_pair("name", p.name.expose());
-                &p.query
+                p.query.as_deref()
             }
             None => {
                 form.append_pair("app", &self.app)
                     .append_pair("call", "publish_done")
                     .append_pair("name", &self.stream);
-                &None
+                None
             }
         };
         form.append_pair("stream", &self.stream)
@@ -124,7 +156,7 @@ mod tests {
         PublishRequest {
             app: "live".into(),
             name: StreamKey::new("sk_1 2&3".into()),
-            query: Some("token=abc&user=7".into()),
+            query: Some("token=abc&user=7&%73tream=other&id=other:1".into()),
             tc_url: Some("rtmp://host/live".into()),
             flash_ver: Some("FMLE/3.0".into()),
             swf_url: None,
@@ -168,24 +200,31 @@ mod tests {
 
     #[test]
     fn answers_are_read_by_their_status_class_as_nginx_rtmp_does() {
-        assert_eq!(interpret(200, None), Answer::Allow);
-        assert_eq!(interpret(204, Some("x")), Answer::Allow);
+        let at = |l: &str| Location::Value(l.into());
+        let none = &Location::Absent;
+        assert_eq!(interpret(200, none), Answer::Allow);
+        assert_eq!(interpret(204, &at("x")), Answer::Allow);
         assert_eq!(
-            interpret(302, Some("public1")),
+            interpret(302, &at("public1")),
             Answer::Rename("public1".into())
         );
         assert_eq!(
-            interpret(301, Some("/public1?x=1")),
+            interpret(301, &at("/public1?x=1")),
             Answer::Rename("public1".into())
         );
-        assert_eq!(interpret(302, None), Answer::Allow);
+        assert_eq!(interpret(302, none), Answer::Allow);
+        // A Location that cannot be read must not publish under the sent name.
         assert!(matches!(
-            interpret(302, Some("rtmp://elsewhere/live/x")),
+            interpret(302, &Location::Unusable),
             Answer::Refuse(_)
         ));
-        assert!(matches!(interpret(403, None), Answer::Refuse(m) if m.contains("403")));
-        assert!(matches!(interpret(404, None), Answer::Refuse(_)));
-        assert!(matches!(interpret(100, None), Answer::Refuse(_)));
-        assert!(matches!(interpret(503, None), Answer::Unreachable(_)));
+        assert!(matches!(
+            interpret(302, &at("rtmp://elsewhere/live/x")),
+            Answer::Refuse(_)
+        ));
+        assert!(matches!(interpret(403, none), Answer::Refuse(m) if m.contains("403")));
+        assert!(matches!(interpret(404, none), Answer::Refuse(_)));
+        assert!(matches!(interpret(100, none), Answer::Refuse(_)));
+        assert!(matches!(interpret(503, none), Answer::Unreachable(_)));
     }
 }
