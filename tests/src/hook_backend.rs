@@ -63,6 +63,13 @@ impl HookBackend {
         self.calls.lock().unwrap().clone()
     }
 
+    /// The first `publish_done` call for `stream` (its public id), if one came.
+    pub fn done_for(&self, stream: &str) -> Option<Call> {
+        self.calls_of("publish_done")
+            .into_iter()
+            .find(|c| c.get("stream") == Some(stream))
+    }
+
     /// The calls whose `call` field is `call` (`publish`, `publish_done`).
     pub fn calls_of(&self, call: &str) -> Vec<Call> {
         self.calls()

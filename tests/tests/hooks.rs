@@ -154,14 +154,8 @@ fn a_backend_decides_who_publishes_and_hears_each_real_end_once() {
     // stream, from the node it ended on, with what the publisher had sent.
     drop(second);
     renamed.kill();
-    let done_for = |stream: &str| {
-        hooks
-            .calls_of("publish_done")
-            .into_iter()
-            .find(|c| c.get("stream") == Some(stream))
-    };
     let (show1, public1) = wait_for("publish_done of both", Duration::from_secs(20), || {
-        Some((done_for("show1")?, done_for("public1")?))
+        Some((hooks.done_for("show1")?, hooks.done_for("public1")?))
     });
     assert_eq!(show1.get("name"), Some("show1"));
     assert_eq!(show1.get("app"), Some("live"));
@@ -188,12 +182,7 @@ fn a_backend_decides_who_publishes_and_hears_each_real_end_once() {
     let studio = wait_for(
         "publish_done for the stopped stream",
         Duration::from_secs(20),
-        || {
-            hooks
-                .calls_of("publish_done")
-                .into_iter()
-                .find(|c| c.get("stream") == Some("studio"))
-        },
+        || hooks.done_for("studio"),
     );
     assert_eq!(studio.get("name"), Some(key.as_str()));
 
@@ -205,12 +194,7 @@ fn a_backend_decides_who_publishes_and_hears_each_real_end_once() {
     let orphan = wait_for(
         "publish_done for the orphan",
         Duration::from_secs(40),
-        || {
-            hooks
-                .calls_of("publish_done")
-                .into_iter()
-                .find(|c| c.get("stream") == Some("orphan"))
-        },
+        || hooks.done_for("orphan"),
     );
     assert_eq!(orphan.get("name"), Some("orphan"));
     assert!(orphan.get("id").unwrap().starts_with("orphan:"));

@@ -11,7 +11,6 @@ pub mod client;
 pub mod notify;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -31,10 +30,9 @@ const DELIVERING_AT_ONCE: usize = 8;
 
 pub struct PublishHooks {
     config: HooksConfig,
+    /// Its `hook_pending` gauge is also the count `hooks.max_pending` bounds.
     metrics: Arc<Metrics>,
-    /// `on_publish_done` events not delivered yet.
-    pending: AtomicUsize,
-    delivering: Arc<Semaphore>,
+    delivering: Semaphore,
 }
 
 impl PublishHooks {
@@ -42,8 +40,7 @@ impl PublishHooks {
         Arc::new(Self {
             config: config.clone(),
             metrics,
-            pending: AtomicUsize::new(0),
-            delivering: Arc::new(Semaphore::new(DELIVERING_AT_ONCE)),
+            delivering: Semaphore::new(DELIVERING_AT_ONCE),
         })
     }
 
@@ -71,15 +68,16 @@ impl PublishHooks {
         let outcome = match &answer {
             Answer::Allow => "allow",
             Answer::Rename(_) => "rename",
-            Answer::Refuse(_) => "refuse",
-            Answer::Unreachable(_) => "unreachable",
+            Answer::Refuse(why) => {
+                tracing::info!(reason = %why, "publish refused by the hook");
+                "refuse"
+            }
+            Answer::Unreachable(why) => {
+                tracing::warn!(reason = %why, "publish hook unreachable");
+                "unreachable"
+            }
         };
         self.count("on_publish", outcome);
-        match &answer {
-            Answer::Refuse(why) => tracing::info!(reason = %why, "publish refused by the hook"),
-            Answer::Unreachable(why) => tracing::warn!(reason = %why, "publish hook unreachable"),
-            Answer::Allow | Answer::Rename(_) => {}
-        }
         Some(answer)
     }
 
@@ -92,9 +90,9 @@ impl PublishHooks {
         let Some(url) = self.config.on_publish_done.uri().cloned() else {
             return;
         };
-        let waiting = self.pending.fetch_add(1, Ordering::SeqCst);
-        if waiting >= self.config.max_pending {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+        let waiting = self.metrics.hook_pending.inc();
+        if usize::try_from(waiting).unwrap_or(0) >= self.config.max_pending {
+            self.metrics.hook_pending.dec();
             self.count("on_publish_done", "dropped");
             tracing::error!(
                 stream = %event.stream,
@@ -104,11 +102,9 @@ impl PublishHooks {
             );
             return;
         }
-        self.metrics.hook_pending.inc();
         let hooks = self.clone();
         tokio::spawn(async move {
             hooks.deliver(&url, &event).await;
-            hooks.pending.fetch_sub(1, Ordering::SeqCst);
             hooks.metrics.hook_pending.dec();
         });
     }
