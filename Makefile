@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-deps fuzz fmt clean cluster cluster-stop
+.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-deps fuzz fmt clean cluster cluster-stop
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -36,8 +36,16 @@ SEEDS ?= 400
 sim: build
 	$(CARGO) run $(PROFILE) -p simulations --bin castmesh-sim -- --media --seeds 0..$(SEEDS) $(SIM_ARGS)
 
+## The pictures of the web app in docs/screenshots, taken by its browser tests
+## (tests/tests/web_app.rs) in headless Chromium against real nodes.
+screenshots: test-deps build
+	CASTMESH_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test $(PROFILE) --workspace --test web_app
+
 ## What building and the README's quick start need: libclang (rocksdb's bindings are
-## generated at build time by bindgen) and ffmpeg (to publish a test stream).
+## generated at build time by bindgen), ffmpeg (to publish a test stream) and hls.js,
+## which the node embeds for its watch page: `npm ci` installs the version
+## node/web/package-lock.json pins and checks its integrity hash (again whenever the
+## lock file is newer than the installed copy).
 ## libclang is looked for as bindgen loads it: `libclang.so*` or `libclang-N.so*`, plus
 ## clang's own headers (stddef.h). `libclang-cpp.so` (pulled in by llvm) is a different
 ## library and does not count.
@@ -51,6 +59,8 @@ deps:
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
 	fi
+	@[ node/web/node_modules/.package-lock.json -nt node/web/package-lock.json ] || \
+		(cd node/web && npm ci --no-audit --no-fund)
 
 ## Also what the tests need: Chromium and hls.js (npm, pinned by the lock file) for the
 ## browser viewer test; Python's gRPC reflection client (grpcurl is not packaged for
@@ -69,19 +79,19 @@ test-deps: deps
 ## Cargo unifies features across the workspace: the simulation asks for castmesh-node's
 ## `test-hooks`, so the castmesh built here (the one the process tests run) has fault
 ## injection. An operator's node is built as the README says (operator-bin).
-build:
+build: deps
 	$(CARGO) build $(PROFILE) --workspace --all-targets
 
 ## The node as an operator builds it (README): the castmesh-node package alone, so
 ## without test-hooks. Copied to $(BIN_DIR)/operator/ for tests/tests/safe_defaults.rs;
 ## `build` runs after it and puts the test build's castmesh back in $(BIN_DIR).
 OPERATOR_BIN = $(BIN_DIR)/operator/castmesh
-operator-bin:
+operator-bin: deps
 	$(CARGO) build $(PROFILE) -p castmesh-node --bin castmesh
 	mkdir -p $(dir $(OPERATOR_BIN))
 	cp $(BIN_DIR)/castmesh $(OPERATOR_BIN)
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 

@@ -38,6 +38,8 @@ pub struct Config {
         next_help_heading = "Publish hooks, nginx-rtmp compatible [hooks]"
     )]
     pub hooks: HooksConfig,
+    #[command(flatten, next_help_heading = "Watch page sockets and chat [chat]")]
+    pub chat: ChatConfig,
     /// Running as `--dev` (or without --config): not a setting of the file.
     #[arg(skip)]
     #[serde(skip)]
@@ -796,6 +798,78 @@ impl Default for HooksConfig {
     }
 }
 
+/// The watch page's WebSocket (status, viewer count and chat of one stream) and the
+/// chat's limits (docs/api.md, "Watch socket and chat").
+#[derive(Debug, Clone, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Watch sockets open at once on this node; more are refused (503).
+    #[arg(
+        id = "chat.max_sockets",
+        long = "chat-max-sockets",
+        env = "CASTMESH_CHAT_MAX_SOCKETS",
+        default_value = "10000"
+    )]
+    pub max_sockets: usize,
+    /// Watch sockets per client address (the forwarded one behind a trusted proxy);
+    /// more are refused (429).
+    #[arg(
+        id = "chat.max_sockets_per_ip",
+        long = "chat-max-sockets-per-ip",
+        env = "CASTMESH_CHAT_MAX_SOCKETS_PER_IP",
+        default_value = "20"
+    )]
+    pub max_sockets_per_ip: usize,
+    /// Longest chat message, in characters.
+    #[arg(
+        id = "chat.max_message_chars",
+        long = "chat-max-message-chars",
+        env = "CASTMESH_CHAT_MAX_MESSAGE_CHARS",
+        default_value = "500"
+    )]
+    pub max_message_chars: usize,
+    /// Messages one user may post in a stream's chat per chat.rate_window; the next
+    /// one within the window mutes them for chat.mute.
+    #[arg(
+        id = "chat.rate_messages",
+        long = "chat-rate-messages",
+        env = "CASTMESH_CHAT_RATE_MESSAGES",
+        default_value = "3"
+    )]
+    pub rate_messages: u32,
+    /// The window chat.rate_messages counts over.
+    #[arg(id = "chat.rate_window", long = "chat-rate-window", env = "CASTMESH_CHAT_RATE_WINDOW", default_value = "2s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub rate_window: Duration,
+    /// How long a user who posted too fast cannot post.
+    #[arg(id = "chat.mute", long = "chat-mute", env = "CASTMESH_CHAT_MUTE", default_value = "10s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub mute: Duration,
+    /// Messages the stream's origin keeps, and a joining viewer receives.
+    #[arg(
+        id = "chat.history",
+        long = "chat-history",
+        env = "CASTMESH_CHAT_HISTORY",
+        default_value = "50"
+    )]
+    pub history: usize,
+    /// Events waiting to be written to one socket; a socket further behind is closed
+    /// (its page reconnects), so a slow reader never holds anyone up.
+    #[arg(
+        id = "chat.socket_queue",
+        long = "chat-socket-queue",
+        env = "CASTMESH_CHAT_SOCKET_QUEUE",
+        default_value = "256"
+    )]
+    pub socket_queue: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
@@ -1192,6 +1266,12 @@ impl Config {
             ),
             ("accounts.max_users", self.accounts.max_users),
             ("hooks.max_pending", self.hooks.max_pending),
+            ("chat.max_sockets", self.chat.max_sockets),
+            ("chat.max_sockets_per_ip", self.chat.max_sockets_per_ip),
+            ("chat.max_message_chars", self.chat.max_message_chars),
+            ("chat.rate_messages", self.chat.rate_messages as usize),
+            ("chat.history", self.chat.history),
+            ("chat.socket_queue", self.chat.socket_queue),
             (
                 "accounts.max_concurrent_hashes",
                 self.accounts.max_concurrent_hashes,
@@ -1237,6 +1317,7 @@ impl Config {
             ("accounts.invite_ttl", self.accounts.invite_ttl),
             ("accounts.login_window", self.accounts.login_window),
             ("hooks.timeout", self.hooks.timeout),
+            ("chat.rate_window", self.chat.rate_window),
         ] {
             if v.is_zero() {
                 return err(format!("{name} must be longer than zero"));

@@ -28,6 +28,7 @@ pub mod rtmp;
 pub mod seams;
 pub mod stream;
 pub mod supervision;
+pub mod web;
 
 use std::sync::Arc;
 

@@ -96,6 +96,10 @@ pub struct Metrics {
     pub hook_calls: Family<HookLabel, Counter>,
     /// on_publish_done events waiting for delivery.
     pub hook_pending: Gauge,
+    /// Open watch sockets (the watch page's status and chat channel).
+    pub watch_sockets: Gauge,
+    /// Watch sockets refused or closed by the server, by reason.
+    pub watch_sockets_closed: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -147,6 +151,8 @@ impl Metrics {
             ),
             hook_calls: Family::default(),
             hook_pending: Gauge::default(),
+            watch_sockets: Gauge::default(),
+            watch_sockets_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -300,6 +306,16 @@ impl Metrics {
             "hook_pending",
             "on_publish_done events waiting for delivery",
             m.hook_pending.clone(),
+        );
+        registry.register(
+            "watch_sockets",
+            "Open watch sockets (a watch page's live status, viewer count and chat)",
+            m.watch_sockets.clone(),
+        );
+        registry.register(
+            "watch_sockets_closed",
+            "Watch sockets refused or closed by the server: connection_limit, per_ip_limit, slow (its queue was full), write_timeout",
+            m.watch_sockets_closed.clone(),
         );
         Self { registry, ..m }
     }

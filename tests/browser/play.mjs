@@ -1,18 +1,9 @@
 // Plays an HLS URL with hls.js (low-latency mode) in real headless Chromium and prints
 // what happened as one JSON line. Usage: node play.mjs PLAYLIST_URL SECONDS
-import { chromium } from 'playwright-core';
+import { launch } from './lib.mjs';
 
 const [url, seconds = '8'] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // The flags this machine needs: no sandbox as root, no background network calls
-  // (they are refused here), autoplay without a click.
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.setContent('<video id="v" muted playsinline></video>');

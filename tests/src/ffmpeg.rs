@@ -14,31 +14,47 @@ use crate::artifacts_dir;
 pub fn sample_flv() -> PathBuf {
     static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
     SAMPLE
-        .get_or_init(|| {
-            let path = artifacts_dir().join("sample-720p30-high-bframes.flv");
-            if path.exists() {
-                return path;
-            }
-            let tmp = path.with_extension(format!("{}.tmp.flv", std::process::id()));
-            let status = Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-y"])
-                .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-                .args(["-t", "30", "-ac", "2"])
-                .args(["-c:v", "libx264", "-profile:v", "high", "-bf", "2"])
-                .args([
-                    "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", "2500k",
-                ])
-                .args(["-x264-params", "keyint=60:min-keyint=60:scenecut=0"])
-                .args(["-c:a", "aac", "-b:a", "128k"])
-                .arg(&tmp)
-                .status()
-                .expect("run ffmpeg (is it installed? `make test` installs it)");
-            assert!(status.success(), "encoding the sample FLV failed");
-            std::fs::rename(&tmp, &path).expect("move sample into place");
-            path
-        })
+        .get_or_init(|| encode_sample("sample-720p30-high-bframes.flv", "1280x720", "2500k"))
         .clone()
+}
+
+/// The same at 320x180 and 300 kbit/s: for tests that play it in several browsers at
+/// once, so that two cores decode it all.
+pub fn small_sample_flv() -> PathBuf {
+    static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
+    SAMPLE
+        .get_or_init(|| encode_sample("sample-180p30.flv", "320x180", "300k"))
+        .clone()
+}
+
+fn encode_sample(name: &str, size: &str, bitrate: &str) -> PathBuf {
+    let path = artifacts_dir().join(name);
+    if path.exists() {
+        return path;
+    }
+    let tmp = path.with_extension(format!("{}.tmp.flv", std::process::id()));
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "30", "-ac", "2"])
+        .args(["-c:v", "libx264", "-profile:v", "high", "-bf", "2"])
+        .args([
+            "-preset", "veryfast", "-pix_fmt", "yuv420p", "-b:v", bitrate,
+        ])
+        .args(["-x264-params", "keyint=60:min-keyint=60:scenecut=0"])
+        .args(["-c:a", "aac", "-b:a", "128k"])
+        .arg(&tmp)
+        .status()
+        .expect("run ffmpeg (is it installed? `make test` installs it)");
+    assert!(status.success(), "encoding the sample FLV failed");
+    std::fs::rename(&tmp, &path).expect("move sample into place");
+    path
 }
 
 /// `ffmpeg -re -stream_loop -1 -i sample.flv -c copy -f flv rtmp://…`

@@ -1,5 +1,5 @@
-//! HTTP: LL-HLS delivery, the REST API, `/healthz`, `/metrics`, and (only when
-//! enabled) fault injection for tests.
+//! HTTP: LL-HLS delivery, the REST API, the web app (`crate::web`), `/healthz`,
+//! `/metrics`, and (only when enabled) fault injection for tests.
 
 pub mod api;
 pub mod api_error;
@@ -12,6 +12,7 @@ pub mod origin;
 pub mod session;
 pub mod streams;
 pub mod tls;
+pub mod users;
 pub mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +54,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub catalog: Arc<Catalog>,
     pub status_cache: Arc<streams::StatusCache>,
+    /// Open watch sockets, in total and per client address.
+    pub watch_sockets: Arc<Slots>,
     /// Served over TLS: cookies are marked Secure, the own origin is https.
     pub tls: bool,
 }
@@ -174,6 +177,10 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         accounts: platform.accounts,
         catalog: platform.catalog,
         status_cache: Arc::default(),
+        watch_sockets: Slots::new(
+            ctx.config.chat.max_sockets,
+            ctx.config.chat.max_sockets_per_ip,
+        ),
         tls: ctx.config.http.tls(),
     };
     let api = Router::new()
@@ -195,6 +202,8 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         .route("/streams/{id}/stop", post(streams::stop))
         .route("/streams/{id}/cancel", post(streams::cancel))
         .route("/streams/{id}/rotate-key", post(streams::rotate_key))
+        .route("/streams/{id}/live", get(crate::web::watch_socket::upgrade))
+        .route("/users", get(users::list))
         .route("/node/streams", get(api::list))
         .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -208,7 +217,8 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
+        .route("/metrics", get(ops::metrics))
+        .merge(crate::web::routes());
     #[cfg(feature = "test-hooks")]
     let app = fault_injection::route(app, &ctx);
     // Media is already compressed; only playlists and JSON are worth gzip.

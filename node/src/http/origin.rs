@@ -5,7 +5,7 @@
 //! clients that are not browsers (curl, backends) send none and are not affected.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -16,12 +16,21 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return next.run(req).await;
+    match check(&state, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Whether a request naming an `Origin` comes from this node's own origin or one in
+/// `http.allowed_origins` (no `Origin`: not a browser, allowed). The watch socket
+/// checks it on its GET: browsers send cookies with a socket any site opens.
+pub fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
     };
     let origin = origin.to_str().unwrap_or_default();
-    let host = req
-        .headers()
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
@@ -35,14 +44,13 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
         .iter()
         .any(|a| a.trim_end_matches('/') == origin);
     if own || allowed {
-        return next.run(req).await;
+        return Ok(());
     }
-    ApiError::new(
+    Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "cross_origin",
         format!(
             "requests from {origin} may not change anything here; add it to http.allowed_origins if it is your frontend"
         ),
-    )
-    .into_response()
+    ))
 }

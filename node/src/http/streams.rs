@@ -77,7 +77,7 @@ pub struct OwnerView {
     pub display_name: String,
 }
 
-fn view(state: &AppState, r: &StreamRecord, viewers: Option<u64>) -> StreamView {
+pub fn view(state: &AppState, r: &StreamRecord, viewers: Option<u64>) -> StreamView {
     let owner = r.owner_id.map(|id| OwnerView {
         id,
         display_name: state
@@ -110,14 +110,18 @@ struct PublishInfo {
     publish_url: String,
 }
 
-fn publish_info(state: &AppState, key: &StreamKey) -> PublishInfo {
-    let config = &state.ctx.config;
-    let server = format!(
+/// The RTMP server URL encoders publish to (OBS's "Server"), without a key.
+pub fn rtmp_server(config: &crate::config::Config) -> String {
+    format!(
         "rtmp://{}:{}/{}",
         config.cluster.advertised_host(),
         config.rtmp.listen.port(),
         config.rtmp.app
-    );
+    )
+}
+
+fn publish_info(state: &AppState, key: &StreamKey) -> PublishInfo {
+    let server = rtmp_server(&state.ctx.config);
     PublishInfo {
         publish_url: format!("{server}/{}", key.expose()),
         stream_key: key.expose().to_string(),
@@ -389,12 +393,12 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     .into_response()
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Clone, PartialEq)]
 pub struct StatusView {
-    id: String,
-    status: &'static str,
-    viewers: u64,
-    started_at: Option<String>,
+    pub id: String,
+    pub status: &'static str,
+    pub viewers: u64,
+    pub started_at: Option<String>,
 }
 
 /// The cheap polling answer (the Rails seed polls every 10 s): status, viewers and
@@ -404,14 +408,20 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let id = StreamId::parse(&id).map_err(|_| ApiError::not_found("stream"))?;
+    current_status(&state, &id).await.map(Json)
+}
+
+/// A stream's status and viewers as `status` answers them (also what the watch
+/// socket pushes), from this node's cache when fresh.
+pub async fn current_status(state: &AppState, id: &StreamId) -> Result<StatusView, ApiError> {
     if let Some(cached) = state.status_cache.get(id.as_str()) {
-        return Ok(Json(cached));
+        return Ok(cached);
     }
-    let (record, lease) = state.catalog.get(&id).await?;
+    let (record, lease) = state.catalog.get(id).await?;
     let viewers = match record.status {
         StreamStatus::Live => state
             .catalog
-            .viewers(&id, lease)
+            .viewers(id, lease)
             .await
             .map_or(0, |b| b.values().sum()),
         _ => 0,
@@ -423,7 +433,7 @@ pub async fn status(
         started_at: record.started_at.map(rfc3339),
     };
     state.status_cache.put(id.as_str(), answer.clone());
-    Ok(Json(answer))
+    Ok(answer)
 }
 
 /// How long `status` answers are reused.

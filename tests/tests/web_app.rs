@@ -1,0 +1,162 @@
+//! The web app as its users meet it: real headless Chromium (tests/browser/webapp.mjs,
+//! playwright-core) against real castmesh processes, publishing with the real ffmpeg.
+//! The screenshots it takes are test artefacts; `make screenshots` writes them to
+//! docs/screenshots.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use castmesh_tests::ffmpeg::small_sample_flv;
+use castmesh_tests::node::Node;
+use castmesh_tests::{api, artifacts_dir};
+
+/// Runs one scenario of webapp.mjs against `nodes` and returns its report.
+fn scenario(name: &str, nodes: &[&Node], extra: serde_json::Value) -> serde_json::Value {
+    let screenshots = std::env::var_os("CASTMESH_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| artifacts_dir().join("screenshots"));
+    let mut args = serde_json::json!({
+        "nodes": nodes.iter().map(|n| serde_json::json!({
+            "http": n.url(""),
+            "rtmp": n.rtmp_url("").trim_end_matches('/'),
+        })).collect::<Vec<_>>(),
+        "sample": small_sample_flv(),
+        "screenshots": screenshots,
+    });
+    if let (Some(args), serde_json::Value::Object(extra)) = (args.as_object_mut(), extra) {
+        args.extend(extra);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/webapp.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(name)
+        .arg(args.to_string())
+        .output()
+        .expect("run node (make test installs Node.js packages and Chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "webapp.mjs {name} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON report")
+}
+
+#[test]
+fn a_new_user_streams_from_the_studio_and_viewers_watch_it_live() {
+    let node = Node::start("web-one-node", &[]);
+    let report = scenario("one-node", &[&node], serde_json::json!({}));
+    let id = report["id"].as_str().unwrap();
+
+    // The studio showed the server OBS needs (this node's RTMP address) and the key,
+    // masked until asked.
+    assert_eq!(report["server"], node.rtmp_url("").trim_end_matches('/'));
+    assert_eq!(report["key_masked"], true, "{report}");
+    let key = report["key"].as_str().unwrap();
+    assert!(key.len() >= 32, "{report}");
+
+    // Before the publisher: the watch page waits and says so.
+    let before = &report["before_live"];
+    assert_eq!(before["status"], "scheduled", "{report}");
+    assert!(
+        before["overlay"]
+            .as_str()
+            .unwrap()
+            .contains("Not started yet"),
+        "{report}"
+    );
+
+    // The directory listed it LIVE by itself (it refreshes every 4 s).
+    assert!(
+        report["directory_live_ms"].as_u64().unwrap() <= 10_000,
+        "{report}"
+    );
+    let card = report["directory_card"].as_str().unwrap();
+    for words in ["LIVE", "Launch day", "Ada", "viewer"] {
+        assert!(card.contains(words), "the card lacks {words:?}: {card}");
+    }
+    assert_eq!(report["directory_href"], format!("/watch/{id}"));
+
+    // The watch page, opened before the stream went live, played it without a
+    // reload: ≥ 5 s of media in 7 s, no fatal hls.js error.
+    assert!(report["played"].as_f64().unwrap() >= 5.0, "{report}");
+    assert_eq!(report["fatal"], serde_json::json!([]), "{report}");
+    assert_eq!(report["live_status"], "live", "{report}");
+    assert_eq!(report["viewers_text"], "1 viewer", "{report}");
+
+    // Stop in the studio: the watch page says it ended.
+    let ended = &report["ended"];
+    assert_eq!(ended["status"], "ended", "{report}");
+    assert_eq!(ended["overlay"], "This stream has ended.", "{report}");
+    let api = node.json(&format!("/api/v1/streams/{id}"));
+    assert_eq!(api["status"], "ended");
+    assert_eq!(api["accepting"], false);
+
+    // The key never reached the node's log.
+    assert!(!node.log_text().contains(key));
+}
+
+/// What the pages' HTML and headers promise, without a browser: text from users is
+/// escaped, scripts run only from this node, `next` never leads off the site.
+#[test]
+fn pages_escape_what_users_wrote_and_lock_scripts_to_the_node() {
+    let node = Node::start("web-pages", &[]);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| client.get(node.url(path)).send().unwrap();
+
+    let home = get("/");
+    assert_eq!(home.status(), 200);
+    let csp = home.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+
+    // A stream whose title is markup: the watch page shows it as text.
+    let signup = api::post(
+        &node.url("/api/v1/auth/signup"),
+        None,
+        serde_json::json!({"email": "mal@example.com", "password": "long enough pw"}),
+    );
+    let token = signup.json["token"].as_str().unwrap().to_string();
+    let created = api::post(
+        &node.url("/api/v1/streams"),
+        Some(&token),
+        serde_json::json!({"title": "<img src=x onerror=alert(1)>"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.json);
+    let created = created.json;
+    let page = get(&format!("/watch/{}", created["id"].as_str().unwrap()))
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{page}"
+    );
+    assert!(!page.contains("<img src=x"), "{page}");
+
+    let missing = get("/watch/%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    assert_eq!(missing.status(), 404);
+    let text = missing.text().unwrap();
+    assert!(!text.contains("<script>alert") && text.contains("No such stream"));
+
+    let studio = get("/studio");
+    assert_eq!(studio.status(), 303);
+    assert_eq!(studio.headers()["location"], "/login?next=/studio");
+    let login = get("/login?next=//evil.example/").text().unwrap();
+    assert!(login.contains(r#"data-next="/""#), "{login}");
+
+    let hls = get("/assets/hls.min.js");
+    assert_eq!(hls.status(), 200);
+    assert_eq!(
+        hls.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(get("/assets/licence-of-nothing").status(), 404);
+    assert!(
+        get("/assets/hls.js-LICENSE.txt")
+            .text()
+            .unwrap()
+            .contains("Apache License")
+    );
+}
