@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountCommand, UserId, UserRecord};
+use crate::chat::ChatCommand;
 use crate::ids::StreamId;
 use crate::keys::KeyHash;
 use crate::model::{Lease, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
@@ -124,6 +125,8 @@ pub enum Command {
     },
     /// Users and sessions (`crate::accounts`).
     Account(AccountCommand),
+    /// Chat bans and archives (`crate::chat`); refused for a stream that does not exist.
+    Chat(ChatCommand),
 }
 
 /// A lease holder's claim: node and epoch.

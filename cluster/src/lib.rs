@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod chat;
 pub mod command;
 pub mod ids;
 pub mod keys;

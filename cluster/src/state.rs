@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountCommand, Accounts, UserRecord};
+use crate::chat::StreamChat;
 use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
@@ -34,6 +35,10 @@ pub struct ClusterState {
     /// Users and sessions; absent in the snapshots of clusters older than accounts.
     #[serde(default)]
     pub accounts: Accounts,
+    /// Chat bans and the archives of ended streams' chats, by stream; absent in the
+    /// snapshots of clusters older than chat.
+    #[serde(default)]
+    pub chat: BTreeMap<StreamId, StreamChat>,
 }
 
 impl ClusterState {
@@ -117,6 +122,7 @@ impl ClusterState {
             .remove(&id)
             .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
         self.keys.remove(&s.key_hash);
+        self.chat.remove(&id);
         // The lease stays, fenced, so epochs only grow even if the id is reused.
         self.fence_origin(&id);
         Ok(Response::Done)
@@ -154,6 +160,14 @@ impl ClusterState {
     fn try_apply(&mut self, command: Command) -> Result<Response, Rejection> {
         match command {
             Command::Once { id, command } => Ok(self.apply_once(id, *command)),
+            Command::Chat(command) => {
+                let stream = command.stream().clone();
+                if !self.streams.contains_key(&stream) {
+                    return Err(Rejection::NoSuchStream(stream));
+                }
+                command.apply(self.chat.entry(stream).or_default());
+                Ok(Response::Done)
+            }
             Command::Account(command) => {
                 let claims = matches!(
                     command,

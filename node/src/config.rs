@@ -1323,6 +1323,13 @@ impl Config {
                 return err(format!("{name} must be longer than zero"));
             }
         }
+        // A post crosses the mesh in one small frame (64 KiB).
+        if self.chat.max_message_chars > 10_000 {
+            return err(format!(
+                "chat.max_message_chars must be at most 10000, got {}",
+                self.chat.max_message_chars
+            ));
+        }
         if self.http.tls_cert.as_os_str().is_empty() != self.http.tls_key.as_os_str().is_empty() {
             return err("http.tls_cert and http.tls_key must be set together".into());
         }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod chat;
 pub mod client_addr;
 pub mod cluster;
 pub mod config;

@@ -100,6 +100,8 @@ pub struct Metrics {
     pub watch_sockets: Gauge,
     /// Watch sockets refused or closed by the server, by reason.
     pub watch_sockets_closed: Family<ReasonLabel, Counter>,
+    /// Chat posts handled by this node, by outcome.
+    pub chat_posts: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -153,6 +155,7 @@ impl Metrics {
             hook_pending: Gauge::default(),
             watch_sockets: Gauge::default(),
             watch_sockets_closed: Family::default(),
+            chat_posts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -316,6 +319,11 @@ impl Metrics {
             "watch_sockets_closed",
             "Watch sockets refused or closed by the server: connection_limit, per_ip_limit, slow (its queue was full), write_timeout",
             m.watch_sockets_closed.clone(),
+        );
+        registry.register(
+            "chat_posts",
+            "Chat posts from this node's sockets by outcome: posted, or refused (muted, banned, too_long, empty, not_started, ended, unavailable)",
+            m.chat_posts.clone(),
         );
         Self { registry, ..m }
     }

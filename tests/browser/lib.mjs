@@ -50,6 +50,16 @@ export async function signUp(page, base, { name, email, password }, next = '/') 
   await page.waitForURL(`${base}${next}`);
 }
 
+// Signs in through the log-in page (a session cookie is per node: each node's address
+// is its own site), landing on `next`.
+export async function logIn(page, base, { email, password }, next = '/') {
+  await page.goto(`${base}/login?next=${encodeURIComponent(next)}`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(`${base}${next}`);
+}
+
 // What the watch page's player did so far.
 export function playerState(page) {
   return page.evaluate(() => ({
@@ -60,4 +70,32 @@ export function playerState(page) {
     overlay: document.getElementById('overlay').hidden ? '' : document.getElementById('overlay').textContent,
     viewers: document.getElementById('viewers').textContent,
   }));
+}
+
+// A new stream made in the studio (signed in already); returns its id and the key
+// the studio shows once.
+export async function createStream(page, base, title) {
+  await page.goto(`${base}/studio`);
+  await page.getByLabel('Title').first().fill(title);
+  await page.getByRole('button', { name: 'Create stream' }).click();
+  await page.locator('#key-panel').waitFor({ state: 'visible' });
+  const key = await page.locator('#key-value').inputValue();
+  const server = await page.locator('#key-server').inputValue();
+  const watch = await page.locator('#key-watch').getAttribute('href');
+  return { id: decodeURIComponent(watch.split('/').pop()), key, server };
+}
+
+// The chat lines a watch page shows, as "name: text".
+export function chatLines(page) {
+  return page.$$eval('#messages li', (items) => items.map((li) =>
+    `${li.querySelector('.author').textContent}: ${li.querySelector('.text').textContent}`));
+}
+
+export async function postChat(page, text) {
+  await page.locator('#chat-text').fill(text);
+  await page.locator('#chat-text').press('Enter');
+}
+
+export function chatNote(page) {
+  return page.locator('#chat-note').textContent();
 }

@@ -2,7 +2,9 @@
 // tests/tests/web_app.rs. Usage: node webapp.mjs SCENARIO '{"nodes": [...], ...}'
 // Prints one JSON line: what happened, for the Rust test to check.
 import { mkdirSync } from 'node:fs';
-import { launch, publish, until, signUp, playerState, sleep } from './lib.mjs';
+import {
+  launch, publish, until, signUp, logIn, playerState, sleep, createStream, chatLines, postChat, chatNote,
+} from './lib.mjs';
 
 const [scenario, json] = process.argv.slice(2);
 const args = JSON.parse(json);
@@ -68,6 +70,144 @@ const SCENARIOS = {
         }, 15000);
       report.ended_ms = ended.ms;
       report.ended = ended.value;
+    } finally {
+      publisher.kill('SIGKILL');
+    }
+    return report;
+  },
+
+  // Three nodes: the stream published to node 2, watched and chatted about on nodes 1
+  // and 3; moderation by its owner; a ban that holds on every node; markup shown as
+  // text; a flood muted.
+  async 'cluster-chat'(browser) {
+    const [n1, n2, n3] = args.nodes;
+    const report = {};
+    const owner = await browser.newContext();
+    const viewer = await browser.newContext();
+    const flooder = await browser.newContext();
+    const ownerPage = await owner.newPage();
+    await signUp(ownerPage, n1.http, { name: 'Olga', email: 'olga@example.com', password: 'owner password 1' }, '/studio');
+    const stream = await createStream(ownerPage, n1.http, 'Cluster chat');
+    report.id = stream.id;
+    const vic = { name: 'Vic', email: 'vic@example.com', password: 'viewer password 1' };
+    const viewerPage = await viewer.newPage();
+    await signUp(viewerPage, n3.http, vic);
+    const flooderPage = await flooder.newPage();
+    await signUp(flooderPage, n2.http, { name: 'Flo', email: 'flo@example.com', password: 'flood password 1' });
+
+    const publisher = publish(args.sample, `${n2.rtmp}/${stream.key}`);
+    try {
+      await ownerPage.goto(`${n1.http}/watch/${stream.id}`);
+      await viewerPage.goto(`${n3.http}/watch/${stream.id}`);
+      for (const [name, page] of [['node1', ownerPage], ['node3', viewerPage]]) {
+        await until(`the page on ${name} to play`, async () => (await playerState(page)).currentTime > 3, 40000);
+      }
+      report.fatal = [...(await playerState(ownerPage)).fatal, ...(await playerState(viewerPage)).fatal];
+      await until('chat to open on both pages',
+        async () => (await ownerPage.locator('#chat-form').isVisible()) && (await viewerPage.locator('#chat-form').isVisible()), 10000);
+
+      // Posted from both nodes at once: both pages show the same lines in the same order.
+      await Promise.all([
+        (async () => { for (const t of ['o1', 'o2', 'o3']) await postChat(ownerPage, t); })(),
+        (async () => { for (const t of ['v1', 'v2', 'v3']) { await postChat(viewerPage, t); await sleep(300); } })(),
+      ]);
+      await until('six lines on both pages', async () =>
+        (await chatLines(ownerPage)).length === 6 && (await chatLines(viewerPage)).length === 6, 10000);
+      report.lines_node1 = await chatLines(ownerPage);
+      report.lines_node3 = await chatLines(viewerPage);
+
+      // The owner deletes one of the viewer's lines: gone from both pages.
+      const deleteButton = ownerPage.locator('#messages li', { hasText: 'v2' }).getByRole('button', { name: 'Delete' });
+      const deleted = Date.now();
+      await deleteButton.click();
+      await until('v2 gone from both pages', async () =>
+        !(await chatLines(ownerPage)).includes('Vic: v2') && !(await chatLines(viewerPage)).includes('Vic: v2'), 5000, 20);
+      report.delete_ms = Date.now() - deleted;
+
+      // Markup is text (posted after the rate window, so as not to be muted).
+      await sleep(2100);
+      const markup = '<img src=x onerror="window.pwned=1"><b>bold</b>';
+      await postChat(viewerPage, markup);
+      await until('the markup line on node 1', async () => (await chatLines(ownerPage)).includes(`Vic: ${markup}`), 5000);
+      report.markup_images = await ownerPage.locator('#messages img, #messages b').count();
+      report.pwned = await ownerPage.evaluate(() => window.pwned === 1);
+      await ownerPage.screenshot({ path: `${shots}/watch-chat.png` });
+
+      // Banned by the owner on node 1: the viewer's next post is refused on every node.
+      await ownerPage.locator('#messages li', { hasText: 'v1' }).getByRole('button', { name: 'Ban' }).click();
+      await until('the ban notice', async () => (await chatNote(ownerPage)).includes('Banned'), 5000);
+      report.after_ban = {};
+      const block = (route) => route.abort();
+      for (const [name, node] of [['node3', n3], ['node2', n2], ['node1', n1]]) {
+        const page = name === 'node3' ? viewerPage : await viewer.newPage();
+        if (name !== 'node3') {
+          await page.route('**/hls/**', block);
+          await logIn(page, node.http, vic, `/watch/${stream.id}`);
+          await until(`chat to open on ${name}`, () => page.locator('#chat-form').isVisible(), 10000);
+        }
+        await postChat(page, `after ban via ${name}`);
+        let note = '';
+        const refused = await until(`a refusal on ${name}`, async () => {
+          note = await chatNote(page);
+          return note.includes('banned') ? note : null;
+        }, 5000).catch((e) => { throw new Error(`${e.message}; the chat says ${JSON.stringify(note)}`); });
+        report.after_ban[name] = refused.value;
+      }
+      await sleep(500);
+      report.lines_after_ban = await chatLines(ownerPage);
+
+      // A flood: the fourth message within 2 s mutes for 10 s, with a notice.
+      await flooderPage.route('**/hls/**', block);
+      await flooderPage.goto(`${n2.http}/watch/${stream.id}`);
+      await until('chat to open for the flooder', () => flooderPage.locator('#chat-form').isVisible(), 10000);
+      for (let i = 1; i <= 5; i++) await postChat(flooderPage, `flood ${i}`);
+      const muted = await until('the mute notice', async () => {
+        const note = await chatNote(flooderPage);
+        return note.includes('too fast') ? note : null;
+      }, 5000);
+      report.mute_notice = muted.value;
+      await sleep(500);
+      report.flood_lines = (await chatLines(ownerPage)).filter((l) => l.startsWith('Flo:'));
+    } finally {
+      publisher.kill('SIGKILL');
+    }
+    return report;
+  },
+
+  // Viewer counts: five watch pages, each its own browser (own cookies), spread over
+  // the nodes, show 5; after four close the last shows 1.
+  async viewers(browser) {
+    const report = {};
+    const owner = await browser.newContext();
+    const page = await owner.newPage();
+    const base = args.nodes[0].http;
+    await signUp(page, base, { name: 'Cam', email: 'cam@example.com', password: 'camera password' }, '/studio');
+    const stream = await createStream(page, base, 'Counting');
+    const publisher = publish(args.sample, `${args.nodes[1].rtmp}/${stream.key}`);
+    try {
+      const contexts = [];
+      const pages = [];
+      for (let i = 0; i < 5; i++) {
+        const context = await browser.newContext();
+        contexts.push(context);
+        const watch = await context.newPage();
+        await watch.goto(`${args.nodes[i % args.nodes.length].http}/watch/${stream.id}`);
+        pages.push(watch);
+      }
+      for (const [i, watch] of pages.entries()) {
+        await until(`page ${i} to play`, async () => (await playerState(watch)).currentTime > 1, 40000);
+      }
+      const counted = await until('every page to show 5 viewers', async () => {
+        const texts = await Promise.all(pages.map((p) => p.locator('#viewers').textContent()));
+        return texts.every((t) => t === '5 viewers') ? texts : null;
+      }, 30000, 250);
+      report.five_ms = counted.ms;
+      report.five = counted.value;
+      for (const context of contexts.slice(1)) await context.close();
+      const dropped = await until('the last page to show 1 viewer', async () =>
+        (await pages[0].locator('#viewers').textContent()) === '1 viewer', 60000, 250);
+      report.one_ms = dropped.ms;
+      report.fatal = (await playerState(pages[0])).fatal;
     } finally {
       publisher.kill('SIGKILL');
     }

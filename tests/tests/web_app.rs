@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use castmesh_tests::cluster::ProcessCluster;
 use castmesh_tests::ffmpeg::small_sample_flv;
 use castmesh_tests::node::Node;
 use castmesh_tests::{api, artifacts_dir};
@@ -159,4 +160,101 @@ fn pages_escape_what_users_wrote_and_lock_scripts_to_the_node() {
             .unwrap()
             .contains("Apache License")
     );
+}
+
+#[test]
+fn chat_across_three_nodes_is_one_room_in_one_order_with_moderation() {
+    let c = ProcessCluster::start("web-chat", 3, &["--accounts-signup", "open"]);
+    let nodes: Vec<&Node> = (1..=3).map(|id| c.node(id)).collect();
+    let report = scenario("cluster-chat", &nodes, serde_json::json!({}));
+    assert_eq!(report["fatal"], serde_json::json!([]), "{report}");
+
+    // Posted on nodes 1 and 3 at once, to a stream published to node 2: the same six
+    // lines in the same order on both pages, each author's in the order written.
+    let on1 = &report["lines_node1"];
+    assert_eq!(on1, &report["lines_node3"], "{report}");
+    let lines: Vec<&str> = on1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let by = |who: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(who))
+            .copied()
+            .collect()
+    };
+    assert_eq!(by("Olga:"), ["Olga: o1", "Olga: o2", "Olga: o3"]);
+    assert_eq!(by("Vic:"), ["Vic: v1", "Vic: v2", "Vic: v3"]);
+
+    // Deleted by the owner: gone from both pages within a second.
+    assert!(report["delete_ms"].as_u64().unwrap() <= 1000, "{report}");
+
+    // Markup posted is shown as text: no element made, no script run.
+    assert_eq!(report["markup_images"], 0, "{report}");
+    assert_eq!(report["pwned"], false, "{report}");
+
+    // The ban holds on every node, and nothing the banned user sent appears.
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(
+            report["after_ban"][node], "You are banned from this chat.",
+            "{report}"
+        );
+    }
+    let after = report["lines_after_ban"].as_array().unwrap();
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("after ban")),
+        "{report}"
+    );
+
+    // The flood: three lines, then the mute notice.
+    assert!(
+        report["mute_notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are posting too fast"),
+        "{report}"
+    );
+    assert_eq!(
+        report["flood_lines"],
+        serde_json::json!(["Flo: flood 1", "Flo: flood 2", "Flo: flood 3"]),
+        "{report}"
+    );
+    // Counted where the posts came in.
+    let muted: f64 = (1..=3)
+        .filter_map(|id| {
+            c.node(id)
+                .metric("castmesh_chat_posts_total{reason=\"muted\"}")
+        })
+        .sum();
+    assert!(muted >= 1.0, "no muted post counted");
+}
+
+#[test]
+fn viewer_counts_follow_watch_pages_across_nodes() {
+    let c = ProcessCluster::start(
+        "web-viewers",
+        3,
+        &[
+            "--accounts-signup",
+            "open",
+            "--streams-viewer-timeout",
+            "5s",
+        ],
+    );
+    let nodes: Vec<&Node> = (1..=3).map(|id| c.node(id)).collect();
+    let report = scenario("viewers", &nodes, serde_json::json!({}));
+    // Five pages on three nodes (two, two, one) each showed 5, then 1 once four closed.
+    assert_eq!(
+        report["five"],
+        serde_json::json!(vec!["5 viewers"; 5]),
+        "{report}"
+    );
+    assert!(report["five_ms"].as_u64().unwrap() <= 10_000, "{report}");
+    assert!(report["one_ms"].as_u64().is_some(), "{report}");
+    assert_eq!(report["fatal"], serde_json::json!([]), "{report}");
 }

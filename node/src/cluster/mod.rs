@@ -98,7 +98,16 @@ impl ClusterNode {
                     .context("accounts settings")?,
             ),
             catalog: Arc::new(Catalog::new(member.clone(), seams.clone(), mesh.clone())),
+            chat: crate::chat::Hub::new(
+                c.node_id,
+                member.clone(),
+                mesh.clone(),
+                config.chat.clone(),
+                seams.clock.clone(),
+                metrics.clone(),
+            ),
         };
+        mesh.serve_chat(Arc::downgrade(&platform.chat));
         let hooks = PublishHooks::new(&config.hooks, metrics.clone());
         let last_seen = LastSeen::default();
         let leases = Leases::new(
@@ -135,6 +144,7 @@ impl ClusterNode {
             member.raft().initialize(voters).await?;
         }
         let tasks = vec![
+            tokio::spawn(platform.chat.clone().sweep()),
             tokio::spawn(probe::run(
                 member.clone(),
                 last_seen,

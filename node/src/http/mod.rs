@@ -53,6 +53,7 @@ pub struct AppState {
     pub readiness: Arc<ops::ReadinessCache>,
     pub accounts: Arc<Accounts>,
     pub catalog: Arc<Catalog>,
+    pub chat: Arc<crate::chat::Hub>,
     pub status_cache: Arc<streams::StatusCache>,
     /// Open watch sockets, in total and per client address.
     pub watch_sockets: Arc<Slots>,
@@ -176,6 +177,7 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         readiness: Arc::default(),
         accounts: platform.accounts,
         catalog: platform.catalog,
+        chat: platform.chat,
         status_cache: Arc::default(),
         watch_sockets: Slots::new(
             ctx.config.chat.max_sockets,

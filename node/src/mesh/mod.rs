@@ -1,8 +1,8 @@
 //! The media mesh between nodes: QUIC (quinn) with mutual TLS from the cluster CA.
 //!
-//! It carries a ping (identity + reachability, probed for every member) and stream
-//! subscriptions, through which any edge serves any stream (see
-//! docs/mesh-protocol.md).
+//! It carries a ping (identity + reachability, probed for every member), stream
+//! subscriptions, through which any edge serves any stream, viewer counts, and the
+//! chat rooms that stream origins hold (see docs/mesh-protocol.md).
 
 pub mod certs;
 pub mod framing;
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use castmesh_proto::mesh::v1::{
-    OriginViewerTotals, OriginViewers, Ping, Pong, Request, Subscribe, ViewerCounts, Viewers,
-    request,
+    ChatAnswer, ChatEvent, ChatFollow, ChatModerate, ChatPost, OriginViewerTotals, OriginViewers,
+    Ping, Pong, Request, Subscribe, ViewerCounts, Viewers, request,
 };
 use tokio::task::JoinHandle;
 
@@ -56,6 +56,8 @@ struct Shared {
     /// The node's streams, once its media side runs (subscriptions are refused
     /// before). Weak: the streams' owner also holds the mesh.
     streams: OnceLock<(Weak<dyn StreamSource>, Arc<dyn Clock>)>,
+    /// The node's chat rooms, once its platform runs (chat requests are refused before).
+    chat: OnceLock<Weak<crate::chat::Hub>>,
 }
 
 /// The CA and node certificate from config, or, when none are configured (`--dev`), a
@@ -107,6 +109,7 @@ impl Mesh {
             metrics,
             members: OnceLock::new(),
             streams: OnceLock::new(),
+            chat: OnceLock::new(),
         });
         let accept = tokio::spawn(accept(endpoint.clone(), shared.clone()));
         Ok(Mesh {
@@ -126,6 +129,68 @@ impl Mesh {
     /// Starts serving subscriptions to `streams` (set once, when the media side runs).
     pub fn serve_streams(&self, streams: Weak<dyn StreamSource>, clock: Arc<dyn Clock>) {
         let _ = self.shared.streams.set((streams, clock));
+    }
+
+    /// Starts answering chat requests from `hub` (set once, when the platform runs).
+    pub fn serve_chat(&self, hub: Weak<crate::chat::Hub>) {
+        let _ = self.shared.chat.set(hub);
+    }
+
+    /// Follows `stream`'s chat room on its origin `peer` (see `ChatFollow`).
+    pub async fn chat_follow(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        stream: &str,
+    ) -> anyhow::Result<ChatEvents> {
+        let open = async {
+            let connection = self.connect(addr, peer).await?;
+            let (mut send, recv) = connection.open_bi().await?;
+            let request = request::Kind::ChatFollow(ChatFollow {
+                stream: stream.to_string(),
+            });
+            framing::write(
+                &mut send,
+                &Request {
+                    kind: Some(request),
+                },
+            )
+            .await?;
+            send.finish()?;
+            anyhow::Ok(recv)
+        };
+        let opened = tokio::time::timeout(REQUEST_TIMEOUT, open)
+            .await
+            .context("mesh request timed out")
+            .and_then(|r| r);
+        if opened.is_err() {
+            self.forget(peer);
+        }
+        opened.map(|recv| ChatEvents { recv })
+    }
+
+    /// Posts to `stream`'s chat on its origin `peer`.
+    pub async fn chat_post(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        post: ChatPost,
+    ) -> anyhow::Result<ChatAnswer> {
+        let request = request::Kind::ChatPost(post);
+        self.call(addr, peer, request, framing::MAX_SMALL_FRAME)
+            .await
+    }
+
+    /// A moderator's action on `stream`'s chat, done by its origin `peer`.
+    pub async fn chat_moderate(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        moderate: ChatModerate,
+    ) -> anyhow::Result<ChatAnswer> {
+        let request = request::Kind::ChatModerate(moderate);
+        self.call(addr, peer, request, framing::MAX_SMALL_FRAME)
+            .await
     }
 
     /// Subscribes to `stream` on node `peer`: its window now, then its changes (or
@@ -291,6 +356,19 @@ impl Mesh {
     }
 }
 
+/// A chat room's events as its origin sends them.
+pub struct ChatEvents {
+    recv: quinn::RecvStream,
+}
+
+impl ChatEvents {
+    /// The next event; `None` when the origin closed the room.
+    pub async fn next(&mut self) -> anyhow::Result<Option<ChatEvent>> {
+        // A history of `chat.history` lines of up to 500 characters fits.
+        framing::read(&mut self.recv, framing::MAX_LIST_FRAME).await
+    }
+}
+
 async fn accept(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     while let Some(incoming) = endpoint.accept().await {
         let shared = shared.clone();
@@ -334,6 +412,10 @@ impl Shared {
         tracing::warn!(peer, remote = %connection.remote_address(), "mesh peer is not a cluster member; closing");
         connection.close(CLOSE_NOT_MEMBER.into(), b"not a cluster member");
         false
+    }
+
+    fn chat(&self) -> Option<Arc<crate::chat::Hub>> {
+        self.chat.get()?.upgrade()
     }
 
     /// What serving a stream request needs, once the media side runs.
@@ -434,6 +516,29 @@ async fn answer(
                 .map(|(id, reports)| (id, reports.by_node(shared.node_id, now).values().sum()))
                 .collect();
             reply(send, &OriginViewerTotals { viewers }).await;
+        }
+        request::Kind::ChatFollow(follow) => {
+            let Some(hub) = shared.chat() else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            let span = tracing::info_span!("chat_follow", stream = %follow.stream);
+            tracing::Instrument::instrument(crate::chat::serve::follow(send, hub, follow), span)
+                .await;
+        }
+        request::Kind::ChatPost(post) => {
+            let Some(hub) = shared.chat() else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            reply(send, &crate::chat::serve::post(&hub, post)).await;
+        }
+        request::Kind::ChatModerate(moderate) => {
+            let Some(hub) = shared.chat() else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            reply(send, &crate::chat::serve::moderate(&hub, moderate).await).await;
         }
         request::Kind::Subscribe(sub) => {
             let Some(serving) = shared.serving(peer) else {

@@ -13,9 +13,11 @@ use std::sync::Arc;
 pub use accounts::{AccountError, Accounts};
 pub use catalog::Catalog;
 
-/// What the platform's users and operators reach: accounts and the stream catalog.
+/// What the platform's users and operators reach: accounts, the stream catalog and
+/// the streams' chat.
 #[derive(Clone)]
 pub struct Platform {
     pub accounts: Arc<Accounts>,
     pub catalog: Arc<Catalog>,
+    pub chat: Arc<crate::chat::Hub>,
 }

@@ -1,6 +1,6 @@
 // The watch page: the player (hls.js in low-latency mode, native HLS where hls.js
-// cannot run, e.g. Safari on iOS) and the watch socket, which tells the page when the
-// stream goes live or ends and how many are watching. The player starts by itself
+// cannot run, e.g. Safari on iOS), the chat, and the watch socket that carries both
+// the chat and the stream's status and viewer count. The player starts by itself
 // when the stream goes live and, after a fatal error, builds itself anew.
 'use strict';
 
@@ -115,18 +115,129 @@ function showStatus(s) {
   }
 }
 
+// The chat beside the player: lines as the stream's origin ordered them, posting for
+// signed-in viewers, delete and ban for the stream's owner and admins. Text is always
+// set as text, never parsed as HTML.
+const chat = {
+  list: document.getElementById('messages'),
+  note: document.getElementById('chat-note'),
+  form: document.getElementById('chat-form'),
+  input: document.getElementById('chat-text'),
+  me: null,
+  moderator: false,
+  state: 'not_started',
+  socket: null,
+};
+
+function chatNote(text, problem = false) {
+  chat.note.textContent = text;
+  chat.note.classList.toggle('problem', problem);
+}
+
+function lineItem(line) {
+  const { el } = cm;
+  const tools = [];
+  if (chat.moderator && chat.state === 'open') {
+    tools.push(el('button', { type: 'button', dataset: { action: 'delete', seq: line.seq }, title: 'Delete this message' }, 'Delete'));
+    if (!chat.me || line.user_id !== chat.me.id) {
+      tools.push(el('button', { type: 'button', dataset: { action: 'ban', user: line.user_id }, title: `Ban ${line.name} from this chat` }, 'Ban'));
+    }
+  }
+  return el('li', { dataset: { seq: line.seq, user: line.user_id } },
+    el('span', { className: 'author' }, line.name),
+    el('span', { className: 'text' }, line.text),
+    tools.length ? el('span', { className: 'tools' }, ...tools) : null);
+}
+
+function nearBottom() {
+  return chat.list.scrollHeight - chat.list.scrollTop - chat.list.clientHeight < 40;
+}
+
+function showChatState() {
+  const signedIn = chat.me !== null;
+  chat.form.hidden = !(chat.state === 'open' && signedIn);
+  if (chat.state === 'not_started') chatNote('Chat opens when the stream starts.');
+  else if (chat.state === 'ended') chatNote('The stream has ended; its chat is closed.');
+  else if (!signedIn) {
+    chatNote('');
+    const next = encodeURIComponent(window.location.pathname);
+    chat.note.append('Log in to chat: ', cm.el('a', { href: `/login?next=${next}` }, 'log in'), '.');
+  } else chatNote('');
+}
+
+const CHAT_EVENTS = {
+  hello(m) {
+    chat.me = m.user;
+    chat.moderator = m.moderator;
+    chat.input.maxLength = m.max_chars;
+    showChatState();
+  },
+  status: showStatus,
+  chat(m) {
+    chat.state = m.state;
+    showChatState();
+  },
+  history(m) {
+    chat.list.replaceChildren(...m.lines.map(lineItem));
+    chat.list.scrollTop = chat.list.scrollHeight;
+  },
+  line(m) {
+    if (chat.list.querySelector(`li[data-seq="${m.seq}"]`)) return;
+    const follow = nearBottom();
+    chat.list.append(lineItem(m));
+    if (follow) chat.list.scrollTop = chat.list.scrollHeight;
+  },
+  deleted(m) {
+    const item = chat.list.querySelector(`li[data-seq="${m.seq}"]`);
+    if (item) item.remove();
+  },
+  refused(m) {
+    chatNote(m.message, true);
+  },
+  notice(m) {
+    chatNote(m.message);
+  },
+};
+
+chat.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = chat.input.value.trim();
+  if (!text) return;
+  if (!chat.socket || chat.socket.readyState !== WebSocket.OPEN) {
+    chatNote('Reconnecting… your message was not sent.', true);
+    return;
+  }
+  chat.socket.send(JSON.stringify({ type: 'post', text }));
+  chat.input.value = '';
+  if (chat.note.classList.contains('problem')) chatNote('');
+});
+
+chat.list.addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-action]');
+  if (!button || !chat.socket) return;
+  if (button.dataset.action === 'delete') {
+    chat.socket.send(JSON.stringify({ type: 'delete', seq: Number(button.dataset.seq) }));
+  } else if (button.dataset.action === 'ban') {
+    chat.socket.send(JSON.stringify({ type: 'ban', user_id: Number(button.dataset.user) }));
+  }
+});
+
 // The watch socket; reconnects with growing pauses while the page is open.
 let retryMs = 1000;
 function connect() {
   const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
   const url = `${scheme}//${window.location.host}/api/v1/streams/${encodeURIComponent(streamId)}/live`;
   const socket = new WebSocket(url);
+  chat.socket = socket;
   socket.addEventListener('open', () => { retryMs = 1000; });
   socket.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === 'status') showStatus(message);
+    const handle = CHAT_EVENTS[message.type];
+    if (handle) handle(message);
   });
   socket.addEventListener('close', () => {
+    chat.socket = null;
+    if (chat.state === 'open') chatNote('Reconnecting…', true);
     setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
   });
