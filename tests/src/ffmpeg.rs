@@ -64,7 +64,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn start(rtmp_url: &str) -> Publisher {
-        let sample = sample_flv();
+        Self::start_file(rtmp_url, &sample_flv())
+    }
+
+    /// Publishes `sample` (an FLV file) in a loop.
+    pub fn start_file(rtmp_url: &str, sample: &std::path::Path) -> Publisher {
         let child = Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -75,7 +79,7 @@ impl Publisher {
                 "-1",
             ])
             .arg("-i")
-            .arg(&sample)
+            .arg(sample)
             .args(["-c", "copy", "-f", "flv", rtmp_url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -13,6 +13,7 @@ pub mod hook_backend;
 pub mod node;
 pub mod raft_loopback;
 pub mod rtmp_raw;
+pub mod watch_socket;
 
 use std::time::{Duration, Instant};
 

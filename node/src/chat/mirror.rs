@@ -13,8 +13,10 @@ use super::{Hub, wire};
 
 /// Pause before looking for the origin again after a failed or ended follow.
 const RETRY: Duration = Duration::from_millis(500);
-/// How often a quiet follow checks that sockets here still want it.
-const STILL_WANTED_EVERY: Duration = Duration::from_secs(5);
+/// How often a quiet follow checks that sockets here still want it and that the
+/// origin is still where it follows (a dead origin's stream may take the mesh's idle
+/// timeout to fail).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Mirror {
     pub channel: Channel,
@@ -42,13 +44,14 @@ async fn follow(mirror: Weak<Mirror>, hub: Arc<Hub>, stream: StreamId) {
         match hub.upstream(&stream) {
             Ok((node, addr)) => match hub.mesh.chat_follow(addr, node, stream.as_str()).await {
                 Ok(mut events) => loop {
-                    let next = tokio::time::timeout(STILL_WANTED_EVERY, events.next()).await;
+                    let next = tokio::time::timeout(CHECK_EVERY, events.next()).await;
                     let Some(mirror) = mirror.upgrade() else {
                         return;
                     };
                     match next {
-                        // Quiet: still wanted, keep waiting.
-                        Err(_) => continue,
+                        Err(_) if hub.upstream(&stream).is_ok_and(|(n, _)| n == node) => continue,
+                        // The origin moved: follow the new one.
+                        Err(_) => break,
                         Ok(Ok(Some(event))) => match wire::event_from_wire(event) {
                             Ok(event) => mirror.channel.publish(event),
                             Err(e) => {
