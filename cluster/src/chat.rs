@@ -34,8 +34,8 @@ pub struct ChatLine {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamChat {
     pub banned: BTreeSet<UserId>,
-    /// The room the archive is of (the origin's lease epoch when it opened it), and its
-    /// last lines, oldest first; empty while the stream is live.
+    /// The room the archive is of (room numbers grow with the origin's lease epoch),
+    /// and its last lines, oldest first: the chat of the stream's last end.
     pub room: u64,
     pub archive: Vec<ChatLine>,
 }
@@ -43,10 +43,6 @@ pub struct StreamChat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatCommand {
     Ban {
-        stream: StreamId,
-        user: UserId,
-    },
-    Unban {
         stream: StreamId,
         user: UserId,
     },
@@ -61,9 +57,7 @@ pub enum ChatCommand {
 impl ChatCommand {
     pub fn stream(&self) -> &StreamId {
         match self {
-            Self::Ban { stream, .. }
-            | Self::Unban { stream, .. }
-            | Self::Archive { stream, .. } => stream,
+            Self::Ban { stream, .. } | Self::Archive { stream, .. } => stream,
         }
     }
 
@@ -73,9 +67,9 @@ impl ChatCommand {
             Self::Ban { user, .. } => {
                 chat.banned.insert(user);
             }
-            Self::Unban { user, .. } => {
-                chat.banned.remove(&user);
-            }
+            // An origin that lost its lease long ago may archive late: an older room
+            // never replaces a newer one.
+            Self::Archive { room, .. } if room < chat.room => {}
             Self::Archive { room, lines, .. } => {
                 let skip = lines.len().saturating_sub(MAX_ARCHIVE_LINES);
                 chat.room = room;
@@ -139,5 +133,13 @@ mod tests {
                     && l.text.chars().all(|c| c == 'ü'))
         );
         assert_eq!(chat.room, 7);
+        let stream = StreamId::parse("s").unwrap();
+        let late = ChatCommand::Archive {
+            stream,
+            room: 6,
+            lines: vec![line(1, "stale")],
+        };
+        late.apply(&mut chat);
+        assert_eq!((chat.room, chat.archive.len()), (7, MAX_ARCHIVE_LINES));
     }
 }

@@ -1323,11 +1323,19 @@ impl Config {
                 return err(format!("{name} must be longer than zero"));
             }
         }
-        // A post crosses the mesh in one small frame (64 KiB).
-        if self.chat.max_message_chars > 10_000 {
+        // A post fits the watch socket's 8 KiB message; the history fits what the
+        // cluster archives of an ended chat.
+        if self.chat.max_message_chars > 1000 {
             return err(format!(
-                "chat.max_message_chars must be at most 10000, got {}",
+                "chat.max_message_chars must be at most 1000, got {}",
                 self.chat.max_message_chars
+            ));
+        }
+        let max_history = castmesh_cluster::chat::MAX_ARCHIVE_LINES;
+        if self.chat.history > max_history {
+            return err(format!(
+                "chat.history must be at most {max_history}, got {}",
+                self.chat.history
             ));
         }
         if self.http.tls_cert.as_os_str().is_empty() != self.http.tls_key.as_os_str().is_empty() {

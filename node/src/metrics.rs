@@ -317,7 +317,7 @@ impl Metrics {
         );
         registry.register(
             "watch_sockets_closed",
-            "Watch sockets refused or closed by the server: connection_limit, per_ip_limit, slow (its queue was full), write_timeout",
+            "Watch sockets refused or closed by the server: connection_limit, per_ip_limit, slow (its queue was full), write_timeout, flood (too many messages from the page), gone (the stream was deleted)",
             m.watch_sockets_closed.clone(),
         );
         registry.register(

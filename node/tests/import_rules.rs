@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! node, fuzz, lib, main     wiring: may import anything
-//! rtmp | http | control     listeners and the control plane (cluster/, admin/)
+//! rtmp | http | control     listeners (http with the web app) and the control plane
+//!                           (cluster/, admin/)
 //! stream | platform          per-stream actors, the directory, the publish path;
-//!                           accounts and the platform around the media
+//!                           accounts, chat and the platform around the media
 //! mesh                      QUIC transport between nodes
 //! live                      one stream's shared window
 //! foundation                config, metrics, seams, admission, client_addr, ...
@@ -37,9 +38,9 @@ const GROUPS: &[(&str, u8, &[&str])] = &[
     ("live", 1, &["live"]),
     ("mesh", 2, &["mesh"]),
     ("stream", 3, &["stream"]),
-    ("platform", 3, &["platform"]),
+    ("platform", 3, &["platform", "chat"]),
     ("rtmp", 4, &["rtmp"]),
-    ("http", 4, &["http"]),
+    ("http", 4, &["http", "web"]),
     ("control", 4, &["admin", "cluster"]),
     ("wiring", 5, &["node", "fuzz", "lib", "main"]),
 ];

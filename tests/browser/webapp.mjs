@@ -58,6 +58,10 @@ const SCENARIOS = {
       report.fatal = later.fatal;
       report.live_status = later.status;
       report.viewers_text = later.viewers;
+      // Chat is open while live: a line now, to find it again after the end.
+      await until('chat to open', () => watch.locator('#chat-form').isVisible(), 10000);
+      await postChat(watch, 'hello from the studio');
+      await until('the line shown', async () => (await chatLines(watch)).includes('Ada: hello from the studio'), 5000);
       await watch.screenshot({ path: `${shots}/watch.png` });
       await directory.screenshot({ path: `${shots}/directory.png` });
 
@@ -70,9 +74,40 @@ const SCENARIOS = {
         }, 15000);
       report.ended_ms = ended.ms;
       report.ended = ended.value;
+
+      // After the end the chat is closed and its history stays readable, also on a
+      // fresh page.
+      await sleep(2000);
+      const again = await context.newPage();
+      await again.goto(`${base}/watch/${id}`);
+      await until('the ended chat', async () => (await chatNote(again)).includes('ended'), 10000);
+      report.after_end = { note: await chatNote(again), lines: await chatLines(again), form: await again.locator('#chat-form').isVisible() };
     } finally {
       publisher.kill('SIGKILL');
     }
+
+    // Errors in words: a wrong password.
+    const stranger = await browser.newContext();
+    const login = await stranger.newPage();
+    await login.goto(`${base}/login`);
+    await login.getByLabel('Email').fill('ada@example.com');
+    await login.getByLabel('Password').fill('not the password');
+    await login.getByRole('button', { name: 'Log in' }).click();
+    await login.locator('#error').waitFor({ state: 'visible' });
+    report.login_error = await login.locator('#error').textContent();
+
+    // Phone width: no page is wider than the screen.
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+    await phone.addCookies(await context.cookies());
+    const small = await phone.newPage();
+    report.phone_overflow = {};
+    for (const path of ['/', `/watch/${id}`, '/studio', '/login', '/signup']) {
+      await small.goto(`${base}${path}`);
+      await sleep(500);
+      report.phone_overflow[path] = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    }
+    await small.goto(`${base}/watch/${id}`);
+    await small.screenshot({ path: `${shots}/watch-phone.png`, fullPage: true });
     return report;
   },
 

@@ -10,6 +10,8 @@ use tungstenite::{Message, WebSocket};
 
 pub struct WatchSocket {
     socket: WebSocket<TcpStream>,
+    /// The last messages read, for a failing test to show.
+    seen: std::collections::VecDeque<Value>,
 }
 
 /// The HTTP status a refused upgrade answered with, or the error.
@@ -37,7 +39,10 @@ impl WatchSocket {
         tcp.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         match tungstenite::client(request, tcp) {
-            Ok((socket, _)) => Ok(WatchSocket { socket }),
+            Ok((socket, _)) => Ok(WatchSocket {
+                socket,
+                seen: Default::default(),
+            }),
             Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
                 Err(Ok(response.status().as_u16()))
             }
@@ -54,20 +59,38 @@ impl WatchSocket {
     /// The next JSON message within `timeout`; `None` if none came, or the socket
     /// closed.
     pub fn next(&mut self, timeout: Duration) -> Option<Value> {
+        let Read::Message(Message::Text(text)) = self.read(timeout) else {
+            return None;
+        };
+        let message: Value = serde_json::from_str(&text).ok()?;
+        if self.seen.len() == 20 {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(message.clone());
+        Some(message)
+    }
+
+    /// The last 20 messages read.
+    pub fn seen(&self) -> &std::collections::VecDeque<Value> {
+        &self.seen
+    }
+
+    /// The next text or close within `timeout` (pings and pongs are skipped).
+    fn read(&mut self, timeout: Duration) -> Read {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             match self.socket.read() {
-                Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+                Ok(m @ (Message::Text(_) | Message::Close(_))) => return Read::Message(m),
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
-                Err(_) => return None,
+                Err(_) => return Read::Closed,
             }
         }
-        None
+        Read::Nothing
     }
 
     /// Reads until a message `wanted` accepts, within `timeout`.
@@ -81,21 +104,23 @@ impl WatchSocket {
         None
     }
 
-    /// Whether the server closed the socket within `timeout`.
+    /// Whether the server closed the socket within `timeout` (messages before the
+    /// close are skipped).
     pub fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.socket.read() {
-                Ok(Message::Close(_)) => return true,
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return true,
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.read(left) {
+                Read::Message(Message::Close(_)) | Read::Closed => return true,
+                Read::Message(_) => {}
+                Read::Nothing => return false,
             }
         }
         false
     }
+}
+
+enum Read {
+    Message(Message),
+    Closed,
+    Nothing,
 }

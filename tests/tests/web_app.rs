@@ -93,6 +93,28 @@ fn a_new_user_streams_from_the_studio_and_viewers_watch_it_live() {
     assert_eq!(api["status"], "ended");
     assert_eq!(api["accepting"], false);
 
+    // The chat of the ended stream: closed, its line still there for a new page.
+    let after = &report["after_end"];
+    assert_eq!(
+        after["note"], "The stream has ended; its chat is closed.",
+        "{report}"
+    );
+    assert_eq!(
+        after["lines"],
+        serde_json::json!(["Ada: hello from the studio"]),
+        "{report}"
+    );
+    assert_eq!(after["form"], false, "{report}");
+
+    // Errors are words; every page fits a phone's width.
+    assert_eq!(report["login_error"], "wrong email or password", "{report}");
+    for (path, overflow) in report["phone_overflow"].as_object().unwrap() {
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{path} is {overflow} px wider than a phone: {report}"
+        );
+    }
+
     // The key never reached the node's log.
     assert!(!node.log_text().contains(key));
 }

@@ -71,12 +71,15 @@ impl Channel {
     pub fn publish(&self, event: Event) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match &event {
+            // An origin may keep more lines than this node (settings differ during a
+            // rolling change): only the last `keep` are kept here.
             Event::History { room, lines } => {
                 state.room = *room;
-                state.lines = lines.iter().cloned().collect();
+                let skip = lines.len().saturating_sub(self.keep);
+                state.lines = lines.iter().skip(skip).cloned().collect();
             }
             Event::Line(line) => {
-                if state.lines.len() == self.keep {
+                while state.lines.len() >= self.keep {
                     state.lines.pop_front();
                 }
                 state.lines.push_back(line.clone());
@@ -87,6 +90,10 @@ impl Channel {
             // No followers is not an error.
             let _ = tx.send(Published::new(event));
         }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender().is_none()
     }
 
     /// Ends every follower's subscription; they join again and find what applies now.

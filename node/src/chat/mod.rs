@@ -16,13 +16,17 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use castmesh_cluster::accounts::{Role, UserId};
 use castmesh_cluster::chat::{ChatCommand, ChatLine};
 use castmesh_cluster::member::ClusterMember;
+use castmesh_cluster::state::NO_NODE;
 use castmesh_cluster::{ClusterState, Command, Response, StreamId, StreamStatus};
+use castmesh_proto::mesh::v1 as pb;
+use pb::request::Kind;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -30,7 +34,7 @@ use crate::config::ChatConfig;
 use crate::mesh::Mesh;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::seams::Clock;
-use channel::Published;
+use channel::{Channel, Published};
 use mirror::Mirror;
 use room::{Post, Room};
 
@@ -104,14 +108,12 @@ pub fn checked_text(text: &str, max_chars: usize) -> Result<String, Refusal> {
     }
 }
 
-/// Whether `user` moderates `stream`'s chat: its owner, or an admin.
+/// Whether `user` moderates `stream`'s chat: its owner, or an admin (not disabled).
 pub fn may_moderate(state: &ClusterState, stream: &StreamId, user: UserId) -> bool {
-    let admin = state
-        .accounts
-        .users
-        .get(&user)
-        .is_some_and(|u| u.role == Role::Admin && !u.disabled);
-    admin
+    let Some(record) = state.accounts.users.get(&user).filter(|u| !u.disabled) else {
+        return false;
+    };
+    record.role == Role::Admin
         || state
             .streams
             .get(stream)
@@ -121,7 +123,12 @@ pub fn may_moderate(state: &ClusterState, stream: &StreamId, user: UserId) -> bo
 /// What a moderator does.
 #[derive(Debug, Clone, Copy)]
 pub enum Moderation {
-    Delete(u64),
+    /// The line `seq` of `room` (numbers restart in every room: a deletion meant for
+    /// a room that has been replaced deletes nothing).
+    Delete {
+        room: u64,
+        seq: u64,
+    },
     Ban(UserId),
 }
 
@@ -168,6 +175,8 @@ pub struct Hub {
     rooms: Mutex<HashMap<StreamId, Arc<Room>>>,
     /// Mirrors of rooms elsewhere, while sockets here follow them.
     mirrors: Mutex<HashMap<StreamId, Weak<Mirror>>>,
+    /// Rooms opened here so far (part of every room's number).
+    rooms_opened: AtomicU64,
 }
 
 /// How often rooms whose stream moved or ended are closed (and archived).
@@ -191,6 +200,7 @@ impl Hub {
             metrics,
             rooms: Mutex::default(),
             mirrors: Mutex::default(),
+            rooms_opened: AtomicU64::new(0),
         })
     }
 
@@ -198,18 +208,20 @@ impl Hub {
         &self.config
     }
 
-    pub fn member(&self) -> &ClusterMember {
-        &self.member
-    }
-
     fn locate(&self, stream: &StreamId) -> Place {
-        let now = self.clock.now_ms();
         let found = self.member.read_local(|s| {
             let status = s.streams.get(stream).map(|r| r.status)?;
-            let origin = s.origin(stream, now).and_then(|lease| {
-                let addr = s.nodes.get(&lease.node)?.quic.parse().ok()?;
-                Some((lease, addr))
-            });
+            // The node a live stream's lease names, also past its expiry by this node's
+            // clock (clocks disagree; the media path's `locate_origin` reads leases
+            // the same way): a late renewal does not close the room.
+            let origin = s
+                .leases
+                .get(stream)
+                .filter(|l| l.expires_at > 0 && l.node != NO_NODE)
+                .and_then(|lease| {
+                    let addr = s.nodes.get(&lease.node)?.quic.parse().ok()?;
+                    Some((*lease, addr))
+                });
             Some((status, origin))
         });
         match found {
@@ -217,9 +229,12 @@ impl Hub {
             Some((StreamStatus::Scheduled, _)) => Place::Closed(ChatState::NotStarted),
             Some((StreamStatus::Live, Some((lease, _)))) if lease.node == self.node_id => {
                 let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-                let room = rooms
-                    .entry(stream.clone())
-                    .or_insert_with(|| Arc::new(Room::new(lease.epoch, &self.config)));
+                let room = rooms.entry(stream.clone()).or_insert_with(|| {
+                    // Numbers grow with the epoch and differ for every room opened here.
+                    let opened = self.rooms_opened.fetch_add(1, Ordering::Relaxed);
+                    let id = (lease.epoch << 20) | (opened & 0xF_FFFF);
+                    Arc::new(Room::new(id, &self.config))
+                });
                 Place::Here(room.clone())
             }
             Some((StreamStatus::Live, Some((lease, addr)))) => Place::There(lease.node, addr),
@@ -240,27 +255,20 @@ impl Hub {
             room: 0,
             lines: Vec::new(),
         };
-        match self.locate(stream) {
-            Place::Here(room) => match room.channel.follow() {
-                Some((history, updates)) => Joined {
-                    state: ChatState::Open,
-                    history,
-                    updates: Some(updates),
-                    _mirror: None,
-                },
-                None => closed(ChatState::Open, empty()),
+        let following = |channel: &Channel, mirror: Option<Arc<Mirror>>| match channel.follow() {
+            Some((history, updates)) => Joined {
+                state: ChatState::Open,
+                history,
+                updates: Some(updates),
+                _mirror: mirror,
             },
+            None => closed(ChatState::Open, empty()),
+        };
+        match self.locate(stream) {
+            Place::Here(room) => following(&room.channel, None),
             Place::There(..) => {
                 let mirror = self.mirror(stream);
-                match mirror.channel.follow() {
-                    Some((history, updates)) => Joined {
-                        state: ChatState::Open,
-                        history,
-                        updates: Some(updates),
-                        _mirror: Some(mirror),
-                    },
-                    None => closed(ChatState::Open, empty()),
-                }
+                following(&mirror.channel, Some(mirror.clone()))
             }
             Place::Nowhere => closed(ChatState::Open, empty()),
             Place::Closed(ChatState::Ended) => {
@@ -280,7 +288,13 @@ impl Hub {
     /// This node's mirror of `stream`'s room, started if none runs.
     fn mirror(self: &Arc<Self>, stream: &StreamId) -> Arc<Mirror> {
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mirror) = mirrors.get(stream).and_then(Weak::upgrade) {
+        // A closed mirror (its origin moved here, or the chat ended) may still be held
+        // by sockets that have not joined again yet: it is not reused.
+        if let Some(mirror) = mirrors
+            .get(stream)
+            .and_then(Weak::upgrade)
+            .filter(|m| !m.channel.is_closed())
+        {
             return mirror;
         }
         mirrors.retain(|_, m| m.strong_count() > 0);
@@ -312,16 +326,13 @@ impl Hub {
             (Err(refusal), _) => Err(refusal),
             (Ok(text), Place::Here(room)) => self.post_in(&room, stream, user_id, name, text),
             (Ok(text), Place::There(node, addr)) => {
-                let post = castmesh_proto::mesh::v1::ChatPost {
+                let post = pb::ChatPost {
                     stream: stream.to_string(),
                     user_id,
                     name: name.to_string(),
                     text,
                 };
-                match self.mesh.chat_post(addr, node, post).await {
-                    Ok(answer) => wire::answer_from(answer),
-                    Err(e) => Err(Refusal::Unavailable(format!("the origin node: {e}"))),
-                }
+                self.ask_origin(node, addr, Kind::ChatPost(post)).await
             }
             (Ok(_), place) => Err(not_here(place)),
         };
@@ -346,11 +357,19 @@ impl Hub {
         name: &str,
         text: String,
     ) -> Result<(), Refusal> {
-        let banned = self.member.read_local(|s| {
-            s.chat
+        // The socket checked the session when it opened; an account disabled since
+        // then posts no more.
+        let (disabled, banned) = self.member.read_local(|s| {
+            let disabled = s.accounts.users.get(&user_id).is_none_or(|u| u.disabled);
+            let banned = s
+                .chat
                 .get(stream)
-                .is_some_and(|c| c.banned.contains(&user_id))
+                .is_some_and(|c| c.banned.contains(&user_id));
+            (disabled, banned)
         });
+        if disabled {
+            return Err(Refusal::SignedOut);
+        }
         let post = Post {
             user_id,
             name,
@@ -361,7 +380,7 @@ impl Hub {
     }
 
     /// A post a peer forwarded: taken only while this node is the stream's origin.
-    pub fn post_here(&self, post: castmesh_proto::mesh::v1::ChatPost) -> Result<(), Refusal> {
+    pub fn post_here(&self, post: pb::ChatPost) -> Result<(), Refusal> {
         let stream = StreamId::parse(&post.stream)
             .map_err(|_| Refusal::Unavailable("no such stream".into()))?;
         let text = checked_text(&post.text, self.config.max_message_chars)?;
@@ -382,20 +401,23 @@ impl Hub {
             Place::Here(room) => self.moderate_in(&room, stream, moderator, action).await,
             Place::There(node, addr) => {
                 let request = wire::moderate_to_wire(stream, moderator, action);
-                match self.mesh.chat_moderate(addr, node, request).await {
-                    Ok(answer) => wire::answer_from(answer),
-                    Err(e) => Err(Refusal::Unavailable(format!("the origin node: {e}"))),
-                }
+                self.ask_origin(node, addr, Kind::ChatModerate(request))
+                    .await
             }
             place => Err(not_here(place)),
         }
     }
 
+    /// A post or moderation for the origin `node` at `addr`: its answer.
+    async fn ask_origin(&self, node: u64, addr: SocketAddr, request: Kind) -> Result<(), Refusal> {
+        match self.mesh.chat(addr, node, request).await {
+            Ok(answer) => wire::answer_from(answer),
+            Err(e) => Err(Refusal::Unavailable(format!("the origin node: {e}"))),
+        }
+    }
+
     /// A moderator's action a peer forwarded.
-    pub async fn moderate_here(
-        &self,
-        request: castmesh_proto::mesh::v1::ChatModerate,
-    ) -> Result<(), Refusal> {
+    pub async fn moderate_here(&self, request: pb::ChatModerate) -> Result<(), Refusal> {
         let (stream, moderator, action) = wire::moderate_from_wire(request)?;
         match self.locate(&stream) {
             Place::Here(room) => self.moderate_in(&room, &stream, moderator, action).await,
@@ -417,7 +439,12 @@ impl Hub {
             return Err(Refusal::Forbidden);
         }
         match action {
-            Moderation::Delete(seq) => room.delete(seq),
+            Moderation::Delete { room: id, seq } if id == room.id => room.delete(seq),
+            Moderation::Delete { .. } => {
+                return Err(Refusal::Unavailable(
+                    "the chat restarted on another node; that message is gone".into(),
+                ));
+            }
             Moderation::Ban(user) => {
                 let ban = ChatCommand::Ban {
                     stream: stream.clone(),
@@ -471,10 +498,8 @@ impl Hub {
     }
 
     async fn archive(&self, stream: &StreamId, room: &Room) {
+        // Written even when empty: it replaces the archive of an earlier end.
         let (id, lines) = room.channel.lines();
-        if lines.is_empty() {
-            return;
-        }
         let command = Command::Chat(ChatCommand::Archive {
             stream: stream.clone(),
             room: id,

@@ -1,14 +1,13 @@
 //! The origin's side of the chat over the mesh: a peer follows a room, posts to it,
 //! moderates it (see `ChatFollow` in mesh.proto).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use castmesh_proto::mesh::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Hub, wire};
-use crate::mesh::framing;
+use crate::mesh::{ChatRooms, framing};
 
 /// QUIC stream reset codes of a follow: the follower fell behind; this node is not
 /// the stream's origin.
@@ -17,9 +16,24 @@ pub const RESET_NOT_ORIGIN: u32 = 2;
 /// A follower that does not take an event within this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[async_trait::async_trait]
+impl ChatRooms for Hub {
+    async fn follow(&self, send: quinn::SendStream, request: pb::ChatFollow) {
+        follow(send, self, request).await
+    }
+
+    async fn post(&self, post: pb::ChatPost) -> pb::ChatAnswer {
+        wire::answer_to_wire(self.post_here(post))
+    }
+
+    async fn moderate(&self, request: pb::ChatModerate) -> pb::ChatAnswer {
+        wire::answer_to_wire(self.moderate_here(request).await)
+    }
+}
+
 /// Sends `stream`'s room to a peer: its lines now, then every change, until this
 /// node's room closes.
-pub async fn follow(mut send: quinn::SendStream, hub: Arc<Hub>, request: pb::ChatFollow) {
+async fn follow(mut send: quinn::SendStream, hub: &Hub, request: pb::ChatFollow) {
     let Some((history, mut updates)) = hub.follow_here(&request.stream) else {
         let _ = send.reset(RESET_NOT_ORIGIN.into());
         return;
@@ -28,16 +42,20 @@ pub async fn follow(mut send: quinn::SendStream, hub: Arc<Hub>, request: pb::Cha
     loop {
         let published = match next.take() {
             Some(p) => p,
-            None => match updates.recv().await {
-                Ok(p) => p,
-                Err(RecvError::Lagged(_)) => {
-                    let _ = send.reset(RESET_BEHIND.into());
-                    return;
-                }
-                Err(RecvError::Closed) => {
-                    let _ = send.finish();
-                    return;
-                }
+            None => tokio::select! {
+                update = updates.recv() => match update {
+                    Ok(p) => p,
+                    Err(RecvError::Lagged(_)) => {
+                        let _ = send.reset(RESET_BEHIND.into());
+                        return;
+                    }
+                    Err(RecvError::Closed) => {
+                        let _ = send.finish();
+                        return;
+                    }
+                },
+                // The follower went away: in a quiet room no write would tell.
+                _ = send.stopped() => return,
             },
         };
         let frame = wire::event_to_wire(&published.event);
@@ -47,12 +65,4 @@ pub async fn follow(mut send: quinn::SendStream, hub: Arc<Hub>, request: pb::Cha
             return;
         }
     }
-}
-
-pub fn post(hub: &Hub, post: pb::ChatPost) -> pb::ChatAnswer {
-    wire::answer_to_wire(hub.post_here(post))
-}
-
-pub async fn moderate(hub: &Hub, request: pb::ChatModerate) -> pb::ChatAnswer {
-    wire::answer_to_wire(hub.moderate_here(request).await)
 }

@@ -93,8 +93,12 @@ pub fn moderate_to_wire(stream: &StreamId, moderator: u64, action: Moderation) -
     pb::ChatModerate {
         stream: stream.to_string(),
         moderator,
+        room: match action {
+            Moderation::Delete { room, .. } => room,
+            Moderation::Ban(_) => 0,
+        },
         action: Some(match action {
-            Moderation::Delete(seq) => Action::DeleteSeq(seq),
+            Moderation::Delete { seq, .. } => Action::DeleteSeq(seq),
             Moderation::Ban(user) => Action::BanUser(user),
         }),
     }
@@ -104,7 +108,7 @@ pub fn moderate_from_wire(m: pb::ChatModerate) -> Result<(StreamId, u64, Moderat
     let stream =
         StreamId::parse(&m.stream).map_err(|_| Refusal::Unavailable("no such stream".into()))?;
     let action = match m.action {
-        Some(Action::DeleteSeq(seq)) => Moderation::Delete(seq),
+        Some(Action::DeleteSeq(seq)) => Moderation::Delete { room: m.room, seq },
         Some(Action::BanUser(user)) => Moderation::Ban(user),
         None => {
             return Err(Refusal::Unavailable(

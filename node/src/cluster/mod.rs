@@ -107,7 +107,8 @@ impl ClusterNode {
                 metrics.clone(),
             ),
         };
-        mesh.serve_chat(Arc::downgrade(&platform.chat));
+        let rooms: Arc<dyn crate::mesh::ChatRooms> = platform.chat.clone();
+        mesh.serve_chat(Arc::downgrade(&rooms));
         let hooks = PublishHooks::new(&config.hooks, metrics.clone());
         let last_seen = LastSeen::default();
         let leases = Leases::new(

@@ -57,6 +57,54 @@ pub async fn read<M: Message + Default>(
     Ok(Some(M::decode(body.freeze())?))
 }
 
+/// Reads frames from a stream like [`read`], but keeps a partly received frame in
+/// itself: `next` may be cancelled (a `select!`, a timeout) and called again without
+/// losing bytes, which `read` cannot promise.
+pub struct FrameReader {
+    stream: RecvStream,
+    max: u32,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    pub fn new(stream: RecvStream, max: u32) -> Self {
+        Self {
+            stream,
+            max,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next message, or `None` at a clean end of stream. Cancel-safe: quinn's
+    /// `read_chunk` hands over no bytes unless it completes.
+    pub async fn next<M: Message + Default>(&mut self) -> anyhow::Result<Option<M>> {
+        loop {
+            if self.buf.len() >= 4 {
+                let prefix: [u8; 4] = self.buf[..4].try_into().expect("four bytes");
+                let len = checked_len(prefix, self.max)?;
+                if self.buf.len() >= 4 + len {
+                    let _ = self.buf.split_to(4);
+                    return Ok(Some(M::decode(self.buf.split_to(len).freeze())?));
+                }
+            }
+            let wanted = match self.buf.len() {
+                n if n < 4 => 4 - n,
+                n => 4 + checked_len(self.buf[..4].try_into().expect("four bytes"), self.max)? - n,
+            };
+            let chunk = self
+                .stream
+                .read_chunk(wanted.min(FIRST_CHUNK), true)
+                .await
+                .map_err(quinn::ReadExactError::ReadError)?;
+            match chunk {
+                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                None if self.buf.is_empty() => return Ok(None),
+                None => anyhow::bail!("the stream ended inside a frame"),
+            }
+        }
+    }
+}
+
 /// The body length a frame's prefix announces, if it is at most `max`.
 fn checked_len(prefix: [u8; 4], max: u32) -> anyhow::Result<usize> {
     let len = u32::from_be_bytes(prefix);

@@ -42,6 +42,16 @@ pub struct Mesh {
     accept: JoinHandle<()>,
 }
 
+/// What the mesh asks of this node's chat rooms (`chat::Hub` answers; see
+/// `ChatFollow` in mesh.proto).
+#[async_trait::async_trait]
+pub trait ChatRooms: Send + Sync {
+    /// Sends a stream's room to a peer on `send` until the room closes.
+    async fn follow(&self, send: quinn::SendStream, request: ChatFollow);
+    async fn post(&self, post: ChatPost) -> ChatAnswer;
+    async fn moderate(&self, request: ChatModerate) -> ChatAnswer;
+}
+
 /// Whether a node id names a current member of the cluster (as this node's copy of
 /// the Raft membership says).
 pub type Members = Arc<dyn Fn(u64) -> bool + Send + Sync>;
@@ -57,7 +67,7 @@ struct Shared {
     /// before). Weak: the streams' owner also holds the mesh.
     streams: OnceLock<(Weak<dyn StreamSource>, Arc<dyn Clock>)>,
     /// The node's chat rooms, once its platform runs (chat requests are refused before).
-    chat: OnceLock<Weak<crate::chat::Hub>>,
+    chat: OnceLock<Weak<dyn ChatRooms>>,
 }
 
 /// The CA and node certificate from config, or, when none are configured (`--dev`), a
@@ -131,9 +141,9 @@ impl Mesh {
         let _ = self.shared.streams.set((streams, clock));
     }
 
-    /// Starts answering chat requests from `hub` (set once, when the platform runs).
-    pub fn serve_chat(&self, hub: Weak<crate::chat::Hub>) {
-        let _ = self.shared.chat.set(hub);
+    /// Starts answering chat requests from `rooms` (set once, when the platform runs).
+    pub fn serve_chat(&self, rooms: Weak<dyn ChatRooms>) {
+        let _ = self.shared.chat.set(rooms);
     }
 
     /// Follows `stream`'s chat room on its origin `peer` (see `ChatFollow`).
@@ -166,29 +176,19 @@ impl Mesh {
         if opened.is_err() {
             self.forget(peer);
         }
-        opened.map(|recv| ChatEvents { recv })
+        opened.map(|recv| ChatEvents {
+            frames: framing::FrameReader::new(recv, framing::MAX_LIST_FRAME),
+        })
     }
 
-    /// Posts to `stream`'s chat on its origin `peer`.
-    pub async fn chat_post(
+    /// A chat post or moderation (`request::Kind::ChatPost`, `ChatModerate`) for the
+    /// stream's origin `peer`, answered with one `ChatAnswer`.
+    pub async fn chat(
         &self,
         addr: SocketAddr,
         peer: u64,
-        post: ChatPost,
+        request: request::Kind,
     ) -> anyhow::Result<ChatAnswer> {
-        let request = request::Kind::ChatPost(post);
-        self.call(addr, peer, request, framing::MAX_SMALL_FRAME)
-            .await
-    }
-
-    /// A moderator's action on `stream`'s chat, done by its origin `peer`.
-    pub async fn chat_moderate(
-        &self,
-        addr: SocketAddr,
-        peer: u64,
-        moderate: ChatModerate,
-    ) -> anyhow::Result<ChatAnswer> {
-        let request = request::Kind::ChatModerate(moderate);
         self.call(addr, peer, request, framing::MAX_SMALL_FRAME)
             .await
     }
@@ -358,14 +358,14 @@ impl Mesh {
 
 /// A chat room's events as its origin sends them.
 pub struct ChatEvents {
-    recv: quinn::RecvStream,
+    // A history of `chat.history` (≤ 200) lines of ≤ 1,000 characters fits.
+    frames: framing::FrameReader,
 }
 
 impl ChatEvents {
-    /// The next event; `None` when the origin closed the room.
+    /// The next event; `None` when the origin closed the room. Cancel-safe.
     pub async fn next(&mut self) -> anyhow::Result<Option<ChatEvent>> {
-        // A history of `chat.history` lines of up to 500 characters fits.
-        framing::read(&mut self.recv, framing::MAX_LIST_FRAME).await
+        self.frames.next().await
     }
 }
 
@@ -414,8 +414,13 @@ impl Shared {
         false
     }
 
-    fn chat(&self) -> Option<Arc<crate::chat::Hub>> {
-        self.chat.get()?.upgrade()
+    /// The node's chat, or (before the platform runs) the request's stream reset.
+    fn chat_or_reset(&self, send: &mut quinn::SendStream) -> Option<Arc<dyn ChatRooms>> {
+        let hub = self.chat.get().and_then(Weak::upgrade);
+        if hub.is_none() {
+            let _ = send.reset(RESET_BAD_REQUEST.into());
+        }
+        hub
     }
 
     /// What serving a stream request needs, once the media side runs.
@@ -518,27 +523,23 @@ async fn answer(
             reply(send, &OriginViewerTotals { viewers }).await;
         }
         request::Kind::ChatFollow(follow) => {
-            let Some(hub) = shared.chat() else {
-                let _ = send.reset(RESET_BAD_REQUEST.into());
+            let Some(hub) = shared.chat_or_reset(&mut send) else {
                 return;
             };
             let span = tracing::info_span!("chat_follow", stream = %follow.stream);
-            tracing::Instrument::instrument(crate::chat::serve::follow(send, hub, follow), span)
-                .await;
+            tracing::Instrument::instrument(hub.follow(send, follow), span).await;
         }
         request::Kind::ChatPost(post) => {
-            let Some(hub) = shared.chat() else {
-                let _ = send.reset(RESET_BAD_REQUEST.into());
+            let Some(hub) = shared.chat_or_reset(&mut send) else {
                 return;
             };
-            reply(send, &crate::chat::serve::post(&hub, post)).await;
+            reply(send, &hub.post(post).await).await;
         }
         request::Kind::ChatModerate(moderate) => {
-            let Some(hub) = shared.chat() else {
-                let _ = send.reset(RESET_BAD_REQUEST.into());
+            let Some(hub) = shared.chat_or_reset(&mut send) else {
                 return;
             };
-            reply(send, &crate::chat::serve::moderate(&hub, moderate).await).await;
+            reply(send, &hub.moderate(moderate).await).await;
         }
         request::Kind::Subscribe(sub) => {
             let Some(serving) = shared.serving(peer) else {

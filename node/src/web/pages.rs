@@ -186,10 +186,18 @@ pub struct Next {
 }
 
 /// Where to go after signing in: a path on this site only (`/x`, not `//host` or
-/// `https://…`), so a link cannot send someone elsewhere.
+/// `https://…`), so a link cannot send someone elsewhere. Browsers drop tabs and line
+/// breaks from URLs (`/\t/host` is `//host`) and read `\` as `/`: a path with any
+/// control character, space or backslash is refused whole.
 fn local_path(next: Option<String>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or_else(|| "/".into())
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    })
+    .unwrap_or_else(|| "/".into())
 }
 
 #[derive(Template)]
@@ -245,6 +253,9 @@ mod tests {
             "//evil.example",
             "https://evil.example/",
             "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
             "studio",
             "",
         ] {

@@ -24,20 +24,20 @@ use tokio::time::Instant;
 
 use super::pages::PageUser;
 use crate::admission::{Refusal as SlotRefusal, Slot};
-use crate::chat::channel::Published;
-use crate::chat::{ChatState, Joined, Moderation, Refusal, may_moderate};
+use crate::chat::{ChatState, Event as ChatEvent, Joined, Moderation, Refusal, may_moderate};
 use crate::http::api_error::ApiError;
 use crate::http::streams::{StatusView, current_status};
 use crate::http::{AppState, ClientAddr, origin};
 use crate::metrics::ReasonLabel;
 
 /// How often a socket's stream status is looked at (answers are cached by the node
-/// for 2 s, so this costs one cluster read per stream, not per socket).
+/// for 2 s, so sockets of one stream mostly share a cluster read).
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 /// A ping keeps proxies from closing a quiet socket and finds dead peers.
 const PING_EVERY: Duration = Duration::from_secs(20);
-/// The largest message a page sends (a chat post of 500 characters fits).
-pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The largest message a page sends: a post of `chat.max_message_chars` (at most
+/// 1,000) characters of up to 4 bytes each, with its JSON around it, fits.
+pub const MAX_MESSAGE_BYTES: usize = 8192;
 /// Messages a page may send per second; more closes the socket.
 pub const MAX_MESSAGES_PER_SECOND: u32 = 10;
 
@@ -68,6 +68,8 @@ enum Event<'a> {
     Notice {
         message: &'a str,
     },
+    /// The stream was deleted; the socket closes after this.
+    Gone,
 }
 
 #[derive(Serialize)]
@@ -81,7 +83,7 @@ struct Me<'a> {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Incoming {
     Post { text: String },
-    Delete { seq: u64 },
+    Delete { room: u64, seq: u64 },
     Ban { user_id: u64 },
 }
 
@@ -134,6 +136,17 @@ pub async fn upgrade(
             };
             tracing::Instrument::instrument(session.run(slot), span)
         })
+}
+
+/// Whether a socket's view of the chat is final until the status changes: following
+/// the live room, not started, or ended with its archive (an ended chat whose archive
+/// the origin has not written yet, room 0, is looked at again).
+fn settled(joined: &Joined) -> bool {
+    match joined.state {
+        ChatState::Open => joined.updates.is_some(),
+        ChatState::NotStarted => true,
+        ChatState::Ended => !matches!(&*joined.history.event, ChatEvent::History { room: 0, .. }),
+    }
 }
 
 fn json(event: &Event<'_>) -> Utf8Bytes {
@@ -209,12 +222,7 @@ impl Session {
                     }
                 },
                 incoming = self.socket.recv() => {
-                    let text = match incoming {
-                        None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
-                        Some(Ok(Message::Text(text))) => text,
-                        // Pongs and pings are the socket's own business.
-                        Some(Ok(_)) => continue,
-                    };
+                    // Every frame counts, pings and binary ones too.
                     if second.0.elapsed() >= Duration::from_secs(1) {
                         second = (Instant::now(), 0);
                     }
@@ -222,7 +230,12 @@ impl Session {
                     if second.1 > MAX_MESSAGES_PER_SECOND {
                         return Err("flood");
                     }
-                    self.handle(&text).await?;
+                    match incoming {
+                        None | Some(Ok(Message::Close(_))) | Some(Err(_)) => return Ok(()),
+                        Some(Ok(Message::Text(text))) => self.handle(&text).await?,
+                        // Pings are answered by the socket itself; nothing else is taken.
+                        Some(Ok(_)) => {}
+                    }
                 }
                 _ = status_tick.tick() => self.check_status().await?,
                 _ = ping_tick.tick() => {
@@ -235,31 +248,31 @@ impl Session {
     /// Pushes a changed status, and joins the chat again when it may have moved: the
     /// stream started or ended, or the room this socket followed closed.
     async fn check_status(&mut self) -> Result<(), Close> {
-        // A cluster that cannot answer leaves the last status shown.
-        let Ok(now) = current_status(&self.state, &self.id).await else {
-            return Ok(());
+        let now = match current_status(&self.state, &self.id).await {
+            Ok(now) => now,
+            Err(e) if e.status == StatusCode::NOT_FOUND => {
+                self.send(&Event::Gone).await?;
+                return Err("gone");
+            }
+            // A cluster that cannot answer leaves the last status shown.
+            Err(_) => return Ok(()),
         };
         let moved = self.shown.as_ref().is_none_or(|s| s.status != now.status);
         if self.shown.as_ref() != Some(&now) {
             self.send(&Event::Status(&now)).await?;
             self.shown = Some(now);
         }
-        let following = self
-            .joined
-            .as_ref()
-            .is_some_and(|j| j.updates.is_some() || j.state != ChatState::Open);
-        if moved || !following {
+        if moved || !self.joined.as_ref().is_some_and(settled) {
             let joined = self.state.chat.join(&self.id);
-            let state_changed = self.joined.as_ref().is_none_or(|j| j.state != joined.state);
-            if state_changed {
-                self.send(&Event::Chat {
-                    state: joined.state,
-                })
-                .await?;
+            let before = self.joined.replace(joined);
+            let joined = self.joined.as_ref().expect("just set");
+            let (state, history) = (joined.state, joined.history.clone());
+            if before.as_ref().is_none_or(|j| j.state != state) {
+                self.send(&Event::Chat { state }).await?;
             }
-            let history: Published = joined.history.clone();
-            self.joined = Some(joined);
-            self.send_text(history.json).await?;
+            if before.is_none_or(|j| j.history.event != history.event) {
+                self.send_text(history.json).await?;
+            }
         }
         Ok(())
     }
@@ -283,8 +296,8 @@ impl Session {
                     .await,
                 None,
             ),
-            Incoming::Delete { seq } => (
-                chat.moderate(&self.id, user.id, Moderation::Delete(seq))
+            Incoming::Delete { room, seq } => (
+                chat.moderate(&self.id, user.id, Moderation::Delete { room, seq })
                     .await,
                 None,
             ),

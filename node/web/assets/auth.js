@@ -16,7 +16,9 @@ document.addEventListener('DOMContentLoaded', () => {
     button.disabled = true;
     try {
       await cm.api('POST', form.dataset.action, body);
-      window.location.assign(form.dataset.next || '/');
+      // The server only hands out paths on this site; checked again here.
+      const next = new URL(form.dataset.next || '/', window.location.origin);
+      window.location.assign(next.origin === window.location.origin ? next.href : '/');
     } catch (e) {
       cm.showError(e);
       button.disabled = false;

@@ -109,9 +109,16 @@ async function listing() {
 async function refresh() {
   try {
     const found = await listing();
-    const text = JSON.stringify(found);
-    if (text === lastListing) return;
-    // Redrawn only on change, so a button is not replaced under the pointer.
+    // Redrawn only when more than viewer counts changed, so that a button is not
+    // replaced under the pointer; counts are updated in place.
+    const text = JSON.stringify(found.map((s) => ({ ...s, viewers: undefined })));
+    if (text === lastListing) {
+      for (const s of found) {
+        const cell = document.querySelector(`#streams tr[data-stream="${CSS.escape(s.id)}"] td.viewers`);
+        if (cell) cell.textContent = s.status === 'live' ? String(s.viewers || 0) : '';
+      }
+      return;
+    }
     lastListing = text;
     streams = new Map(found.map((s) => [s.id, s]));
     document.querySelector('#streams tbody').replaceChildren(...found.map(row));

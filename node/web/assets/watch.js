@@ -13,7 +13,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // What the player did, for the curious (and the browser tests): fatal errors seen and
 // how often it recovered.
-const player = { hls: null, wanted: false, fatal: [], recoveries: 0, mediaRecoveries: 0 };
+// `generation` grows at every start and stop: a wait or a retry from before a stop
+// does nothing after it.
+const player = { hls: null, wanted: false, generation: 0, fatal: [], recoveries: 0, mediaRecoveries: 0 };
 window.castmeshPlayer = player;
 
 function say(text) {
@@ -34,9 +36,19 @@ async function playlistReady() {
 async function start() {
   if (player.wanted) return;
   player.wanted = true;
+  const generation = ++player.generation;
+  const current = () => player.wanted && player.generation === generation;
   say('Starting…');
-  while (player.wanted && !(await playlistReady())) await sleep(1000);
-  if (player.wanted) attach();
+  while (current() && !(await playlistReady())) await sleep(1000);
+  if (current() && !player.hls) attach();
+}
+
+// Attaches again after `ms`, unless the player was stopped or rebuilt meanwhile.
+function retryLater(ms) {
+  const generation = player.generation;
+  setTimeout(() => {
+    if (player.wanted && player.generation === generation && !player.hls) attach();
+  }, ms);
 }
 
 function attach() {
@@ -71,11 +83,12 @@ function recover(hls, data) {
   hls.destroy();
   player.hls = null;
   say('Reconnecting…');
-  setTimeout(() => { if (player.wanted && !player.hls) attach(); }, 2000);
+  retryLater(2000);
 }
 
 function stop() {
   player.wanted = false;
+  player.generation += 1;
   if (player.hls) {
     player.hls.destroy();
     player.hls = null;
@@ -87,7 +100,7 @@ function stop() {
 video.addEventListener('playing', () => { say(''); player.mediaRecoveries = 0; });
 video.addEventListener('error', () => {
   // Native HLS (no hls.js): try the playlist again.
-  if (!player.hls && player.wanted) setTimeout(() => { if (player.wanted) attach(); }, 2000);
+  if (!player.hls && player.wanted) retryLater(2000);
 });
 
 const WAITING = {
@@ -126,7 +139,9 @@ const chat = {
   me: null,
   moderator: false,
   state: 'not_started',
+  room: 0,
   socket: null,
+  gone: false,
 };
 
 function chatNote(text, problem = false) {
@@ -178,6 +193,10 @@ const CHAT_EVENTS = {
     showChatState();
   },
   history(m) {
+    // An ended chat whose archive is not written yet (room 0): keep what is shown
+    // until it comes.
+    if (chat.state === 'ended' && m.room === 0 && chat.list.children.length) return;
+    chat.room = m.room;
     chat.list.replaceChildren(...m.lines.map(lineItem));
     chat.list.scrollTop = chat.list.scrollHeight;
   },
@@ -196,6 +215,13 @@ const CHAT_EVENTS = {
   },
   notice(m) {
     chatNote(m.message);
+  },
+  gone() {
+    chat.gone = true;
+    stop();
+    say('This stream was removed.');
+    chat.form.hidden = true;
+    chatNote('');
   },
 };
 
@@ -216,7 +242,7 @@ chat.list.addEventListener('click', (event) => {
   const button = event.target.closest('button[data-action]');
   if (!button || !chat.socket) return;
   if (button.dataset.action === 'delete') {
-    chat.socket.send(JSON.stringify({ type: 'delete', seq: Number(button.dataset.seq) }));
+    chat.socket.send(JSON.stringify({ type: 'delete', room: chat.room, seq: Number(button.dataset.seq) }));
   } else if (button.dataset.action === 'ban') {
     chat.socket.send(JSON.stringify({ type: 'ban', user_id: Number(button.dataset.user) }));
   }
@@ -229,14 +255,24 @@ function connect() {
   const url = `${scheme}//${window.location.host}/api/v1/streams/${encodeURIComponent(streamId)}/live`;
   const socket = new WebSocket(url);
   chat.socket = socket;
-  socket.addEventListener('open', () => { retryMs = 1000; });
+  let opened = false;
+  socket.addEventListener('open', () => { opened = true; retryMs = 1000; });
   socket.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
     const handle = CHAT_EVENTS[message.type];
     if (handle) handle(message);
   });
-  socket.addEventListener('close', () => {
+  socket.addEventListener('close', async () => {
     chat.socket = null;
+    if (chat.gone) return;
+    // Refused before it opened: a deleted stream is not worth reconnecting to.
+    if (!opened) {
+      const status = await fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/status`).catch(() => null);
+      if (status && status.status === 404) {
+        CHAT_EVENTS.gone();
+        return;
+      }
+    }
     if (chat.state === 'open') chatNote('Reconnecting…', true);
     setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
