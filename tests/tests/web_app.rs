@@ -40,6 +40,8 @@ fn scenario(name: &str, nodes: &[&Node], extra: serde_json::Value) -> serde_json
         "webapp.mjs {name} failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Shown with --nocapture: the figures the closing notes quote.
+    println!("webapp.mjs {name}: {}", stdout.trim());
     serde_json::from_str(stdout.trim()).expect("one JSON report")
 }
 
