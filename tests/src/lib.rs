@@ -6,6 +6,7 @@
 //! for malformed RTMP input that no real client would send.
 
 pub mod api;
+pub mod browser;
 pub mod cluster;
 pub mod ffmpeg;
 pub mod hls_check;

@@ -2,8 +2,6 @@
 //! low-latency mode (tests/browser/play.mjs). hls.js is the strictest LL-HLS web client;
 //! it must play continuously from parts, without errors.
 
-use std::process::Command;
-
 use castmesh_tests::ffmpeg::Publisher;
 use castmesh_tests::node::Node;
 
@@ -12,20 +10,8 @@ fn hls_js_plays_from_parts_in_chromium() {
     let node = Node::start("browser", &[]);
     let _publisher = Publisher::start(&node.rtmp_url("web"));
     node.wait_for_stream("web", 1);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/play.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(node.playlist_url("web"))
-        .arg("8")
-        .output()
-        .expect("run node (make test installs Node.js packages and Chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.mjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+    let playlist = node.playlist_url("web");
+    let report = castmesh_tests::browser::run("play.mjs", &[&playlist, "8"]);
     let errors = report["errors"].as_array().unwrap();
     assert!(
         !errors.iter().any(|e| e["fatal"] == true),

@@ -4,7 +4,6 @@
 //! docs/screenshots.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use castmesh_tests::cluster::ProcessCluster;
 use castmesh_tests::ffmpeg::small_sample_flv;
@@ -27,22 +26,7 @@ fn scenario(name: &str, nodes: &[&Node], extra: serde_json::Value) -> serde_json
     if let (Some(args), serde_json::Value::Object(extra)) = (args.as_object_mut(), extra) {
         args.extend(extra);
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/webapp.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(name)
-        .arg(args.to_string())
-        .output()
-        .expect("run node (make test installs Node.js packages and Chromium)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "webapp.mjs {name} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Shown with --nocapture: the figures the closing notes quote.
-    println!("webapp.mjs {name}: {}", stdout.trim());
-    serde_json::from_str(stdout.trim()).expect("one JSON report")
+    castmesh_tests::browser::run("webapp.mjs", &[name, &args.to_string()])
 }
 
 #[test]
