@@ -7,7 +7,7 @@ use crate::accounts::{AccountCommand, UserId, UserRecord};
 use crate::chat::ChatCommand;
 use crate::ids::StreamId;
 use crate::keys::KeyHash;
-use crate::model::{Lease, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
+use crate::model::{Lease, MediaReach, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -109,13 +109,16 @@ pub enum Command {
         now: Millis,
         ttl_ms: u64,
     },
-    /// Extends a lease the node still holds at that epoch.
+    /// Extends a lease the node still holds at that epoch, and records how far the
+    /// stream's numbering got (or will get: see `Lease::reach`).
     RenewLease {
         stream: StreamId,
         node: NodeId,
         epoch: u64,
         now: Millis,
         ttl_ms: u64,
+        #[serde(default)]
+        reach: MediaReach,
     },
     /// Gives a lease up (the epoch is kept: epochs only grow).
     ReleaseLease {

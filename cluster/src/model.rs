@@ -125,6 +125,29 @@ pub struct Lease {
     pub node: NodeId,
     pub epoch: u64,
     pub expires_at: Millis,
+    /// How far the stream's media numbering got, as its origins recorded it (every
+    /// epoch's, never less): a new origin that hears from nobody still numbers its
+    /// media beyond it (`node/src/stream/takeover.rs`).
+    #[serde(default)]
+    pub reach: MediaReach,
+}
+
+/// A point in a stream's media numbering: the next segment's sequence number and the
+/// discontinuities counted before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaReach {
+    pub next_msn: u64,
+    pub discontinuities: u64,
+}
+
+impl MediaReach {
+    /// The furthest of both, part by part.
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            next_msn: self.next_msn.max(other.next_msn),
+            discontinuities: self.discontinuities.max(other.discontinuities),
+        }
+    }
 }
 
 impl Lease {

@@ -100,6 +100,7 @@ impl ClusterState {
                 node: NO_NODE,
                 epoch: lease.epoch + 1,
                 expires_at: 0,
+                reach: lease.reach,
             };
         }
     }
@@ -384,7 +385,9 @@ impl ClusterState {
                 if !record.accepting {
                     return Err(Rejection::StreamStopped(stream));
                 }
-                let mut current = self.leases.get(&stream).map_or(0, |l| l.epoch);
+                let previous = self.leases.get(&stream);
+                let reach = previous.map(|l| l.reach).unwrap_or_default();
+                let mut current = previous.map_or(0, |l| l.epoch);
                 if crate::sabotage::active(crate::sabotage::Bug::SkipEpochCheck) {
                     current = expected_epoch;
                 }
@@ -398,6 +401,7 @@ impl ClusterState {
                     node,
                     epoch: current + 1,
                     expires_at: now.saturating_add(ttl_ms),
+                    reach,
                 };
                 self.leases.insert(stream, lease);
                 Ok(Response::Lease(lease))
@@ -408,11 +412,13 @@ impl ClusterState {
                 epoch,
                 now,
                 ttl_ms,
+                reach,
             } => {
                 // An expired lease is renewable as long as nobody took it: the epoch
                 // is unchanged, so no other node can have acted as origin meanwhile.
                 let lease = self.held_lease(&stream, node, epoch)?;
                 lease.expires_at = lease.expires_at.max(now.saturating_add(ttl_ms));
+                lease.reach = lease.reach.max(reach);
                 Ok(Response::Lease(*lease))
             }
             Command::ReleaseLease {
@@ -432,6 +438,7 @@ mod tests {
     use super::*;
     use crate::accounts::{AccountCommand, PasswordHash, Role};
     use crate::keys::generate;
+    use crate::model::MediaReach;
 
     fn id(s: &str) -> StreamId {
         StreamId::parse(s).unwrap()
@@ -470,6 +477,7 @@ mod tests {
             epoch,
             now,
             ttl_ms: 5000,
+            reach: MediaReach::default(),
         })
     }
 
@@ -650,6 +658,60 @@ mod tests {
             panic!()
         };
         assert_eq!(c.epoch, 3);
+    }
+
+    #[test]
+    fn the_recorded_reach_only_grows_and_outlives_its_epoch() {
+        let mut s = ClusterState::default();
+        create(&mut s, "show", 1);
+        acquire(&mut s, 1, 0, 0);
+        let record = |s: &mut ClusterState, node, epoch, next_msn, discontinuities| {
+            s.apply(Command::RenewLease {
+                stream: id("show"),
+                node,
+                epoch,
+                now: 0,
+                ttl_ms: 5000,
+                reach: MediaReach {
+                    next_msn,
+                    discontinuities,
+                },
+            })
+        };
+        record(&mut s, 1, 1, 9, 2);
+        record(&mut s, 1, 1, 7, 3);
+        let reach = |s: &ClusterState| s.leases[&id("show")].reach;
+        assert_eq!(
+            reach(&s),
+            MediaReach {
+                next_msn: 9,
+                discontinuities: 3
+            }
+        );
+        // A stale holder records nothing.
+        let Response::Lease(b) = acquire(&mut s, 2, 1, 0) else {
+            panic!()
+        };
+        assert_eq!(
+            b.reach,
+            MediaReach {
+                next_msn: 9,
+                discontinuities: 3
+            }
+        );
+        assert!(matches!(
+            record(&mut s, 1, 1, 50, 50),
+            Response::Rejected(_)
+        ));
+        // An end fences the lease and keeps the reach for the next publish.
+        s.fence_origin(&id("show"));
+        assert_eq!(
+            reach(&s),
+            MediaReach {
+                next_msn: 9,
+                discontinuities: 3
+            }
+        );
     }
 
     #[test]

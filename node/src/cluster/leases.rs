@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use castmesh_cluster::command::{Command, Rejection, Response};
 use castmesh_cluster::member::{ClusterError, ClusterMember};
-use castmesh_cluster::model::{Lease, NodeId};
+use castmesh_cluster::model::{Lease, MediaReach, NodeId};
 use castmesh_cluster::state::NO_NODE;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,10 +20,11 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::seams::Clock;
-use crate::stream::registry::{LeaseLoss, OriginLease, StreamId};
+use crate::stream::registry::{LeaseLoss, OriginLease, PublishDenied, ReachSource, StreamId};
 
 struct Held {
     epoch: u64,
+    reach: ReachSource,
     lost: watch::Sender<Option<LeaseLoss>>,
     renewal: JoinHandle<()>,
 }
@@ -91,6 +92,8 @@ impl Leases {
             let reason = format!("another node took the stream over (epoch {fence})");
             return OriginLease {
                 epoch: lease.epoch,
+                floor: lease.reach,
+                reach: ReachSource::default(),
                 lost: watch::channel(Some(LeaseLoss::moved(reason))).1,
             };
         }
@@ -102,6 +105,8 @@ impl Leases {
             // (its attach is refused) and nothing renews it.
             return OriginLease {
                 epoch: lease.epoch,
+                floor: lease.reach,
+                reach: ReachSource::default(),
                 lost: receiver,
             };
         }
@@ -115,10 +120,12 @@ impl Leases {
             "holding the origin lease"
         );
         let renewal = tokio::spawn(self.clone().renew(stream.clone(), lease.epoch, acquired_at));
+        let reach = ReachSource::default();
         held.insert(
             stream,
             Held {
                 epoch: lease.epoch,
+                reach: reach.clone(),
                 lost,
                 renewal,
             },
@@ -126,6 +133,8 @@ impl Leases {
         self.count(held);
         OriginLease {
             epoch: lease.epoch,
+            floor: lease.reach,
+            reach,
             lost: receiver,
         }
     }
@@ -177,11 +186,51 @@ impl Leases {
 
     /// Whether the lease of `epoch` is still held and someone still uses it.
     fn in_use(&self, stream: &StreamId, epoch: u64) -> Option<bool> {
+        self.with_held(stream, epoch, |h| !h.lost.is_closed())
+    }
+
+    /// Where the stream's reach is read for a renewal of the lease of `epoch`.
+    fn reach_source(&self, stream: &StreamId, epoch: u64) -> Option<ReachSource> {
+        self.with_held(stream, epoch, |h| h.reach.clone())
+    }
+
+    fn with_held<T>(&self, stream: &StreamId, epoch: u64, f: impl FnOnce(&Held) -> T) -> Option<T> {
         self.table()
             .held
             .get(stream)
             .filter(|h| h.epoch == epoch)
-            .map(|h| !h.lost.is_closed())
+            .map(f)
+    }
+
+    /// Records in the lease of `epoch` (renewing it) that the stream's media starts no
+    /// further than `start`. Refused when the lease is lost, unavailable without a
+    /// quorum: either way the publish must not produce.
+    pub async fn record(
+        &self,
+        stream: &StreamId,
+        epoch: u64,
+        start: MediaReach,
+    ) -> Result<(), PublishDenied> {
+        let command = Command::RenewLease {
+            stream: stream.clone(),
+            node: self.inner.node,
+            epoch,
+            now: self.inner.clock.now_ms(),
+            ttl_ms: self.ttl_ms(),
+            reach: start,
+        };
+        match self.inner.member.write(command).await {
+            Ok(Response::Lease(_)) => Ok(()),
+            Ok(Response::Rejected(r)) => Err(PublishDenied::Superseded(r.to_string())),
+            Ok(other) => {
+                tracing::error!(%stream, epoch, answer = ?other, "unexpected answer recording the stream's start");
+                Err(PublishDenied::ClusterUnavailable)
+            }
+            Err(e) => {
+                tracing::warn!(%stream, epoch, error = %e, "could not record the stream's start");
+                Err(PublishDenied::ClusterUnavailable)
+            }
+        }
     }
 
     /// Forgets the lease of `epoch` if it is still the one held; true if it was.
@@ -247,12 +296,14 @@ impl Leases {
                 Some(true) => {}
             }
             let attempt = Instant::now();
+            let reach = self.reach_source(&stream, epoch).and_then(|r| r.read());
             let command = Command::RenewLease {
                 stream: stream.clone(),
                 node: self.inner.node,
                 epoch,
                 now: self.inner.clock.now_ms(),
                 ttl_ms: self.ttl_ms(),
+                reach: reach.unwrap_or_default(),
             };
             // Past `valid_until` another node may already be origin: stop waiting then.
             let answer = tokio::time::timeout_at(valid_until, self.inner.member.write(command))

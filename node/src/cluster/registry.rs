@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
 use castmesh_cluster::member::{ClusterMember, NotReady};
-use castmesh_cluster::model::{NodeId, StreamStatus};
+use castmesh_cluster::model::{MediaReach, NodeId, StreamStatus};
 use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::{ClusterState, NO_NODE};
 use castmesh_cluster::transport::Channels;
@@ -158,6 +158,15 @@ impl StreamRegistry for ClusterRegistry {
             }
         }
         Err(PublishDenied::Contended)
+    }
+
+    async fn record_start(
+        &self,
+        id: &StreamId,
+        epoch: u64,
+        start: MediaReach,
+    ) -> Result<(), PublishDenied> {
+        self.leases.record(id, epoch, start).await
     }
 
     async fn stream_live(&self, id: &StreamId, epoch: u64) {

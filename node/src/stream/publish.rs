@@ -13,16 +13,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use castmesh_cluster::model::MediaReach;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 
 use super::context::NodeContext;
 use super::hooks::Answer;
-use super::registry::{KeyedStream, PublishDenied, PublishGrant, StreamId, StreamKey};
+use super::registry::{KeyedStream, OriginLease, PublishDenied, PublishGrant, StreamId, StreamKey};
 use super::requests::NodeMsg;
 use super::supervisor::{PublisherBinding, PublisherConn};
-use super::takeover;
+use super::takeover::{self, Predecessor};
 
 /// How long a publish waits for the node to attach it.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,12 +96,14 @@ pub async fn publish(
     let id = grant.id;
     tracing::Span::current().record("stream", id.as_str());
     let predecessor = takeover::take_over(ctx, &id, grant.lease.epoch).await?;
+    let start = recorded_start(ctx, &id, &grant.lease, &predecessor).await?;
     let (kick, kicked) = oneshot::channel();
     let conn = PublisherConn {
         request: Box::new(request.clone()),
         kick,
         lease: grant.lease,
         predecessor,
+        start,
     };
     let publish = |reply| NodeMsg::Publish { id, conn, reply };
     match node.call(publish, Some(ATTACH_TIMEOUT)).await {
@@ -108,6 +111,27 @@ pub async fn publish(
         Ok(CallResult::Success(Err(denied))) => Err(denied),
         _ => Err(PublishDenied::AttachTimeout),
     }
+}
+
+/// Where the new origin's media starts at the latest, recorded in its lease before it
+/// produces anything (see `takeover`).
+async fn recorded_start(
+    ctx: &NodeContext,
+    id: &StreamId,
+    lease: &OriginLease,
+    predecessor: &Predecessor,
+) -> Result<MediaReach, PublishDenied> {
+    let skip = takeover::skipped_segments(&ctx.config);
+    let start = {
+        let here = ctx.directory.get(id.as_str());
+        let own = here.as_ref().map(|h| h.live.read());
+        takeover::start_of(own.as_deref(), predecessor, lease.floor, skip)
+    };
+    let Some(start) = start else {
+        return Ok(MediaReach::default());
+    };
+    ctx.registry.record_start(id, lease.epoch, start).await?;
+    Ok(start)
 }
 
 /// Decides the publish and makes this node the stream's origin.

@@ -6,13 +6,16 @@
 //! `--dev`, as a one-node cluster); a simulator can substitute its own.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 pub use castmesh_cluster::ids::{InvalidStreamId, StreamId, StreamKey};
 use castmesh_cluster::member::NotReady;
-use castmesh_cluster::model::StreamStatus;
+use castmesh_cluster::model::{MediaReach, StreamStatus};
+
+use crate::live::LiveStream;
 
 /// Why a publish was refused. The words are safe to log and to send to the publisher
 /// (never the key); each protocol maps the variants to its own status codes.
@@ -119,10 +122,36 @@ impl LeaseLoss {
 pub struct OriginLease {
     /// The fencing epoch: it grows with every new origin.
     pub epoch: u64,
+    /// How far the stream's numbering got by the cluster's record when this lease
+    /// was acquired (see `stream::takeover`).
+    pub floor: MediaReach,
+    /// Where the lease's renewals read how far the stream got since.
+    pub reach: ReachSource,
     /// Becomes `Some(loss)` when this node lost the lease (taken over elsewhere,
     /// ended by an operator, not renewable): it must stop acting as origin. A closed
     /// channel without a reason means a newer local lease replaced this one.
     pub lost: watch::Receiver<Option<LeaseLoss>>,
+}
+
+/// The window a lease's renewals read the stream's reach from, once a publisher has
+/// attached (before that they record nothing new).
+#[derive(Clone, Default)]
+pub struct ReachSource(Arc<OnceLock<Weak<LiveStream>>>);
+
+impl ReachSource {
+    pub fn follow(&self, live: &Arc<LiveStream>) {
+        let _ = self.0.set(Arc::downgrade(live));
+    }
+
+    pub fn read(&self) -> Option<MediaReach> {
+        let live = self.0.get()?.upgrade()?;
+        let w = live.read();
+        let ((m1, d1), (m2, d2)) = (w.reach(), w.listed().reach());
+        Some(MediaReach {
+            next_msn: m1.max(m2),
+            discontinuities: d1.max(d2),
+        })
+    }
 }
 
 /// An accepted publish.
@@ -168,6 +197,14 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// Makes this node the stream's origin (a compare-and-set of its lease, taking it
     /// over from another node); called before "publish started" is sent.
     async fn acquire_origin(&self, stream: KeyedStream) -> Result<PublishGrant, PublishDenied>;
+    /// Records in the lease of `epoch` that the stream's media starts no further than
+    /// `start` (`stream::takeover::start_of`); the new origin produces only after.
+    async fn record_start(
+        &self,
+        id: &StreamId,
+        epoch: u64,
+        start: MediaReach,
+    ) -> Result<(), PublishDenied>;
     /// The stream has a publisher on this node, under the lease of `epoch`.
     async fn stream_live(&self, id: &StreamId, epoch: u64);
     /// The grace period after the publisher of `epoch` left ran out: the stream ended.

@@ -20,6 +20,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use castmesh_cluster::model::MediaReach;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -48,6 +49,8 @@ pub struct PublisherConn {
     pub lease: OriginLease,
     /// How the stream was produced before that lease's epoch.
     pub predecessor: Predecessor,
+    /// Where a new run starts, as recorded in the lease (`takeover::start_of`).
+    pub start: MediaReach,
 }
 
 /// What a connection feeds once attached.
@@ -268,18 +271,18 @@ impl StreamState {
         &mut self,
         myself: &ActorRef<StreamMsg>,
         before: Predecessor,
+        start: MediaReach,
     ) -> Result<(), ActorProcessingErr> {
         if matches!(before, Predecessor::None) {
             return Ok(());
         }
         let ctx = &self.args.ctx;
         let run = ctx.seams.entropy.next_u64() as u32;
-        let skip = takeover::skipped_segments(&ctx.config);
         // The old segmenter stops writing first: the window changes under nobody.
         self.stop_segmenter().await;
         self.args
             .live
-            .update(|w| takeover::continue_window(w, before, run, skip));
+            .update(|w| takeover::continue_window(w, before, start, run));
         self.segmenter = spawn_segmenter(myself, &self.args, self.lifecycle.publisher()).await?;
         Ok(())
     }
@@ -322,7 +325,8 @@ impl StreamState {
             self.close_publisher("another publisher took over this stream".into());
         }
         if continue_from {
-            self.continue_from(myself, conn.predecessor).await?;
+            self.continue_from(myself, conn.predecessor, conn.start)
+                .await?;
         }
         let _ = self
             .segmenter
@@ -343,6 +347,8 @@ impl StreamState {
         self.ingest = Some((ingest.clone(), conn.kick));
         self.publish = Some(*conn.request);
         let epoch = conn.lease.epoch;
+        // From now on the lease's renewals record how far this node's media got.
+        conn.lease.reach.follow(&self.args.live);
         self.lease_watch = Some(watch_lease(myself.clone(), publisher, conn.lease));
         self.show_phase();
         let _ = self.reports.send(Report::Live { epoch });

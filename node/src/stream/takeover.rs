@@ -14,9 +14,18 @@
 //! got. The new origin then starts a new run: new names, sequence numbers a lease's
 //! worth of segments beyond every copy it saw, and a discontinuity, so on every node
 //! the media sequence moves forward and no name is reused.
+//!
+//! Copies alone are not enough: a new origin cut off from every other node sees
+//! none. So origins record how far they got in the replicated lease (`Lease::reach`,
+//! at every renewal), and before producing anything a new origin records where it
+//! will start ([`start_of`]). Every origin thus produced less than a lease's worth
+//! of segments beyond the newest record, and a new run starts a lease's worth beyond
+//! the record its lease was acquired with (a record no older origin can raise any
+//! more: their renewals are refused).
 
 use std::time::Duration;
 
+use castmesh_cluster::model::MediaReach;
 use castmesh_cluster::sabotage::{self, Bug};
 use tokio::task::JoinSet;
 
@@ -108,40 +117,73 @@ pub fn skipped_segments(config: &Config) -> u64 {
     (ttl.div_ceil(segment) + 1) as u64
 }
 
-/// Makes `w` (this node's own window of the stream, perhaps empty) the one the new
-/// origin continues. True if it changed: the segmenter must start over on it.
-pub fn continue_window(w: &mut Window, before: Predecessor, new_run: u32, skip: u64) -> bool {
+/// Where the new origin's media may start at the latest, with `own` this node's own
+/// window of the stream (if any) and `floor` the reach its lease was acquired with: a
+/// lease's worth of segments beyond everything known. Recorded in the lease before
+/// the new origin produces (`None`: the first epoch, which starts at zero).
+pub fn start_of(
+    own: Option<&Window>,
+    before: &Predecessor,
+    floor: MediaReach,
+    skip: u64,
+) -> Option<MediaReach> {
     let copies = match before {
+        Predecessor::None => return None,
+        Predecessor::HandedOver(last) => std::slice::from_ref(last),
+        Predecessor::Unknown(copies) => copies.as_slice(),
+    };
+    let known = copies
+        .iter()
+        .map(reach)
+        .chain(
+            own.into_iter()
+                .flat_map(|w| [window_reach(w), window_reach(w.listed())]),
+        )
+        .fold(floor, MediaReach::max);
+    // Every discontinuity a skipped segment may have had is counted too, so the
+    // discontinuity sequence does not go back either on a node that held them.
+    Some(MediaReach {
+        next_msn: known.next_msn + skip,
+        discontinuities: known.discontinuities + skip,
+    })
+}
+
+/// Makes `w` (this node's own window of the stream, perhaps empty) the one the new
+/// origin continues: the previous origin's final window, or else a new run at
+/// `start` (see [`start_of`]). True if it changed: the segmenter must start over on it.
+pub fn continue_window(
+    w: &mut Window,
+    before: Predecessor,
+    start: MediaReach,
+    new_run: u32,
+) -> bool {
+    match before {
         Predecessor::None => return false,
         Predecessor::HandedOver(last) if continues(w, &last) => {
-            if replica::merge(w, last.clone()) != Merged::Behind {
+            if replica::merge(w, last) != Merged::Behind {
                 return true;
             }
-            vec![last]
         }
-        Predecessor::HandedOver(last) => vec![last],
+        Predecessor::HandedOver(_) => {}
         Predecessor::Unknown(copies) if sabotage::active(Bug::ContinueAnyCopy) => {
             let best = copies.into_iter().max_by_key(Replay::progress);
             return match best {
-                Some(best) => continue_window(w, Predecessor::HandedOver(best), new_run, skip),
+                Some(best) => continue_window(w, Predecessor::HandedOver(best), start, new_run),
                 None => false,
             };
         }
-        Predecessor::Unknown(copies) => copies,
-    };
-    let own = [w.replay(), w.listed().replay()];
-    let (next_msn, discontinuities) = copies
-        .iter()
-        .chain(&own)
-        .map(reach)
-        .fold((0, 0), |(m, d), (m2, d2)| (m.max(m2), d.max(d2)));
-    // Every discontinuity a skipped segment may have had is counted too, so the
-    // discontinuity sequence does not go back either on a node that held them.
+        Predecessor::Unknown(_) => {}
+    }
     if sabotage::active(Bug::RestartNumbering) {
         w.start_run(new_run, 0, 0);
         return true;
     }
-    w.start_run(new_run, next_msn + skip, discontinuities + skip);
+    // What reached this window since `start` was reckoned came from older origins,
+    // which stay below it; never moving this node back holds regardless.
+    let start = [window_reach(w), window_reach(w.listed())]
+        .into_iter()
+        .fold(start, MediaReach::max);
+    w.start_run(new_run, start.next_msn, start.discontinuities);
     true
 }
 
@@ -152,9 +194,17 @@ fn continues(w: &Window, last: &Replay) -> bool {
         && (!w.position().has_media() || w.run() == last.run || w.next_msn() <= last.next_msn)
 }
 
+fn window_reach(w: &Window) -> MediaReach {
+    let (next_msn, discontinuities) = w.reach();
+    MediaReach {
+        next_msn,
+        discontinuities,
+    }
+}
+
 /// The sequence number after a window's newest segment, and the discontinuities it
 /// counted up to there.
-fn reach(r: &Replay) -> (u64, u64) {
+fn reach(r: &Replay) -> MediaReach {
     let listed = r
         .events
         .iter()
@@ -168,7 +218,10 @@ fn reach(r: &Replay) -> (u64, u64) {
             )
         })
         .count() as u64;
-    (r.next_msn, r.discontinuity_sequence + listed)
+    MediaReach {
+        next_msn: r.next_msn,
+        discontinuities: r.discontinuity_sequence + listed,
+    }
 }
 
 #[cfg(test)]
@@ -194,11 +247,10 @@ mod tests {
     fn a_handed_over_window_is_continued_exactly() {
         let old = produced(7);
         let mut new = window(3);
-        assert!(continue_window(
+        assert!(take_over_with(
             &mut new,
             Predecessor::HandedOver(old.replay()),
-            8,
-            4
+            MediaReach::default()
         ));
         assert_eq!(new.run(), 7);
         assert_eq!(playlist::render(&new), playlist::render(&old));
@@ -216,11 +268,10 @@ mod tests {
         let mut edge = window(3);
         replica::merge(&mut edge, old.replay());
         let copy = old.replay();
-        assert!(continue_window(
+        assert!(take_over_with(
             &mut edge,
             Predecessor::Unknown(vec![copy]),
-            8,
-            4
+            MediaReach::default()
         ));
         assert_eq!(edge.run(), 8);
         // Until the new run lists as long a window as the old one (two segments), the
@@ -246,11 +297,10 @@ mod tests {
         fill_segment(&mut mine, false, 10, true);
         fill_segment(&mut mine, false, 10, true);
         let old = produced(7);
-        assert!(continue_window(
+        assert!(take_over_with(
             &mut mine,
             Predecessor::HandedOver(old.replay()),
-            8,
-            4
+            MediaReach::default()
         ));
         assert_eq!(mine.run(), 8);
         assert_eq!(mine.next_msn(), 5 + 4);
@@ -260,7 +310,60 @@ mod tests {
     fn the_first_epoch_changes_nothing() {
         let mut w = produced(7);
         let before = playlist::render(&w);
-        assert!(!continue_window(&mut w, Predecessor::None, 8, 4));
+        assert!(!take_over_with(
+            &mut w,
+            Predecessor::None,
+            MediaReach::default()
+        ));
         assert_eq!(playlist::render(&w), before);
+    }
+
+    #[test]
+    fn a_new_origin_that_hears_from_nobody_starts_past_the_recorded_reach() {
+        let mut alone = window(3);
+        let floor = MediaReach {
+            next_msn: 5,
+            discontinuities: 4,
+        };
+        assert!(take_over_with(
+            &mut alone,
+            Predecessor::Unknown(Vec::new()),
+            floor
+        ));
+        alone.add_init(Bytes::from_static(b"init"), Codecs::default());
+        fill_segment(&mut alone, false, 10, true);
+        let first = alone.segments().next().unwrap();
+        assert_eq!((first.msn, first.discontinuity), (5 + 4, true));
+        assert_eq!(alone.discontinuity_sequence(), 4 + 4);
+    }
+
+    #[test]
+    fn a_window_that_grew_past_the_planned_start_is_not_moved_back() {
+        let mut edge = window(3);
+        let start = start_of(
+            Some(&edge),
+            &Predecessor::Unknown(Vec::new()),
+            MediaReach::default(),
+            4,
+        );
+        // Late media of an older origin arrives after the start was recorded.
+        replica::merge(&mut edge, produced(7).replay());
+        for _ in 0..3 {
+            fill_segment(&mut edge, false, 10, true);
+        }
+        assert!(continue_window(
+            &mut edge,
+            Predecessor::Unknown(Vec::new()),
+            start.unwrap(),
+            8
+        ));
+        assert_eq!(edge.next_msn(), 6);
+    }
+
+    /// What a publish does: plan the start with a lease's worth of 4 segments, then
+    /// continue the window.
+    fn take_over_with(w: &mut Window, before: Predecessor, floor: MediaReach) -> bool {
+        let start = start_of(Some(w), &before, floor, 4).unwrap_or_default();
+        continue_window(w, before, start, 8)
     }
 }

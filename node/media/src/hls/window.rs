@@ -489,6 +489,14 @@ impl Window {
         }
     }
 
+    /// How far this window's numbering got: the sequence number after its newest
+    /// segment, and the discontinuities counted up to there (retired ones included).
+    pub fn reach(&self) -> (u64, u64) {
+        let listed = self.segments.iter().chain(&self.open);
+        let discontinuities = listed.filter(|s| s.discontinuity).count() as u64;
+        (self.next_msn, self.discontinuity_sequence + discontinuities)
+    }
+
     pub fn media_sequence(&self) -> u64 {
         self.segments
             .front()
@@ -599,6 +607,19 @@ mod tests {
         assert_eq!(w.discontinuity_sequence(), 0);
         add_segment(&mut w, false, 1);
         assert_eq!(w.discontinuity_sequence(), 1);
+    }
+
+    #[test]
+    fn reach_counts_every_discontinuity_up_to_the_newest_segment() {
+        let mut w = window(2);
+        w.add_init(Bytes::from_static(b"init"), Codecs::default());
+        add_segment(&mut w, false, 1);
+        add_segment(&mut w, true, 1);
+        assert_eq!(w.reach(), (2, 1));
+        add_segment(&mut w, true, 1);
+        add_segment(&mut w, false, 1);
+        // The first discontinuity left the playlist; it is counted once, not twice.
+        assert_eq!((w.discontinuity_sequence(), w.reach()), (1, (4, 2)));
     }
 
     #[test]
