@@ -8,6 +8,7 @@ use crate::chat::ChatCommand;
 use crate::ids::StreamId;
 use crate::keys::KeyHash;
 use crate::model::{Lease, MediaReach, Millis, NodeId, NodeRecord, StreamRecord, StreamStatus};
+use crate::restream::{Destination, RestreamCommand, RestreamRejection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -130,6 +131,8 @@ pub enum Command {
     Account(AccountCommand),
     /// Chat bans and archives (`crate::chat`); refused for a stream that does not exist.
     Chat(ChatCommand),
+    /// Restream destinations (`crate::restream`); refused for a stream that does not exist.
+    Restream(RestreamCommand),
 }
 
 /// A lease holder's claim: node and epoch.
@@ -179,6 +182,8 @@ pub enum Rejection {
     InvalidInvite,
     #[error("too many unused invitations")]
     TooManyInvites,
+    #[error("{0}")]
+    Restream(RestreamRejection),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,5 +192,7 @@ pub enum Response {
     Stream(StreamRecord),
     Lease(Lease),
     User(UserRecord),
+    /// The destination a restream command changed, as it is now (`None`: removed).
+    Destination(Option<Destination>),
     Rejected(Rejection),
 }

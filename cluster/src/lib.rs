@@ -15,6 +15,7 @@ pub mod member;
 pub mod membership;
 pub mod model;
 pub mod raft;
+pub mod restream;
 pub mod state;
 pub mod transport;
 

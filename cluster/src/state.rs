@@ -10,6 +10,7 @@ use crate::command::{Command, Rejection, Response};
 use crate::ids::{StreamId, StreamKey};
 use crate::keys::{self, KeyHash};
 use crate::model::{Lease, NodeId, NodeRecord, StreamRecord, StreamStatus};
+use crate::restream::StreamDestinations;
 
 /// Node ids start at 1: a lease held by node 0 is held by nobody (an operator ended
 /// the stream and fenced its origin).
@@ -39,6 +40,10 @@ pub struct ClusterState {
     /// snapshots of clusters older than chat.
     #[serde(default)]
     pub chat: BTreeMap<StreamId, StreamChat>,
+    /// Restream destinations by stream; absent in the snapshots of clusters older
+    /// than restreaming.
+    #[serde(default)]
+    pub destinations: BTreeMap<StreamId, StreamDestinations>,
 }
 
 impl ClusterState {
@@ -124,6 +129,7 @@ impl ClusterState {
             .ok_or_else(|| Rejection::NoSuchStream(id.clone()))?;
         self.keys.remove(&s.key_hash);
         self.chat.remove(&id);
+        self.destinations.remove(&id);
         // The lease stays, fenced, so epochs only grow even if the id is reused.
         self.fence_origin(&id);
         Ok(Response::Done)
@@ -168,6 +174,21 @@ impl ClusterState {
                 }
                 command.apply(self.chat.entry(stream).or_default());
                 Ok(Response::Done)
+            }
+            Command::Restream(command) => {
+                let stream = command.stream().clone();
+                if !self.streams.contains_key(&stream) {
+                    return Err(Rejection::NoSuchStream(stream));
+                }
+                let list = self.destinations.entry(stream.clone()).or_default();
+                let changed = command.apply(list);
+                let answer = changed
+                    .map(|id| Response::Destination(list.list.get(&id).cloned()))
+                    .map_err(Rejection::Restream);
+                if list.list.is_empty() {
+                    self.destinations.remove(&stream);
+                }
+                answer
             }
             Command::Account(command) => {
                 let claims = matches!(
@@ -310,7 +331,14 @@ impl ClusterState {
                     StreamStatus::Ended | StreamStatus::Cancelled => s.ended_at = Some(now),
                     _ => {}
                 }
-                Ok(Response::Stream(s.clone()))
+                let record = s.clone();
+                // A new live session: destinations start from `enabled` again.
+                if status == StreamStatus::Live
+                    && let Some(list) = self.destinations.get_mut(&id)
+                {
+                    crate::restream::new_session(list);
+                }
+                Ok(Response::Stream(record))
             }
             Command::EndOrphaned {
                 id,

@@ -40,6 +40,11 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[command(flatten, next_help_heading = "Watch page sockets and chat [chat]")]
     pub chat: ChatConfig,
+    #[command(
+        flatten,
+        next_help_heading = "Restreaming to RTMP(S) destinations [restream]"
+    )]
+    pub restream: RestreamConfig,
     /// Running as `--dev` (or without --config): not a setting of the file.
     #[arg(skip)]
     #[serde(skip)]
@@ -870,6 +875,26 @@ impl Default for ChatConfig {
     }
 }
 
+/// Pushing streams to other RTMP(S) servers (docs/api.md, "Restreaming").
+#[derive(Debug, Clone, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestreamConfig {
+    /// Destinations one stream may have.
+    #[arg(
+        id = "restream.max_destinations",
+        long = "restream-max-destinations",
+        env = "CASTMESH_RESTREAM_MAX_DESTINATIONS",
+        default_value = "10"
+    )]
+    pub max_destinations: usize,
+}
+
+impl Default for RestreamConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
@@ -1272,6 +1297,7 @@ impl Config {
             ("chat.rate_messages", self.chat.rate_messages as usize),
             ("chat.history", self.chat.history),
             ("chat.socket_queue", self.chat.socket_queue),
+            ("restream.max_destinations", self.restream.max_destinations),
             (
                 "accounts.max_concurrent_hashes",
                 self.accounts.max_concurrent_hashes,
@@ -1329,6 +1355,13 @@ impl Config {
             return err(format!(
                 "chat.max_message_chars must be at most 1000, got {}",
                 self.chat.max_message_chars
+            ));
+        }
+        let max_destinations = castmesh_cluster::restream::MAX_DESTINATIONS;
+        if self.restream.max_destinations > max_destinations {
+            return err(format!(
+                "restream.max_destinations must be at most {max_destinations}, got {}",
+                self.restream.max_destinations
             ));
         }
         let max_history = castmesh_cluster::chat::MAX_ARCHIVE_LINES;

@@ -8,6 +8,7 @@ pub mod users;
 
 use castmesh_cluster::Rejection;
 use castmesh_cluster::member::ClusterError;
+use castmesh_cluster::restream::RestreamRejection;
 use tonic::Status;
 
 pub fn cluster_status(e: ClusterError) -> Status {
@@ -30,6 +31,9 @@ pub fn rejection_status(r: Rejection) -> Status {
             Status::not_found(message)
         }
         Rejection::TooManyInvites => Status::resource_exhausted(message),
+        Rejection::Restream(RestreamRejection::NoSuchDestination(_)) => Status::not_found(message),
+        Rejection::Restream(RestreamRejection::TooMany(_)) => Status::resource_exhausted(message),
+        Rejection::Restream(RestreamRejection::Invalid(_)) => Status::invalid_argument(message),
         Rejection::UserDisabled(_)
         | Rejection::PasswordChanged(_)
         | Rejection::StreamStopped(_)

@@ -23,7 +23,7 @@ pub fn catalog_status(e: CatalogError) -> Status {
     let message = e.to_string();
     match e {
         CatalogError::Invalid(_) => Status::invalid_argument(message),
-        CatalogError::NotFound(_) => Status::not_found(message),
+        CatalogError::NotFound(_) | CatalogError::NoDestination(_) => Status::not_found(message),
         CatalogError::Exists(_) => Status::already_exists(message),
         CatalogError::Conflict(_) => Status::failed_precondition(message),
         CatalogError::Unavailable(_) => Status::unavailable(message),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod api_error;
 pub mod auth;
+pub mod destinations;
 #[cfg(feature = "test-hooks")]
 mod fault_injection;
 pub mod hls;
@@ -25,7 +26,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -205,6 +206,22 @@ pub fn router(ctx: Arc<NodeContext>, node: ActorRef<NodeMsg>, platform: Platform
         .route("/streams/{id}/cancel", post(streams::cancel))
         .route("/streams/{id}/rotate-key", post(streams::rotate_key))
         .route("/streams/{id}/live", get(crate::web::watch_socket::upgrade))
+        .route(
+            "/streams/{id}/destinations",
+            get(destinations::list).post(destinations::create),
+        )
+        .route(
+            "/streams/{id}/destinations/{dest}",
+            patch(destinations::update).delete(destinations::delete),
+        )
+        .route(
+            "/streams/{id}/destinations/{dest}/start",
+            post(destinations::start),
+        )
+        .route(
+            "/streams/{id}/destinations/{dest}/stop",
+            post(destinations::stop),
+        )
         .route("/users", get(users::list))
         .route("/node/streams", get(api::list))
         .layer(DefaultBodyLimit::max(ctx.config.http.max_body_bytes))

@@ -37,7 +37,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
             }
-            CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            CatalogError::NotFound(_) | CatalogError::NoDestination(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
             CatalogError::Exists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "stream_exists", message)
             }
@@ -151,7 +153,7 @@ fn may_create(user: &UserRecord) -> Result<(), ApiError> {
 }
 
 /// The stream, if `user` may manage it: its owner or an admin.
-async fn managed(state: &AppState, user: &UserRecord, id: &str) -> Result<StreamId, ApiError> {
+pub async fn managed(state: &AppState, user: &UserRecord, id: &str) -> Result<StreamId, ApiError> {
     let id = StreamId::parse(id).map_err(|_| ApiError::not_found("stream"))?;
     let (record, _) = state.catalog.get(&id).await?;
     if user.role == Role::Admin || record.owner_id == Some(user.id) {

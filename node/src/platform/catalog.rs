@@ -16,6 +16,7 @@ use castmesh_cluster::ids::InvalidStreamId;
 use castmesh_cluster::keys;
 use castmesh_cluster::member::{ClusterError, ClusterMember};
 use castmesh_cluster::model::{Lease, Millis, StreamRecord, StreamStatus};
+use castmesh_cluster::restream::{Destination, RestreamCommand, RestreamRejection};
 use castmesh_cluster::state::NO_NODE;
 use castmesh_cluster::{ClusterState, StreamId, StreamKey};
 
@@ -44,6 +45,8 @@ pub enum CatalogError {
     Invalid(String),
     #[error("no stream {0}")]
     NotFound(StreamId),
+    #[error("no destination {0}")]
+    NoDestination(u64),
     #[error("stream {0} already exists")]
     Exists(StreamId),
     /// A change the stream's state does not allow (e.g. cancelling a live stream).
@@ -80,6 +83,10 @@ fn rejected(r: Rejection) -> CatalogError {
         Rejection::NoSuchStream(id) => CatalogError::NotFound(id),
         Rejection::StreamExists(id) => CatalogError::Exists(id),
         Rejection::NoSuchUser(id) => CatalogError::Invalid(format!("no user {id}")),
+        Rejection::Restream(RestreamRejection::NoSuchDestination(id)) => {
+            CatalogError::NoDestination(id)
+        }
+        Rejection::Restream(r) => CatalogError::Invalid(r.to_string()),
         other @ (Rejection::BadTransition { .. } | Rejection::KeyInUse) => {
             CatalogError::Conflict(other.to_string())
         }
@@ -380,6 +387,47 @@ impl Catalog {
             Response::Done => {
                 tracing::info!(stream = %id, "stream deleted");
                 Ok(())
+            }
+            Response::Rejected(r) => Err(rejected(r)),
+            other => Err(CatalogError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// The stream's restream destinations, oldest first (keys included: callers
+    /// answer with `Destination`'s public fields only).
+    pub async fn destinations(&self, id: &StreamId) -> Result<Vec<Destination>, CatalogError> {
+        self.read(|s| {
+            if !s.streams.contains_key(id) {
+                return Err(CatalogError::NotFound(id.clone()));
+            }
+            let list = s.destinations.get(id);
+            Ok(list
+                .map(|d| d.list.values().cloned().collect())
+                .unwrap_or_default())
+        })
+        .await?
+    }
+
+    /// Adds, changes, removes, starts or stops a destination: the destination as it is
+    /// now (`None` once removed).
+    pub async fn restream(
+        &self,
+        command: RestreamCommand,
+    ) -> Result<Option<Destination>, CatalogError> {
+        let stream = command.stream().clone();
+        let what = match &command {
+            RestreamCommand::Add { .. } => "added",
+            RestreamCommand::Update { .. } => "changed",
+            RestreamCommand::Remove { .. } => "removed",
+            RestreamCommand::Run { running: true, .. } => "started",
+            RestreamCommand::Run { running: false, .. } => "stopped",
+        };
+        match self.member.write(Command::Restream(command)).await? {
+            Response::Destination(d) => {
+                tracing::info!(%stream, destination = ?d.as_ref().map(|d| d.id), "restream destination {what}");
+                Ok(d)
             }
             Response::Rejected(r) => Err(rejected(r)),
             other => Err(CatalogError::Internal(format!(
