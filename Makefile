@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-deps fuzz fmt clean cluster cluster-stop
+.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-restream bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -62,10 +62,10 @@ deps:
 	@[ node/web/node_modules/.package-lock.json -nt node/web/package-lock.json ] || \
 		(cd node/web && npm ci --no-audit --no-fund)
 
-## Also what the tests need: Chromium and hls.js (npm, pinned by the lock file) for the
-## browser viewer test; Python's gRPC reflection client (grpcurl is not packaged for
+## Also what the tests need: nginx-rtmp (restream destinations), Chromium and hls.js
+## (npm, pinned by the lock file) for the browser viewer test; Python's gRPC reflection client (grpcurl is not packaged for
 ## Debian 12) for the reflection test.
-test-deps: deps
+test-deps: deps nginx-deps
 	@command -v chromium >/dev/null || { echo "installing: chromium"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) chromium; }
 	@python3 -c "import grpc_reflection" 2>/dev/null || { echo "installing: grpcio-reflection"; \
@@ -101,7 +101,7 @@ fmt:
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
 ## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
 ## features for that package alone and compile rocksdb's C++ a second time.
-bench: bench-media bench-raft bench-cluster bench-mesh bench-api
+bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-restream
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -126,6 +126,12 @@ bench-mesh: deps build
 bench-api: deps build
 	$(BIN_DIR)/castmesh-api-bench $(BENCH_ARGS)
 
+## Restreaming: castmesh's CPU per destination (1, 5, 10) against one
+## `ffmpeg -c copy` process per destination (the seed's way), and the latency a frame
+## gains from the publisher to a destination.
+bench-restream: deps bench-deps build
+	$(BIN_DIR)/castmesh-restream-bench $(BENCH_ARGS)
+
 ## Fuzzing, not part of `make test` (figures in docs/security.md): cargo fuzz on the
 ## stable toolchain, FUZZ_MINUTES in all spread over the targets by risk (node/fuzz/run.sh),
 ## its own target directory. `make test` replays the kept corpus and crashers.
@@ -135,11 +141,13 @@ fuzz: deps build
 	@[ -d node/fuzz/seeds ] || python3 node/fuzz/make_seeds.py $(BIN_DIR)/castmesh
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/fuzz node/fuzz/run.sh $(FUZZ_MINUTES) $(FUZZ_TARGETS)
 
-bench-deps:
-	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then \
-		echo "installing nginx + libnginx-mod-rtmp (the benchmark's reference server)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) nginx-light libnginx-mod-rtmp || \
-		$(SUDO) $(APT_INSTALL) nginx libnginx-mod-rtmp; \
+## nginx with its RTMP module (the benchmarks' reference server, and a restream
+## destination in the tests) and its stream module (a TLS terminator in front of it:
+## an rtmps:// destination).
+bench-deps nginx-deps:
+	@if [ ! -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then \
+		echo "installing nginx + libnginx-mod-rtmp + libnginx-mod-stream"; \
+		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) nginx-light libnginx-mod-rtmp libnginx-mod-stream; \
 	fi
 
 clean:

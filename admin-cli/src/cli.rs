@@ -124,6 +124,74 @@ pub enum StreamCommand {
     Start { id: String },
     /// Delete a stream and its key.
     Delete { id: String },
+    /// A stream's restream destinations: list (with what each is doing), add, update,
+    /// remove, start, stop.
+    #[command(subcommand)]
+    Destinations(DestinationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationCommand {
+    /// The stream's destinations and what each is doing.
+    List { stream: String },
+    /// Add a destination (enabled unless --disabled: pushed whenever the stream is live).
+    Add {
+        stream: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = Platform::Custom)]
+        platform: Platform,
+        /// rtmp:// or rtmps:// server URL without the key (default: the platform's).
+        #[arg(long)]
+        url: Option<String>,
+        /// File holding the destination's stream key ("-": standard input), so that it
+        /// is not in the shell history or the process list.
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a destination's fields.
+    Update {
+        stream: String,
+        id: u64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum)]
+        platform: Option<Platform>,
+        #[arg(long)]
+        url: Option<String>,
+        /// A new key, from this file ("-": standard input).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        enabled: Option<bool>,
+    },
+    /// Remove a destination.
+    Remove { stream: String, id: u64 },
+    /// Push to it now, until the stream goes live anew.
+    Start { stream: String, id: u64 },
+    /// Stop pushing to it, until the stream goes live anew.
+    Stop { stream: String, id: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Platform {
+    Youtube,
+    Twitch,
+    Facebook,
+    Custom,
+}
+
+impl Platform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Youtube => "youtube",
+            Self::Twitch => "twitch",
+            Self::Facebook => "facebook",
+            Self::Custom => "custom",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

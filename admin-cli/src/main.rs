@@ -13,7 +13,10 @@ use castmesh_proto::admin::v1::cluster_admin_client::ClusterAdminClient;
 use castmesh_proto::admin::v1::stream_admin_client::StreamAdminClient;
 use castmesh_proto::admin::v1::user_admin_client::UserAdminClient;
 use clap::{CommandFactory, Parser};
-use cli::{Cli, ClusterCommand, Command, Output, Status, StreamCommand, UserCommand, UserRole};
+use cli::{
+    Cli, ClusterCommand, Command, DestinationCommand, Output, Status, StreamCommand, UserCommand,
+    UserRole,
+};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
@@ -268,6 +271,106 @@ async fn stream(cli: &Cli, c: &Client, cmd: &StreamCommand) -> Result<(), Failur
                 format!("stream {id} deleted\n"),
             );
         }
+        StreamCommand::Destinations(cmd) => destinations(cli, c, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn destinations(cli: &Cli, c: &Client, cmd: &DestinationCommand) -> Result<(), Failure> {
+    let mut admin = c.streams();
+    let one = |d: pb::Destination| {
+        print(
+            cli.output,
+            output::destination_json(&d),
+            output::destinations_table(&[d]),
+        );
+    };
+    match cmd {
+        DestinationCommand::List { stream } => {
+            let list = admin
+                .list_destinations(c.request(pb::ListDestinationsRequest {
+                    stream: stream.clone(),
+                }))
+                .await?
+                .into_inner();
+            print(
+                cli.output,
+                serde_json::Value::Array(
+                    list.destinations
+                        .iter()
+                        .map(output::destination_json)
+                        .collect(),
+                ),
+                output::destinations_table(&list.destinations),
+            );
+        }
+        DestinationCommand::Add {
+            stream,
+            name,
+            platform,
+            url,
+            key_file,
+            disabled,
+        } => one(admin
+            .add_destination(c.request(pb::AddDestinationRequest {
+                stream: stream.clone(),
+                name: name.clone(),
+                platform: platform.name().into(),
+                server_url: url.clone(),
+                key: read_secret(key_file, "the destination key")?,
+                enabled: !disabled,
+            }))
+            .await?
+            .into_inner()),
+        DestinationCommand::Update {
+            stream,
+            id,
+            name,
+            platform,
+            url,
+            key_file,
+            enabled,
+        } => one(admin
+            .update_destination(
+                c.request(pb::UpdateDestinationRequest {
+                    stream: stream.clone(),
+                    id: *id,
+                    name: name.clone(),
+                    platform: platform.map(|p| p.name().into()),
+                    server_url: url.clone(),
+                    key: key_file
+                        .as_deref()
+                        .map(|f| read_secret(f, "the destination key"))
+                        .transpose()?,
+                    enabled: *enabled,
+                }),
+            )
+            .await?
+            .into_inner()),
+        DestinationCommand::Remove { stream, id } => {
+            admin
+                .remove_destination(c.request(pb::RemoveDestinationRequest {
+                    stream: stream.clone(),
+                    id: *id,
+                }))
+                .await?;
+            print(
+                cli.output,
+                serde_json::json!({ "removed": id }),
+                format!("destination {id} of {stream} removed\n"),
+            );
+        }
+        DestinationCommand::Start { stream, id } | DestinationCommand::Stop { stream, id } => {
+            let running = matches!(cmd, DestinationCommand::Start { .. });
+            one(admin
+                .run_destination(c.request(pb::RunDestinationRequest {
+                    stream: stream.clone(),
+                    id: *id,
+                    running,
+                }))
+                .await?
+                .into_inner())
+        }
     }
     Ok(())
 }
@@ -280,8 +383,8 @@ fn role_pb(r: UserRole) -> i32 {
     }) as i32
 }
 
-/// A password from a file or standard input ("-"): its first line.
-fn read_password(path: &std::path::Path) -> Result<String, Failure> {
+/// A secret (`what`) from a file or standard input ("-"): its first line.
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, Failure> {
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -289,7 +392,7 @@ fn read_password(path: &std::path::Path) -> Result<String, Failure> {
     }
     .map_err(|e| Failure {
         code: 1,
-        message: format!("cannot read the password from {}: {e}", path.display()),
+        message: format!("cannot read {what} from {}: {e}", path.display()),
     })?;
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
@@ -304,7 +407,10 @@ async fn user(cli: &Cli, c: &Client, cmd: &UserCommand) -> Result<(), Failure> {
             role,
             password_file,
         } => {
-            let password = password_file.as_deref().map(read_password).transpose()?;
+            let password = password_file
+                .as_deref()
+                .map(|f| read_secret(f, "the password"))
+                .transpose()?;
             let created = admin
                 .create_user(c.request(pb::CreateUserRequest {
                     email: email.clone(),
@@ -346,7 +452,10 @@ async fn user(cli: &Cli, c: &Client, cmd: &UserCommand) -> Result<(), Failure> {
             .await?
             .into_inner()),
         UserCommand::ResetPassword { id, password_file } => {
-            let password = password_file.as_deref().map(read_password).transpose()?;
+            let password = password_file
+                .as_deref()
+                .map(|f| read_secret(f, "the password"))
+                .transpose()?;
             let reply = admin
                 .reset_password(c.request(pb::ResetPasswordRequest { id: *id, password }))
                 .await?

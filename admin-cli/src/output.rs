@@ -332,6 +332,80 @@ pub fn invite_text(i: &pb::Invite) -> String {
     )
 }
 
+fn destination_state(d: &pb::Destination) -> String {
+    let Some(s) = &d.status else {
+        return "idle".into();
+    };
+    match (s.state.as_str(), s.retry_at_ms) {
+        ("retrying", Some(at)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            format!("retrying in {} s", at.saturating_sub(now).div_ceil(1000))
+        }
+        ("live", _) => format!("live ({} kbit/s)", s.bitrate_bps / 1000),
+        (state, _) => state.to_string(),
+    }
+}
+
+pub fn destination_json(d: &pb::Destination) -> Value {
+    let s = d.status.clone().unwrap_or_default();
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "platform": d.platform,
+        "server_url": d.server_url,
+        "key_set": d.key_set,
+        "enabled": d.enabled,
+        "wanted": d.wanted,
+        "created_at": time(Some(d.created_at_ms)),
+        "status": {
+            "state": s.state,
+            "retry_at": s.retry_at_ms.map(|t| time(Some(t))),
+            "last_error": s.last_error,
+            "last_error_at": s.last_error_at_ms.map(|t| time(Some(t))),
+            "bytes_sent": s.bytes_sent,
+            "bitrate_bps": s.bitrate_bps,
+            "reconnects": s.reconnects,
+            "live_since": s.live_since_ms.map(|t| time(Some(t))),
+            "dropped_frames": s.dropped_frames,
+        },
+    })
+}
+
+/// One row per destination; the key is never shown (nor known here).
+pub fn destinations_table(list: &[pb::Destination]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let s = d.status.clone().unwrap_or_default();
+            vec![
+                d.id.to_string(),
+                d.name.clone(),
+                d.server_url.clone(),
+                if d.wanted { "yes" } else { "no" }.into(),
+                destination_state(d),
+                format!("{:.1} MB", s.bytes_sent as f64 / 1e6),
+                s.reconnects.to_string(),
+                s.last_error.unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "SERVER",
+            "PUSHED",
+            "STATE",
+            "SENT",
+            "RECONNECTS",
+            "LAST ERROR",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,22 @@ pub enum Platform {
 }
 
 impl Platform {
+    pub const ALL: [Self; 4] = [Self::Youtube, Self::Twitch, Self::Facebook, Self::Custom];
+
+    /// As in the API: `youtube`, `twitch`, `facebook`, `custom`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Youtube => "youtube",
+            Self::Twitch => "twitch",
+            Self::Facebook => "facebook",
+            Self::Custom => "custom",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// The ingest server the platform documents, for a destination created without a
     /// URL. Facebook takes RTMPS only.
     pub fn preset_url(self) -> Option<&'static str> {

@@ -15,18 +15,19 @@ use axum::http::{self, HeaderMap};
 use ipnet::IpNet;
 use ppp::PartialResult as _;
 
-/// The proxies whose word on the client's address is taken: addresses or CIDR ranges
-/// (`["10.0.0.0/8", "192.0.2.7"]` in the config).
+/// Addresses or CIDR ranges (`["10.0.0.0/8", "192.0.2.7"]` in the config): the
+/// proxies whose word on the client's address is taken, the networks restreaming may
+/// reach despite being internal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct Networks(Vec<IpNet>);
 
-/// A trusted-proxy entry that is neither an address nor a CIDR range.
+/// An entry that is neither an address nor a CIDR range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an address or CIDR range")]
 pub struct NotAnAddress(String);
 
-impl TryFrom<Vec<String>> for TrustedProxies {
+impl TryFrom<Vec<String>> for Networks {
     type Error = NotAnAddress;
 
     fn try_from(list: Vec<String>) -> Result<Self, NotAnAddress> {
@@ -37,12 +38,12 @@ impl TryFrom<Vec<String>> for TrustedProxies {
                     .map_err(|_| NotAnAddress(s.clone()))
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(Networks)
     }
 }
 
 /// A comma-separated list, as a flag or environment variable gives it.
-impl std::str::FromStr for TrustedProxies {
+impl std::str::FromStr for Networks {
     type Err = NotAnAddress;
 
     fn from_str(list: &str) -> Result<Self, NotAnAddress> {
@@ -51,8 +52,8 @@ impl std::str::FromStr for TrustedProxies {
     }
 }
 
-impl From<TrustedProxies> for Vec<String> {
-    fn from(p: TrustedProxies) -> Self {
+impl From<Networks> for Vec<String> {
+    fn from(p: Networks) -> Self {
         p.0.iter().map(IpNet::to_string).collect()
     }
 }
@@ -61,7 +62,7 @@ impl From<TrustedProxies> for Vec<String> {
 /// padding it, and what lies beyond is not believed anyway.
 const MAX_HOPS: usize = 32;
 
-impl TrustedProxies {
+impl Networks {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(&ip))
@@ -207,8 +208,8 @@ pub fn proxy_header(input: &[u8]) -> ProxyHeader {
 mod tests {
     use super::*;
 
-    fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::try_from(list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    fn proxies(list: &[&str]) -> Networks {
+        Networks::try_from(list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -262,7 +263,7 @@ mod tests {
             Vec::<String>::from(proxies(&["10.0.0.0/8", "::1"])),
             ["10.0.0.0/8", "::1/128"]
         );
-        assert!(TrustedProxies::try_from(vec!["nope".to_string()]).is_err());
+        assert!(Networks::try_from(vec!["nope".to_string()]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! its default. `Default` reads those declarations; `castmesh defaults` prints the
 //! reference file, and a test keeps `configs/dev.toml` equal to it.
 
-use crate::client_addr::TrustedProxies;
+use crate::client_addr::Networks;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -140,7 +140,7 @@ pub struct RtmpConfig {
         env = "CASTMESH_RTMP_TRUSTED_PROXIES",
         default_value = ""
     )]
-    pub trusted_proxies: TrustedProxies,
+    pub trusted_proxies: Networks,
     /// A write the client does not take within this time closes the connection (a
     /// client that floods commands and never reads).
     #[arg(id = "rtmp.write_timeout", long = "rtmp-write-timeout", env = "CASTMESH_RTMP_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
@@ -275,7 +275,7 @@ pub struct HttpConfig {
         env = "CASTMESH_HTTP_TRUSTED_PROXIES",
         default_value = ""
     )]
-    pub trusted_proxies: TrustedProxies,
+    pub trusted_proxies: Networks,
     /// Largest request body the API reads (JSON); larger ones are answered 413.
     #[arg(
         id = "http.max_body_bytes",
@@ -887,6 +887,43 @@ pub struct RestreamConfig {
         default_value = "10"
     )]
     pub max_destinations: usize,
+    /// Networks destinations may be in although they are internal (loopback, private,
+    /// link-local, shared, or one of the cluster's nodes), e.g. ["127.0.0.0/8"] for a
+    /// test or ["10.1.2.3"] for an in-house ingest; comma-separated as a flag. Empty:
+    /// only public addresses, so a streamer cannot aim the origin at internal services.
+    #[arg(
+        id = "restream.allow_networks",
+        long = "restream-allow-networks",
+        env = "CASTMESH_RESTREAM_ALLOW_NETWORKS",
+        default_value = ""
+    )]
+    pub allow_networks: Networks,
+    /// Extra certificate authorities (a PEM file) trusted for rtmps:// destinations,
+    /// besides the public web roots built in. Empty: the public roots only.
+    #[arg(id = "restream.ca_file", long = "restream-ca-file", env = "CASTMESH_RESTREAM_CA_FILE", default_value = "", value_parser = path)]
+    pub ca_file: PathBuf,
+    /// A destination must accept the connection, the handshake and the publish within
+    /// this time.
+    #[arg(id = "restream.connect_timeout", long = "restream-connect-timeout", env = "CASTMESH_RESTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A destination that takes no bytes for this long is disconnected (and retried).
+    #[arg(id = "restream.write_timeout", long = "restream-write-timeout", env = "CASTMESH_RESTREAM_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Media waiting for one destination, at most: beyond it the oldest is dropped up
+    /// to the next keyframe (counted), and the ingest never waits.
+    #[arg(id = "restream.queue", long = "restream-queue", env = "CASTMESH_RESTREAM_QUEUE", default_value = "10s", value_parser = duration)]
+    #[serde(with = "humantime_serde")]
+    pub queue: Duration,
+    /// Bytes waiting for one destination, at most (the same drop as `queue`).
+    #[arg(
+        id = "restream.queue_bytes",
+        long = "restream-queue-bytes",
+        env = "CASTMESH_RESTREAM_QUEUE_BYTES",
+        default_value = "33554432"
+    )]
+    pub queue_bytes: usize,
 }
 
 impl Default for RestreamConfig {
@@ -1298,6 +1335,7 @@ impl Config {
             ("chat.history", self.chat.history),
             ("chat.socket_queue", self.chat.socket_queue),
             ("restream.max_destinations", self.restream.max_destinations),
+            ("restream.queue_bytes", self.restream.queue_bytes),
             (
                 "accounts.max_concurrent_hashes",
                 self.accounts.max_concurrent_hashes,
@@ -1344,6 +1382,9 @@ impl Config {
             ("accounts.login_window", self.accounts.login_window),
             ("hooks.timeout", self.hooks.timeout),
             ("chat.rate_window", self.chat.rate_window),
+            ("restream.connect_timeout", self.restream.connect_timeout),
+            ("restream.write_timeout", self.restream.write_timeout),
+            ("restream.queue", self.restream.queue),
         ] {
             if v.is_zero() {
                 return err(format!("{name} must be longer than zero"));

@@ -17,7 +17,7 @@ use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
 
-use crate::client_addr::{self, TrustedProxies};
+use crate::client_addr::{self, Networks};
 use crate::config::{Config, RtmpConfig};
 use crate::mesh::wire;
 use crate::rtmp::guard::{ChunkGuard, GuardLimits};
@@ -331,7 +331,7 @@ pub fn forwarded_headers(data: &[u8]) {
             headers.append(name, value);
         }
     }
-    let everyone = TrustedProxies::try_from(vec!["0.0.0.0/0".to_string(), "::/0".to_string()])
+    let everyone = Networks::try_from(vec!["0.0.0.0/0".to_string(), "::/0".to_string()])
         .expect("valid ranges");
     let _ = everyone.http_client(std::net::Ipv4Addr::LOCALHOST.into(), &headers);
 }

@@ -161,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let accounts = cluster.platform.accounts.clone();
         tokio::spawn(async move { accounts.first_admin(&file).await });
     }
+    let pusher = Arc::new(rtmp::push::RtmpPusher::new(&config)?);
     let ctx = NodeContext::new(
         config,
         seams,
@@ -168,6 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         registry,
         Some(mesh.clone()),
         cluster.hooks.clone(),
+        pusher,
     );
     let (node, handle) = start(ctx, seams::TokioNetwork, cluster.platform.clone()).await?;
     let outcome = tokio::select! {

@@ -15,6 +15,13 @@ pub struct StreamLabel {
     pub stream: String,
 }
 
+/// A restream destination: its stream and its id (never its URL: it may hold a key).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabel {
+    pub stream: String,
+    pub destination: u64,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Track {
     Video,
@@ -102,6 +109,10 @@ pub struct Metrics {
     pub watch_sockets_closed: Family<ReasonLabel, Counter>,
     /// Chat posts handled by this node, by outcome.
     pub chat_posts: Family<ReasonLabel, Counter>,
+    pub restream_bytes: Family<DestinationLabel, Counter>,
+    pub restream_reconnects: Family<DestinationLabel, Counter>,
+    pub restream_dropped_frames: Family<DestinationLabel, Counter>,
+    pub restream_live: Family<DestinationLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -156,6 +167,10 @@ impl Metrics {
             watch_sockets: Gauge::default(),
             watch_sockets_closed: Family::default(),
             chat_posts: Family::default(),
+            restream_bytes: Family::default(),
+            restream_reconnects: Family::default(),
+            restream_dropped_frames: Family::default(),
+            restream_live: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -325,6 +340,26 @@ impl Metrics {
             "Chat posts from this node's sockets by outcome: posted, or refused (muted, banned, too_long, empty, not_started, ended, unavailable)",
             m.chat_posts.clone(),
         );
+        registry.register(
+            "restream_bytes",
+            "Bytes pushed to restream destinations (FLV tag bodies and headers)",
+            m.restream_bytes.clone(),
+        );
+        registry.register(
+            "restream_reconnects",
+            "Connections to a restream destination after its first",
+            m.restream_reconnects.clone(),
+        );
+        registry.register(
+            "restream_dropped_frames",
+            "Frames a restream destination's queue dropped because it fell behind",
+            m.restream_dropped_frames.clone(),
+        );
+        registry.register(
+            "restream_live",
+            "1 while a restream destination accepts the stream (publishing), else 0",
+            m.restream_live.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -355,6 +390,22 @@ impl Metrics {
                 track,
             });
         }
+    }
+
+    pub fn destination(stream: &str, destination: u64) -> DestinationLabel {
+        DestinationLabel {
+            stream: stream.to_string(),
+            destination,
+        }
+    }
+
+    /// Removes a restream destination's series once it is gone.
+    pub fn forget_destination(&self, stream: &str, destination: u64) {
+        let label = Self::destination(stream, destination);
+        self.restream_bytes.remove(&label);
+        self.restream_reconnects.remove(&label);
+        self.restream_dropped_frames.remove(&label);
+        self.restream_live.remove(&label);
     }
 
     pub fn stream(stream: &str) -> StreamLabel {

@@ -172,6 +172,7 @@ pub enum StreamChild {
     Segmenter,
     ViewerCounter,
     Relay,
+    Restream,
 }
 
 impl StreamChild {
@@ -181,6 +182,7 @@ impl StreamChild {
             Self::Segmenter => "segmenter",
             Self::ViewerCounter => "viewer-counter",
             Self::Relay => "relay",
+            Self::Restream => "restream",
         }
     }
 }

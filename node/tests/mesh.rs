@@ -66,6 +66,11 @@ impl StreamSource for OneStream {
     async fn hand_over(&self, _id: &str, _epoch: u64, _by: u64) -> HandOver {
         HandOver::NotProducing
     }
+
+    /// It is restreamed nowhere.
+    fn restream_statuses(&self, _id: &str) -> Vec<castmesh_proto::mesh::v1::DestinationStatus> {
+        Vec::new()
+    }
 }
 
 fn live_stream(queue: usize) -> Arc<LiveStream> {

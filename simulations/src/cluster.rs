@@ -115,6 +115,8 @@ pub async fn run_node(spec: NodeSpec, recorder: Recorder) -> turmoil::Result {
     tokio::spawn(observe_raft(cluster.member.clone(), recorder));
     let registry = Arc::new(cluster.registry(&config, &seams));
     let platform = cluster.platform.clone();
+    // Restreaming is not simulated (no destination is ever added): the real client.
+    let pusher = Arc::new(castmesh_node::rtmp::push::RtmpPusher::new(&config)?);
     let ctx = NodeContext::new(
         config,
         seams,
@@ -122,6 +124,7 @@ pub async fn run_node(spec: NodeSpec, recorder: Recorder) -> turmoil::Result {
         registry,
         Some(mesh),
         cluster.hooks.clone(),
+        pusher,
     );
     let (_node, handle) = castmesh_node::start(ctx, SimNetwork, platform).await?;
     handle.await?;

@@ -65,6 +65,28 @@ const SCENARIOS = {
       await watch.screenshot({ path: `${shots}/watch.png` });
       await directory.screenshot({ path: `${shots}/directory.png` });
 
+      // Restream: a destination added in the studio shows its state as it changes and
+      // why it failed, never its key. (An internal address: refused without a try.)
+      await studio.locator(`button[data-action="restream"][data-id="${id}"]`).click();
+      const form = studio.locator('#destination-form');
+      await form.getByLabel('Name').fill('In-house ingest');
+      await form.getByLabel('Platform').selectOption('custom');
+      await form.getByLabel('Server URL').fill('rtmp://10.255.255.1/live');
+      await form.getByLabel('Stream key').fill('studio-dest-key-7777');
+      await form.getByRole('button', { name: 'Add' }).click();
+      const refused = await until('the destination in error', async () => {
+        const rows = studio.locator('#destinations tbody tr');
+        if (await rows.count() === 0) return null;
+        const text = await rows.first().innerText();
+        // The badge is upper-cased by CSS, which innerText reflects.
+        return text.toLowerCase().includes('error') ? text : null;
+      }, 10000);
+      report.restream_row = refused.value;
+      report.restream_key_shown = (await studio.locator('#restream-dialog').innerText()).includes('studio-dest-key-7777');
+      report.restream_key_field = await form.getByLabel('Stream key').getAttribute('type');
+      await studio.screenshot({ path: `${shots}/studio-restream.png` });
+      await studio.locator('#restream-close').click();
+
       await studio.locator('#key-done').click();
       await studio.locator(`button[data-action="stop"][data-id="${id}"]`).click();
       const ended = await until('the watch page to say ended',

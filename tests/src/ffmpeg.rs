@@ -1,9 +1,9 @@
 //! The real ffmpeg and ffprobe, as publisher and as viewer.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::artifacts_dir;
@@ -215,4 +215,60 @@ pub fn probe_streams(url: &str) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// `ffmpeg -re -stream_loop -1 -c copy` publisher that learns when it started sending
+/// from its progress output (a frame of media time T goes out at start + T), for
+/// benchmarks that time frames.
+pub struct PacedPublisher {
+    child: Child,
+    started: Arc<Mutex<Option<Instant>>>,
+}
+
+impl PacedPublisher {
+    pub fn start(sample: &std::path::Path, url: &str) -> PacedPublisher {
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostats"])
+            .args(["-progress", "pipe:1", "-stats_period", "0.1"])
+            .args(["-re", "-stream_loop", "-1", "-i"])
+            .arg(sample)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        let started = Arc::new(Mutex::new(None::<Instant>));
+        let out = child.stdout.take().unwrap();
+        let s = started.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(us) = line
+                    .strip_prefix("out_time_us=")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    && us > 0
+                {
+                    // Progress is reported after sending, so the earliest estimate is best.
+                    let Some(estimate) = Instant::now().checked_sub(Duration::from_micros(us))
+                    else {
+                        continue;
+                    };
+                    let mut best = s.lock().unwrap();
+                    *best = Some(best.map_or(estimate, |b: Instant| b.min(estimate)));
+                }
+            }
+        });
+        PacedPublisher { child, started }
+    }
+
+    pub fn started(&self) -> Option<Instant> {
+        *self.started.lock().unwrap()
+    }
+}
+
+impl Drop for PacedPublisher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

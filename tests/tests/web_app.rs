@@ -70,6 +70,15 @@ fn a_new_user_streams_from_the_studio_and_viewers_watch_it_live() {
     assert_eq!(report["fatal"], serde_json::json!([]), "{report}");
     assert_eq!(report["live_status"], "live", "{report}");
     assert_eq!(report["viewers_text"], "1 viewer", "{report}");
+    // The studio's restream dialog: the destination's state and reason, kept current;
+    // its key typed into a password field and shown nowhere.
+    let row = report["restream_row"].as_str().unwrap();
+    assert!(
+        row.contains("In-house ingest") && row.contains("private address"),
+        "{row}"
+    );
+    assert_eq!(report["restream_key_shown"], false, "{report}");
+    assert_eq!(report["restream_key_field"], "password", "{report}");
 
     // Stop in the studio: the watch page says it ended.
     let ended = &report["ended"];

@@ -3,6 +3,7 @@
 //! interceptor, before the body is read); cluster errors map to gRPC codes here.
 
 pub mod cluster;
+pub mod destinations;
 pub mod streams;
 pub mod users;
 

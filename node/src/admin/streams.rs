@@ -1,5 +1,5 @@
 //! `StreamAdmin`: create streams (the key is shown once), list, show, update, rotate
-//! keys, stop and start, delete: `platform::catalog` does the work (shared with the
+//! keys, stop and start, delete, restream destinations (`destinations`): `platform::catalog` does the work (shared with the
 //! REST API); this file translates. Reads are linearizable; writes go through the
 //! leader.
 
@@ -52,7 +52,7 @@ fn status_from_pb(s: i32) -> Result<StreamStatus, Status> {
     }
 }
 
-fn stream_id(s: &str) -> Result<StreamId, Status> {
+pub(super) fn stream_id(s: &str) -> Result<StreamId, Status> {
     StreamId::parse(s).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
@@ -237,5 +237,49 @@ impl StreamAdmin for StreamService {
         let id = stream_id(&request.into_inner().id)?;
         self.catalog.delete(&id).await.map_err(catalog_status)?;
         Ok(Response::new(pb::DeleteStreamReply {}))
+    }
+
+    async fn list_destinations(
+        &self,
+        request: Request<pb::ListDestinationsRequest>,
+    ) -> Result<Response<pb::ListDestinationsReply>, Status> {
+        Ok(Response::new(
+            self.destination_list(request.into_inner()).await?,
+        ))
+    }
+
+    async fn add_destination(
+        &self,
+        request: Request<pb::AddDestinationRequest>,
+    ) -> Result<Response<pb::Destination>, Status> {
+        Ok(Response::new(
+            self.destination_add(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_destination(
+        &self,
+        request: Request<pb::UpdateDestinationRequest>,
+    ) -> Result<Response<pb::Destination>, Status> {
+        Ok(Response::new(
+            self.destination_update(request.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_destination(
+        &self,
+        request: Request<pb::RemoveDestinationRequest>,
+    ) -> Result<Response<pb::RemoveDestinationReply>, Status> {
+        self.destination_remove(request.into_inner()).await?;
+        Ok(Response::new(pb::RemoveDestinationReply {}))
+    }
+
+    async fn run_destination(
+        &self,
+        request: Request<pb::RunDestinationRequest>,
+    ) -> Result<Response<pb::Destination>, Status> {
+        Ok(Response::new(
+            self.destination_run(request.into_inner()).await?,
+        ))
     }
 }

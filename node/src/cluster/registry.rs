@@ -14,6 +14,7 @@ use castmesh_cluster::command::{Command, Fence, Rejection, Response};
 use castmesh_cluster::keys;
 use castmesh_cluster::member::{ClusterMember, NotReady};
 use castmesh_cluster::model::{MediaReach, NodeId, StreamStatus};
+use castmesh_cluster::restream::Destination;
 use castmesh_cluster::sabotage::{self, Bug};
 use castmesh_cluster::state::{ClusterState, NO_NODE};
 use castmesh_cluster::transport::Channels;
@@ -235,6 +236,15 @@ impl StreamRegistry for ClusterRegistry {
                     ended: record.status != StreamStatus::Live,
                 },
             }
+        })
+    }
+
+    fn destinations(&self, id: &StreamId) -> Vec<Destination> {
+        self.member.read_local(|s| {
+            s.destinations
+                .get(id)
+                .map(|d| d.list.values().cloned().collect())
+                .unwrap_or_default()
         })
     }
 

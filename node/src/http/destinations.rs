@@ -1,10 +1,16 @@
 //! `/api/v1/streams/{id}/destinations`: where a stream is restreamed (docs/api.md,
 //! "Restreaming"). Only the stream's owner and admins see and change them. The
 //! destination key is write-only: set on create or change, never in an answer.
+//!
+//! What each destination is doing comes from the stream's origin, where its restream
+//! actors run (this node's own board when it is the origin).
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use castmesh_cluster::StreamId;
 use castmesh_cluster::restream::{Destination, DestinationChange, Platform, RestreamCommand};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +19,8 @@ use super::api_error::{ApiError, JsonBody};
 use super::auth::rfc3339;
 use super::session::SignedIn;
 use super::streams::managed;
+use crate::stream::directory::Role;
+use crate::stream::restream::status::{self, Snapshot};
 
 /// A destination as the API shows it: everything but the key.
 #[derive(Serialize)]
@@ -29,10 +37,60 @@ pub struct DestinationView {
     /// unless started or stopped by hand in this live session.
     pub wanted: bool,
     pub created_at: String,
+    pub status: StatusView,
 }
 
-impl From<&Destination> for DestinationView {
-    fn from(d: &Destination) -> Self {
+/// What a destination is doing now.
+#[derive(Serialize)]
+pub struct StatusView {
+    /// `idle`, `connecting`, `live`, `retrying` or `error`.
+    pub state: status::State,
+    /// While retrying: seconds to the next attempt.
+    pub retry_in_s: Option<u64>,
+    /// The last failure in words, and when.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub bytes_sent: u64,
+    pub bitrate_kbps: u64,
+    pub reconnects: u64,
+    pub live_since: Option<String>,
+    /// Frames dropped because the destination could not keep up.
+    pub dropped_frames: u64,
+}
+
+impl StatusView {
+    fn of(s: Option<&Snapshot>, now_ms: u64) -> Self {
+        let Some(s) = s else {
+            return Self {
+                state: status::State::Idle,
+                retry_in_s: None,
+                last_error: None,
+                last_error_at: None,
+                bytes_sent: 0,
+                bitrate_kbps: 0,
+                reconnects: 0,
+                live_since: None,
+                dropped_frames: 0,
+            };
+        };
+        Self {
+            state: s.state,
+            retry_in_s: s
+                .retry_at_ms
+                .map(|at| at.saturating_sub(now_ms).div_ceil(1000)),
+            last_error: s.last_error.clone(),
+            last_error_at: s.last_error_at_ms.map(rfc3339),
+            bytes_sent: s.bytes_sent,
+            bitrate_kbps: s.bitrate_bps / 1000,
+            reconnects: s.reconnects,
+            live_since: s.live_since_ms.map(rfc3339),
+            dropped_frames: s.dropped_frames,
+        }
+    }
+}
+
+impl DestinationView {
+    fn new(d: &Destination, status: Option<&Snapshot>, now_ms: u64) -> Self {
         Self {
             id: d.id,
             name: d.name.clone(),
@@ -42,8 +100,31 @@ impl From<&Destination> for DestinationView {
             enabled: d.enabled,
             wanted: d.wanted(),
             created_at: rfc3339(d.created_at),
+            status: StatusView::of(status, now_ms),
         }
     }
+}
+
+/// The statuses of the stream's destinations, from its origin. Empty when no node
+/// pushes it (not live), or the origin did not answer.
+async fn statuses(state: &AppState, id: &StreamId) -> BTreeMap<u64, Snapshot> {
+    if let Some(here) = state.ctx.directory.get(id.as_str())
+        && here.role == Role::Origin
+    {
+        return here.stats.restream.snapshots();
+    }
+    let asked = state.catalog.restream_statuses(id).await;
+    asked
+        .unwrap_or_default()
+        .into_iter()
+        .map(Snapshot::from_wire)
+        .collect()
+}
+
+/// `d` as the API shows it, with its status.
+async fn view(state: &AppState, id: &StreamId, d: &Destination) -> DestinationView {
+    let statuses = statuses(state, id).await;
+    DestinationView::new(d, statuses.get(&d.id), state.catalog.now())
 }
 
 /// A new destination, or the fields to change. GoStream's names (`rtmpUrl`,
@@ -82,7 +163,13 @@ pub async fn list(
 ) -> Result<Json<Vec<DestinationView>>, ApiError> {
     let id = managed(&state, &me.user, &id).await?;
     let list = state.catalog.destinations(&id).await?;
-    Ok(Json(list.iter().map(DestinationView::from).collect()))
+    let statuses = statuses(&state, &id).await;
+    let now = state.catalog.now();
+    Ok(Json(
+        list.iter()
+            .map(|d| DestinationView::new(d, statuses.get(&d.id), now))
+            .collect(),
+    ))
 }
 
 pub async fn create(
@@ -164,7 +251,8 @@ async fn changed(
     state: &AppState,
     command: RestreamCommand,
 ) -> Result<Json<DestinationView>, ApiError> {
+    let stream = command.stream().clone();
     let now = state.catalog.restream(command).await?;
     let now = now.ok_or_else(|| ApiError::not_found("destination"))?;
-    Ok(Json(DestinationView::from(&now)))
+    Ok(Json(view(state, &stream, &now).await))
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use castmesh_proto::mesh::v1::{
-    ChatAnswer, ChatEvent, ChatFollow, ChatModerate, ChatPost, OriginViewerTotals, OriginViewers,
-    Ping, Pong, Request, Subscribe, ViewerCounts, Viewers, request,
+    ChatAnswer, ChatEvent, ChatFollow, ChatModerate, ChatPost, DestinationStatus,
+    OriginViewerTotals, OriginViewers, Ping, Pong, Request, RestreamStatusList, RestreamStatuses,
+    Subscribe, ViewerCounts, Viewers, request,
 };
 use tokio::task::JoinHandle;
 
@@ -257,6 +258,22 @@ impl Mesh {
             .call(addr, peer, request, framing::MAX_SMALL_FRAME)
             .await?;
         Ok(counts.by_node.into_iter().collect())
+    }
+
+    /// What the restream destinations of `stream` are doing, on its origin `peer`.
+    pub async fn restream_statuses(
+        &self,
+        addr: SocketAddr,
+        peer: u64,
+        stream: &str,
+    ) -> anyhow::Result<Vec<DestinationStatus>> {
+        let request = request::Kind::RestreamStatuses(RestreamStatuses {
+            stream: stream.to_string(),
+        });
+        let list: RestreamStatusList = self
+            .call(addr, peer, request, framing::MAX_LIST_FRAME)
+            .await?;
+        Ok(list.destinations)
     }
 
     /// Viewer totals across the cluster of every stream node `peer` is the origin of.
@@ -521,6 +538,14 @@ async fn answer(
                 .map(|(id, reports)| (id, reports.by_node(shared.node_id, now).values().sum()))
                 .collect();
             reply(send, &OriginViewerTotals { viewers }).await;
+        }
+        request::Kind::RestreamStatuses(RestreamStatuses { stream }) => {
+            let Some(serving) = shared.serving(peer) else {
+                let _ = send.reset(RESET_BAD_REQUEST.into());
+                return;
+            };
+            let destinations = serving.source.restream_statuses(&stream);
+            reply(send, &RestreamStatusList { destinations }).await;
         }
         request::Kind::ChatFollow(follow) => {
             let Some(hub) = shared.chat_or_reset(&mut send) else {

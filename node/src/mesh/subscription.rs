@@ -45,6 +45,9 @@ pub trait StreamSource: Send + Sync + 'static {
     /// replicated lease confirms it, stop producing the stream under any older epoch,
     /// now and later (see `Subscribe.take_over_epoch`).
     async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver;
+    /// What stream `id`'s restream destinations are doing, when this node is its
+    /// origin (none otherwise).
+    fn restream_statuses(&self, id: &str) -> Vec<castmesh_proto::mesh::v1::DestinationStatus>;
 }
 
 /// One stream as the mesh serves it.

@@ -22,6 +22,7 @@ use castmesh_cluster::{ClusterState, StreamId, StreamKey};
 
 use crate::mesh::Mesh;
 use crate::seams::Seams;
+use castmesh_proto::mesh::v1::DestinationStatus;
 
 pub const MAX_TITLE: usize = 200;
 pub const MAX_DESCRIPTION: usize = 5000;
@@ -434,6 +435,24 @@ impl Catalog {
                 "unexpected answer {other:?}"
             ))),
         }
+    }
+
+    /// What the restream destinations of `id` are doing, asked of its origin over the
+    /// mesh. `None` without a live origin or answer.
+    pub async fn restream_statuses(&self, id: &StreamId) -> Option<Vec<DestinationStatus>> {
+        let now = self.now();
+        let (origin, addr) = self.member.read_local(|s| {
+            let lease = s
+                .leases
+                .get(id)
+                .filter(|l| l.is_live(now) && l.node != NO_NODE)?;
+            let addr: std::net::SocketAddr = s.nodes.get(&lease.node)?.quic.parse().ok()?;
+            Some((lease.node, addr))
+        })?;
+        self.mesh
+            .restream_statuses(addr, origin, id.as_str())
+            .await
+            .ok()
     }
 
     /// The origin's viewer counts for `id` by node, asked over the mesh (also when the

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::directory::StreamDirectory;
 use super::hooks::PublishHooks;
 use super::registry::StreamRegistry;
+use super::restream::Pusher;
 use crate::admission::AddressBudget;
 use crate::config::Config;
 use crate::mesh::Mesh;
@@ -27,6 +28,8 @@ pub struct NodeContext {
     /// Streams each client address created by open publishing, per window.
     pub open_creations: AddressBudget,
     pub hooks: Arc<PublishHooks>,
+    /// Pushes streams to their restream destinations.
+    pub pusher: Arc<dyn Pusher>,
     /// The last RTMP connection number given out (the hooks' `clientid`).
     rtmp_clients: AtomicU64,
 }
@@ -43,6 +46,7 @@ impl NodeContext {
         registry: Arc<dyn StreamRegistry>,
         mesh: Option<Arc<Mesh>>,
         hooks: Arc<PublishHooks>,
+        pusher: Arc<dyn Pusher>,
     ) -> Arc<Self> {
         let failed_publishes = AddressBudget::new(
             config.rtmp.max_failed_publishes,
@@ -58,6 +62,7 @@ impl NodeContext {
             failed_publishes,
             open_creations,
             hooks,
+            pusher,
             rtmp_clients: AtomicU64::new(0),
             config,
             metrics,

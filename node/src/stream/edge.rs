@@ -102,7 +102,7 @@ impl Actor for EdgeSupervisor {
             StreamChild::ViewerCounter => {
                 state.viewers.send_message(ViewerMsg::Crash).map_err(|_| ())
             }
-            StreamChild::Ingest | StreamChild::Segmenter => Err(()),
+            StreamChild::Ingest | StreamChild::Segmenter | StreamChild::Restream => Err(()),
         };
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The ingest actor: bound to one publishing connection. Turns FLV tag bodies
-//! into codec configurations and frames for the segmenter, and keeps the
-//! stream's ingest statistics.
+//! into codec configurations and frames for the segmenter, hands the tag bodies as
+//! they came to the restream tap, and keeps the stream's ingest statistics.
 //!
 //! It is not restarted on its own: its state is tied to the connection, so when
 //! it stops or fails the supervisor closes the connection with the reason and
@@ -16,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::restream::tap::MediaTap;
 use super::segmenter::SegmenterMsg;
 use super::stats::StreamStats;
 use crate::metrics::StreamMetrics;
@@ -69,6 +70,7 @@ pub struct IngestArgs {
     pub publisher: u64,
     pub segmenter: ActorRef<SegmenterMsg>,
     pub stats: Arc<StreamStats>,
+    pub tap: Arc<MediaTap>,
     pub ctx: Arc<NodeContext>,
 }
 
@@ -77,6 +79,7 @@ pub struct IngestState {
     publisher: u64,
     segmenter: ActorRef<SegmenterMsg>,
     stats: Arc<StreamStats>,
+    tap: Arc<MediaTap>,
     ctx: Arc<NodeContext>,
     metrics: StreamMetrics,
     codecs: Codecs,
@@ -103,6 +106,7 @@ impl Actor for IngestActor {
             publisher: args.publisher,
             segmenter: args.segmenter,
             stats: args.stats,
+            tap: args.tap,
             ctx: args.ctx,
             codecs: Codecs::default(),
             malformed_in_a_row: 0,
@@ -157,6 +161,8 @@ impl IngestState {
         let len = body.len() as u64;
         self.measure_bitrate(len)?;
         self.metrics.ingest_bytes.inc_by(len);
+        // The tag as it came, for the restream destinations (no copy: shared bytes).
+        let tag = body.clone();
         let event = match kind {
             TrackKind::Video => flv::video_event(timestamp_ms, body),
             TrackKind::Audio => flv::audio_event(timestamp_ms, body),
@@ -190,17 +196,20 @@ impl IngestState {
                 tracing::info!(stream = %self.stream, codec = %v.codec_string(), width = v.width, height = v.height, "video configuration");
                 self.codecs.video = Some(Arc::new(v));
                 self.send_codecs();
+                self.tap.config(kind, timestamp_ms, tag, &self.codecs);
             }
             MediaEvent::AudioConfig(a) => {
                 tracing::info!(stream = %self.stream, codec = %a.codec_string(), sample_rate = a.sample_rate, channels = a.channels, "audio configuration");
                 self.codecs.audio = Some(Arc::new(a));
                 self.send_codecs();
+                self.tap.config(kind, timestamp_ms, tag, &self.codecs);
             }
             MediaEvent::Frame(frame) => {
                 match kind {
                     TrackKind::Video => self.metrics.video_frames.inc(),
                     TrackKind::Audio => self.metrics.audio_frames.inc(),
                 };
+                self.tap.frame(kind, timestamp_ms, tag, frame.keyframe);
                 let msg = SegmenterMsg::Frame {
                     publisher: self.publisher,
                     frame,

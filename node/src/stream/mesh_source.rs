@@ -1,5 +1,6 @@
 //! What the mesh asks of this node's streams: a stream's window to subscribe to,
-//! and a hand-over when another node takes a stream over.
+//! a hand-over when another node takes a stream over, and what an origin's restream
+//! destinations are doing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,21 @@ impl StreamSource for NodeContext {
                 (h.id.to_string(), reports)
             })
             .collect()
+    }
+
+    fn restream_statuses(&self, id: &str) -> Vec<castmesh_proto::mesh::v1::DestinationStatus> {
+        self.directory
+            .get(id)
+            .filter(|h| h.role == Role::Origin)
+            .map(|h| {
+                h.stats
+                    .restream
+                    .snapshots()
+                    .iter()
+                    .map(|(id, s)| s.to_wire(*id))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     async fn hand_over(&self, id: &str, epoch: u64, by: u64) -> HandOver {

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod relay;
 pub mod relay_policy;
 pub mod requests;
+pub mod restream;
 pub mod segmenter;
 pub mod stats;
 pub mod supervisor;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 pub use castmesh_cluster::ids::{InvalidStreamId, StreamId, StreamKey};
 use castmesh_cluster::member::NotReady;
 use castmesh_cluster::model::{MediaReach, StreamStatus};
+use castmesh_cluster::restream::Destination;
 
 use crate::live::LiveStream;
 
@@ -219,6 +220,9 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// replicated lease confirms it, a lease of an older epoch held or acquired here
     /// is lost.
     async fn fence(&self, id: &StreamId, epoch: u64, by: u64) -> Result<(), FenceRefused>;
+    /// The stream's restream destinations (keys included), oldest first, as this
+    /// node's copy of the metadata has them.
+    fn destinations(&self, id: &StreamId) -> Vec<Destination>;
     /// The other nodes' mesh addresses.
     fn peers(&self) -> Vec<(u64, SocketAddr)>;
     /// Resolves once node `id` is known not to be running: its gRPC server refused the

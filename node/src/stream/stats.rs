@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use ractor::ActorRef;
 
+use super::restream::status::RestreamBoard;
 use super::viewer_counter::ViewerMsg;
 use crate::mesh::subscription::ViewerReports;
 
@@ -38,6 +39,8 @@ pub struct StreamStats {
     /// The current viewer-counter actor (replaced when it restarts). HTTP handlers
     /// report viewers straight to it so the stream supervisor stays off the hot path.
     viewer_counter: RwLock<Option<ActorRef<ViewerMsg>>>,
+    /// On an origin: its restream destinations' statuses.
+    pub restream: RestreamBoard,
 }
 
 impl StreamStats {
@@ -50,6 +53,7 @@ impl StreamStats {
             last_request_ms: AtomicU64::new(0),
             reports: Mutex::new(BTreeMap::new()),
             viewer_counter: RwLock::new(None),
+            restream: RestreamBoard::default(),
         })
     }
 

@@ -1,5 +1,5 @@
-//! The stream supervisor: one per live stream, parent of `ingest`, `segmenter`
-//! and `viewer-counter` (and, in a later issue, `relay`).
+//! The stream supervisor: one per live stream, parent of `ingest`, `segmenter`,
+//! `viewer-counter` and one `restream` actor per destination it pushes to.
 //!
 //! Lifecycle: a publisher attaches (live) → it leaves (grace period) → it comes
 //! back (live again, after a discontinuity) or the grace period runs out (ended,
@@ -15,7 +15,14 @@
 //!
 //! Restarts are one-for-one with an intensity limit: a failed segmenter or
 //! viewer-counter is restarted alone; ingest is not restarted because it is
-//! bound to its connection (see `ingest`).
+//! bound to its connection (see `ingest`); a restream actor that fails too often
+//! leaves its destination in `error`, never the stream down.
+//!
+//! Restreaming follows the origin lease: destinations run from the first attach
+//! under a lease until the lease is lost, handed over or the stream ends (they stay
+//! through the grace period, so a publisher that comes back continues them). A node
+//! taking the stream over starts them only once it holds the newer lease and the old
+//! origin has stopped producing (`takeover`), so two nodes never push one destination.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +36,8 @@ use super::ingest::{IngestActor, IngestArgs, IngestMsg};
 use super::lifecycle::{Attach, HandOverAnswer, LeaseLost, OriginMoved, StreamLifecycle, Timer};
 use super::publish::PublishRequest;
 use super::registry::{OriginLease, OriginLookup, PublishDenied, StreamId, StreamRegistry};
+use super::restream::running::Restreams;
+use super::restream::tap::MediaTap;
 use super::segmenter::{SegmenterActor, SegmenterArgs, SegmenterMsg};
 use super::stats::{Phase, StreamStats};
 use super::takeover::{self, Predecessor};
@@ -90,6 +99,8 @@ pub enum StreamMsg {
         epoch: u64,
         reply: RpcReplyPort<HandOver>,
     },
+    /// Time to match the running restream actors with the replicated destinations.
+    Restream,
     /// Fault injection: make a child panic.
     #[cfg(feature = "test-hooks")]
     Crash(StreamChild),
@@ -124,6 +135,14 @@ pub struct StreamState {
     reports: mpsc::UnboundedSender<Report>,
     /// What the latest attached publisher sent, for `on_publish_done`.
     publish: Option<PublishRequest>,
+    /// Where the restream destinations take the publisher's media from.
+    tap: Arc<MediaTap>,
+    restreams: Restreams,
+    /// This node produces the stream under a lease it holds (live or in the grace
+    /// period): its destinations run.
+    producing: bool,
+    /// The timer that reconciles the destinations.
+    restream_timer: tokio::task::JoinHandle<()>,
 }
 
 /// What the registry and the hooks hear about a stream. Rare (one per publish or
@@ -197,6 +216,10 @@ fn watch_lease(
     });
     stop
 }
+
+/// How often a stream's restream actors are matched with the replicated destinations
+/// (a start, stop or change through the API takes effect within this).
+const RESTREAM_RECONCILE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Longest a segmenter may take to stop (it finishes the frame at hand).
 const SEGMENTER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
@@ -331,6 +354,7 @@ impl StreamState {
         let _ = self
             .segmenter
             .send_message(SegmenterMsg::NewPublisher(publisher));
+        self.tap.new_publisher();
         let (ingest, _) = Actor::spawn_linked(
             None,
             IngestActor,
@@ -339,6 +363,7 @@ impl StreamState {
                 publisher,
                 segmenter: self.segmenter.clone(),
                 stats: self.args.stats.clone(),
+                tap: self.tap.clone(),
                 ctx: self.args.ctx.clone(),
             },
             myself.get_cell(),
@@ -360,6 +385,8 @@ impl StreamState {
             // Gone in the meantime: the ingest's exit starts the grace period.
             ingest.stop(Some("publisher left before it was attached".into()));
         }
+        self.producing = true;
+        self.reconcile_restreams(myself).await;
         Ok(())
     }
 
@@ -368,8 +395,23 @@ impl StreamState {
         self.args.stats.set_phase(self.lifecycle.phase());
     }
 
+    /// Starts and stops restream actors to match the replicated destinations.
+    async fn reconcile_restreams(&mut self, myself: &ActorRef<StreamMsg>) {
+        let all = self.args.ctx.registry.destinations(&self.args.id);
+        self.restreams
+            .reconcile(&myself.get_cell(), &all, self.producing)
+            .await;
+    }
+
+    /// This node stops producing the stream: its destinations stop with it.
+    async fn stop_restreams(&mut self) {
+        self.producing = false;
+        self.restreams.stop_all_and_wait().await;
+    }
+
     /// Ends the stream here (ENDLIST) and removes it after the retention.
-    fn end(&self, myself: &ActorRef<StreamMsg>, generation: u64) {
+    async fn end(&mut self, myself: &ActorRef<StreamMsg>, generation: u64) {
+        self.stop_restreams().await;
         self.show_phase();
         let _ = self.segmenter.send_message(SegmenterMsg::EndOfStream);
         let retention = self.args.ctx.config.streams.retention;
@@ -445,6 +487,14 @@ impl Actor for StreamSupervisor {
         let segmenter = spawn_segmenter(&myself, &args, 0).await?;
         let viewers =
             spawn_viewer_counter(myself.get_cell(), &args.id, &args.stats, &args.ctx).await?;
+        let tap = Arc::new(MediaTap::default());
+        let restreams = Restreams::new(
+            args.id.as_str(),
+            tap.clone(),
+            args.stats.clone(),
+            args.ctx.clone(),
+        );
+        let restream_timer = myself.send_interval(RESTREAM_RECONCILE, || StreamMsg::Restream);
         Ok(StreamState {
             args,
             segmenter,
@@ -457,6 +507,10 @@ impl Actor for StreamSupervisor {
             restarts,
             reports,
             publish: None,
+            tap,
+            restreams,
+            producing: false,
+            restream_timer,
         })
     }
 
@@ -472,6 +526,9 @@ impl Actor for StreamSupervisor {
         }
         state.segmenter.stop(None);
         state.viewers.stop(None);
+        state.restream_timer.abort();
+        state.stop_restreams().await;
+        state.restreams.forget();
         tracing::info!(stream = %state.name(), "stream removed");
         Ok(())
     }
@@ -491,7 +548,7 @@ impl Actor for StreamSupervisor {
                     tracing::info!(stream = %state.name(), "grace period over: stream ended");
                     let publish = state.publish.take();
                     let _ = state.reports.send(Report::Ended { epoch, publish });
-                    state.end(&myself, generation);
+                    state.end(&myself, generation).await;
                 }
             }
             StreamMsg::RetentionExpired { generation } => {
@@ -516,6 +573,7 @@ impl Actor for StreamSupervisor {
                     state.close_publisher(format!(
                         "this node is no longer the stream's origin: {reason}"
                     ));
+                    state.stop_restreams().await;
                     tokio::spawn(find_new_origin(
                         myself.clone(),
                         state.args.ctx.registry.clone(),
@@ -542,7 +600,7 @@ impl Actor for StreamSupervisor {
                     // not this node's to write; an end by the cluster was reported to
                     // the hooks when the lease was lost.
                     tracing::warn!(stream = %state.name(), %reason, "ending the stream here");
-                    state.end(&myself, generation);
+                    state.end(&myself, generation).await;
                 }
             },
             StreamMsg::HandOver { epoch, reply } => {
@@ -556,6 +614,8 @@ impl Actor for StreamSupervisor {
                     HandOverAnswer::HandOver { epoch: mine } => {
                         tracing::info!(stream = %state.name(), epoch, "another node took the stream over; handing it over");
                         state.close_publisher("another node took this stream over".into());
+                        // Its destinations stop before the asker may start them.
+                        state.stop_restreams().await;
                         // Once the segmenter has stopped, nothing more is produced here:
                         // the window is final for the asker to continue.
                         let stopped = state.stop_segmenter().await;
@@ -568,6 +628,7 @@ impl Actor for StreamSupervisor {
                     }
                 }
             }
+            StreamMsg::Restream => state.reconcile_restreams(&myself).await,
             #[cfg(feature = "test-hooks")]
             StreamMsg::Crash(child) => {
                 tracing::warn!(stream = %state.name(), actor = child.name(), "fault injection: crashing actor");
@@ -581,6 +642,12 @@ impl Actor for StreamSupervisor {
                     }
                     StreamChild::Ingest => match &state.ingest {
                         Some((i, _)) => i.send_message(IngestMsg::Crash).map_err(|_| ()),
+                        None => Err(()),
+                    },
+                    StreamChild::Restream => match state.restreams.any() {
+                        Some(r) => r
+                            .send_message(super::restream::actor::RestreamMsg::Crash)
+                            .map_err(|_| ()),
                         None => Err(()),
                     },
                     StreamChild::Relay => Err(()),
@@ -601,6 +668,9 @@ impl Actor for StreamSupervisor {
             return Ok(());
         };
         if state.replaced.remove(&id) {
+            return Ok(());
+        }
+        if state.restreams.exited(&myself.get_cell(), id, &exit).await {
             return Ok(());
         }
         if state.ingest.as_ref().is_some_and(|(i, _)| i.get_id() == id) {
@@ -640,8 +710,8 @@ impl Actor for StreamSupervisor {
                 state.viewers =
                     spawn_viewer_counter(myself.get_cell(), &a.id, &a.stats, &a.ctx).await?;
             }
-            StreamChild::Ingest | StreamChild::Relay => {
-                unreachable!("ingest is matched above; an origin has no relay")
+            StreamChild::Ingest | StreamChild::Relay | StreamChild::Restream => {
+                unreachable!("ingest and restream are matched above; an origin has no relay")
             }
         }
         Ok(())

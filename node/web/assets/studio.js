@@ -1,6 +1,8 @@
 // The studio: my streams (all of them for an admin who asks), create, edit, start,
 // stop, cancel, new key, delete; the key shown once with what OBS needs; live state
-// and viewers kept current; and, for admins, the accounts.
+// and viewers kept current; each stream's restream destinations (added, started,
+// stopped, removed; their state kept current; their keys never shown); and, for
+// admins, the accounts.
 'use strict';
 
 const root = document.getElementById('studio');
@@ -67,7 +69,7 @@ function when(s) {
 
 // The actions a stream's state allows (the API refuses the others, in words).
 function actions(s) {
-  const list = [['edit', 'Edit']];
+  const list = [['edit', 'Edit'], ['restream', 'Restream']];
   if (s.status === 'scheduled') list.push(['cancel', 'Cancel']);
   if (s.accepting && (s.status === 'live' || s.status === 'ended')) list.push(['stop', 'Stop']);
   if (!s.accepting && s.status !== 'cancelled') list.push(['start', 'Allow publishing']);
@@ -132,6 +134,7 @@ async function act(action, id) {
   const s = streams.get(id);
   const name = (s && s.title) || id;
   if (action === 'edit') return edit(s);
+  if (action === 'restream') return restream.open(s);
   if (action === 'delete' && !window.confirm(`Delete “${name}”? Its key stops working and it disappears for viewers.`)) return;
   if (action === 'rotate-key' && !window.confirm(`Make a new key for “${name}”? The old key stops working for new publishes.`)) return;
   const path = `/api/v1/streams/${encodeURIComponent(id)}`;
@@ -193,6 +196,91 @@ async function create(event) {
   }
 }
 
+// The restream dialog of one stream.
+const restream = {
+  id: null,
+  timer: null,
+  path(tail = '') {
+    return `/api/v1/streams/${encodeURIComponent(this.id)}/destinations${tail}`;
+  },
+  open(s) {
+    this.id = s.id;
+    document.getElementById('restream-stream').textContent = s.title || s.id;
+    document.getElementById('restream-error').hidden = true;
+    document.getElementById('restream-dialog').showModal();
+    this.refresh();
+    this.timer = setInterval(() => this.refresh(), 2000);
+  },
+  close() {
+    clearInterval(this.timer);
+    this.timer = null;
+    document.getElementById('restream-dialog').close();
+  },
+  error(e) {
+    const p = document.getElementById('restream-error');
+    p.textContent = e.message || String(e);
+    p.hidden = false;
+  },
+  state(d) {
+    const s = d.status;
+    if (s.state === 'retrying') return `retrying in ${s.retry_in_s} s`;
+    if (s.state === 'live') return `live, ${s.bitrate_kbps} kbit/s`;
+    return s.state;
+  },
+  row(d) {
+    const { el } = cm;
+    const s = d.status;
+    const running = d.wanted;
+    const detail = [];
+    if (s.last_error) detail.push(el('small', { className: 'error-text' }, `${s.last_error} (${cm.when(s.last_error_at)})`));
+    if (s.reconnects) detail.push(el('small', { className: 'muted' }, ` · ${s.reconnects} reconnects`));
+    if (s.dropped_frames) detail.push(el('small', { className: 'muted' }, ` · ${s.dropped_frames} frames dropped`));
+    return el('tr', { dataset: { destination: String(d.id) } },
+      el('td', {}, d.name, el('br'), el('small', { className: 'muted' }, `${d.server_url} · key ••••••`)),
+      el('td', {}, el('span', { className: 'badge', dataset: { state: s.state } }, this.state(d)), el('br'), ...detail),
+      el('td', {}, `${(s.bytes_sent / 1e6).toFixed(1)} MB`),
+      el('td', { className: 'actions' },
+        el('button', { type: 'button', dataset: { dest: String(d.id), run: running ? 'stop' : 'start' } }, running ? 'Stop' : 'Start'),
+        el('button', { type: 'button', className: 'danger', dataset: { dest: String(d.id), run: 'delete' } }, 'Delete')));
+  },
+  async refresh() {
+    if (!this.id) return;
+    try {
+      const list = await cm.api('GET', this.path());
+      document.querySelector('#destinations tbody').replaceChildren(...list.map((d) => this.row(d)));
+      document.getElementById('destinations-empty').hidden = list.length > 0;
+    } catch (e) {
+      this.error(e);
+    }
+  },
+  async run(dest, what) {
+    if (what === 'delete' && !window.confirm('Remove this destination?')) return;
+    const path = this.path(`/${dest}`);
+    if (what === 'delete') await cm.api('DELETE', path);
+    else await cm.api('POST', `${path}/${what}`);
+    await this.refresh();
+  },
+  async add(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = {
+      name: form.elements.name.value,
+      platform: form.elements.platform.value,
+      stream_key: form.elements.stream_key.value,
+      enabled: form.elements.enabled.checked,
+    };
+    if (form.elements.server_url.value) body.server_url = form.elements.server_url.value;
+    try {
+      await cm.api('POST', this.path(), body);
+      form.reset();
+      document.getElementById('restream-error').hidden = true;
+      await this.refresh();
+    } catch (e) {
+      this.error(e);
+    }
+  },
+};
+
 async function users() {
   const { el } = cm;
   try {
@@ -209,6 +297,13 @@ document.addEventListener('DOMContentLoaded', () => {
   const createForm = document.getElementById('create-form');
   if (createForm) createForm.addEventListener('submit', create);
   document.getElementById('edit-form').addEventListener('submit', saveEdit);
+  document.getElementById('destination-form').addEventListener('submit', (e) => restream.add(e));
+  document.getElementById('restream-close').addEventListener('click', () => restream.close());
+  document.getElementById('restream-dialog').addEventListener('close', () => clearInterval(restream.timer));
+  document.getElementById('destinations').addEventListener('click', (event) => {
+    const button = event.target.closest('button');
+    if (button && button.dataset.run) restream.run(button.dataset.dest, button.dataset.run).catch((e) => restream.error(e));
+  });
   document.getElementById('key-done').addEventListener('click', hideKey);
   document.getElementById('key-show').addEventListener('click', (event) => {
     const input = document.getElementById('key-value');

@@ -18,17 +18,17 @@
 //! Not a test: it asserts nothing and prints figures for docs/benchmarks.md.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use castmesh_tests::bench_arg;
-use castmesh_tests::ffmpeg::sample_flv;
+use castmesh_tests::ffmpeg::{PacedPublisher, sample_flv};
 use castmesh_tests::hls_check::parse;
 use castmesh_tests::node::{binary, free_tcp_addrs};
+use castmesh_tests::proc;
 use castmesh_tests::{artifacts_dir, wait_for};
 
 const PROBED_STREAMS: usize = 4;
@@ -41,6 +41,10 @@ fn epoch() -> Instant {
 
 fn now_s() -> f64 {
     epoch().elapsed().as_secs_f64()
+}
+
+fn since_epoch(t: Instant) -> f64 {
+    t.saturating_duration_since(epoch()).as_secs_f64()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -142,52 +146,7 @@ impl Server {
 
     /// The server process and its children (nginx's worker).
     fn pids(&self) -> Vec<u32> {
-        let root = self.child.id();
-        let mut pids = vec![root];
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Some(stat) = proc_stat(pid)
-                && stat.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(root)
-            {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-
-    /// CPU time of all the server's threads, in seconds. schedstat counts nanoseconds;
-    /// /proc/PID/stat's 10 ms ticks are too coarse for one stream.
-    fn cpu_seconds(&self) -> f64 {
-        let mut ns = 0u64;
-        for pid in self.pids() {
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                continue;
-            };
-            for task in tasks.flatten() {
-                let stat =
-                    std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-                ns += stat
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        ns as f64 / 1e9
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        self.pids()
-            .into_iter()
-            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-            .filter_map(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .sum()
+        proc::family(self.child.id())
     }
 }
 
@@ -200,13 +159,6 @@ impl Drop for Server {
             let _ = Command::new("pkill").args(["-f", "nginx-bench"]).status();
         }
     }
-}
-
-/// Fields of /proc/PID/stat after the command name: [0]=state, [1]=ppid.
-fn proc_stat(pid: u32) -> Option<Vec<String>> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    Some(after.split_whitespace().map(str::to_string).collect())
 }
 
 fn nginx_conf(dir: &Path, rtmp: SocketAddr, http: SocketAddr) -> String {
@@ -247,57 +199,6 @@ http {{
 }}
 "#
     )
-}
-
-/// `ffmpeg -re -c copy` publisher that learns when it started sending from its progress output.
-struct Publisher {
-    child: Child,
-    started: Arc<Mutex<Option<f64>>>,
-}
-
-impl Publisher {
-    fn start(sample: &Path, url: &str) -> Publisher {
-        let mut child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostats"])
-            .args(["-progress", "pipe:1", "-stats_period", "0.1"])
-            .args(["-re", "-stream_loop", "-1", "-i"])
-            .arg(sample)
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ffmpeg");
-        let started = Arc::new(Mutex::new(None::<f64>));
-        let out = child.stdout.take().unwrap();
-        let s = started.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(us) = line
-                    .strip_prefix("out_time_us=")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    && us > 0.0
-                {
-                    // Progress is reported after sending, so the earliest estimate is best.
-                    let estimate = now_s() - us / 1e6;
-                    let mut best = s.lock().unwrap();
-                    *best = Some(best.map_or(estimate, |b: f64| b.min(estimate)));
-                }
-            }
-        });
-        Publisher { child, started }
-    }
-
-    fn started(&self) -> Option<f64> {
-        *self.started.lock().unwrap()
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// First time each segment / part was seen in the playlist, and its media start time.
@@ -443,11 +344,11 @@ fn run(
             })
             .collect();
         let publishers: Vec<_> = (0..n)
-            .map(|i| Publisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
+            .map(|i| PacedPublisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
             .collect();
         for (i, p) in probes.into_iter().enumerate() {
             let sightings = p.join().unwrap();
-            if let Some(started) = publishers[i].started() {
+            if let Some(started) = publishers[i].started().map(since_epoch) {
                 let (s, p) = sightings.latencies(started);
                 segments.extend(s);
                 parts.extend(p);
@@ -457,20 +358,20 @@ fn run(
     // Phase 2: CPU and memory with no readers.
     let server = Server::start(kind);
     let _publishers: Vec<_> = (0..n)
-        .map(|i| Publisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
+        .map(|i| PacedPublisher::start(sample, &server.rtmp_url(&format!("s{i}"))))
         .collect();
     std::thread::sleep(Duration::from_secs(warmup_s));
-    let before = server.cpu_seconds();
+    let before = proc::cpu_seconds(&server.pids());
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(measure_s));
-    let cpu_s = server.cpu_seconds() - before;
+    let cpu_s = proc::cpu_seconds(&server.pids()) - before;
     let stream_s = n as f64 * t0.elapsed().as_secs_f64();
     let summary = |v: &mut Vec<f64>| (percentile(v, 50.0), percentile(v, 95.0), v.len());
     Figures {
         cpu_per_stream_s: cpu_s / stream_s,
         segment_ms: summary(&mut segments),
         part_ms: summary(&mut parts),
-        peak_rss_mib: server.peak_rss_kib() as f64 / 1024.0,
+        peak_rss_mib: proc::peak_rss_kib(&server.pids()) as f64 / 1024.0,
     }
 }
 
