@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-restream bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
+.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -101,7 +101,7 @@ fmt:
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
 ## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
 ## features for that package alone and compile rocksdb's C++ a second time.
-bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-restream
+bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -125,6 +125,11 @@ bench-mesh: deps build
 ## alone, and the cluster-wide stream listing against /healthz.
 bench-api: deps build
 	$(BIN_DIR)/castmesh-api-bench $(BENCH_ARGS)
+
+## Chat: delivery latency with 1,000 watch sockets on the origin and 500 on another
+## node, 20 lines a second, against a WebSocket echo on the same machine.
+bench-chat: deps build
+	$(BIN_DIR)/castmesh-chat-bench $(BENCH_ARGS)
 
 ## Restreaming: castmesh's CPU per destination (1, 5, 10) against one
 ## `ffmpeg -c copy` process per destination (the seed's way), and the latency a frame
