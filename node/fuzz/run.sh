@@ -11,9 +11,9 @@ minutes=${1:-60}
 shift || true
 export RUSTC_BOOTSTRAP=1
 # target:share of the time (percent):largest input
-plan="rtmp_session:30:65536 flv_media:18:65536 aggregate_message:12:65536
+plan="rtmp_session:25:65536 flv_media:15:65536 aggregate_message:10:65536
 mesh_frames:15:8192 config_file:10:16384 proxy_header:5:4096 forwarded_headers:5:4096
-hls_request:5:256"
+hls_request:5:256 push_replies:10:65536"
 cargo fuzz build -O
 for entry in $plan; do
     target=${entry%%:*}

@@ -355,3 +355,178 @@ pub fn config_file(data: &[u8]) {
         let _ = Config::from_text(text, std::path::Path::new("fuzz.toml"));
     }
 }
+
+/// What a restream destination's server sends, through the real push client
+/// (`rtmp::push`): after a real server handshake, the rest of the input (the first
+/// byte picks the size of the writes it is cut into, as in `rtmp_session`) is all the
+/// server says, then it closes; what the client writes is read and dropped. The client connects and
+/// publishes as it does for a destination and, once a publish is accepted, sends a
+/// keyframe. Every run ends by itself: the server's end is the client's.
+pub fn push_replies(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let pieces: Vec<Vec<u8>> = input.chunks(read_sizes(mode)).map(<[u8]>::to_vec).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(scripted_server(theirs, pieces));
+        push_once(ours).await;
+        let _ = server.await;
+    });
+}
+
+/// What a real rml_rtmp server session says to the push client after the handshake,
+/// accepting its connect and publish, up to the first frame: the fuzzer's starting
+/// input for `push_replies` (with a mode byte first) and the replay test's.
+pub fn push_replies_seed() -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(recording_server(theirs));
+        push_once(ours).await;
+        server.await.unwrap_or_default()
+    })
+}
+
+type ServerHalves = (
+    tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    tokio::io::WriteHalf<tokio::io::DuplexStream>,
+);
+
+/// The server's part of a real handshake (C2 read too).
+async fn server_handshake(io: tokio::io::DuplexStream) -> Option<ServerHalves> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rx, mut tx) = tokio::io::split(io);
+    let mut c0c1 = vec![0u8; 1537];
+    rx.read_exact(&mut c0c1).await.ok()?;
+    let mut handshake = Handshake::new(PeerType::Server);
+    let HandshakeProcessResult::InProgress { response_bytes } =
+        handshake.process_bytes(&c0c1).ok()?
+    else {
+        return None;
+    };
+    tx.write_all(&response_bytes).await.ok()?;
+    let mut c2 = vec![0u8; 1536];
+    rx.read_exact(&mut c2).await.ok()?;
+    Some((rx, tx))
+}
+
+/// Says `pieces` whatever the client does, then closes; drops what the client sends.
+async fn scripted_server(io: tokio::io::DuplexStream, pieces: Vec<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((mut rx, mut tx)) = server_handshake(io).await else {
+        return;
+    };
+    let drain = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while rx.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    for piece in pieces {
+        if tx.write_all(&piece).await.is_err() {
+            break;
+        }
+        // The client reads each piece before the next (the runtime runs one task at a
+        // time), so replies arrive as a conversation would deliver them.
+        tokio::task::yield_now().await;
+    }
+    let _ = tx.shutdown().await;
+    let _ = drain.await;
+}
+
+/// A real server session answering the client until its first frame; what it said.
+async fn recording_server(io: tokio::io::DuplexStream) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut said = Vec::new();
+    let Some((mut rx, mut tx)) = server_handshake(io).await else {
+        return said;
+    };
+    let Ok((mut session, first)) = ServerSession::new(ServerSessionConfig::new()) else {
+        return said;
+    };
+    let mut pending = std::collections::VecDeque::from(first);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut framed = false;
+        while let Some(result) = pending.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(p) => {
+                    said.extend_from_slice(&p.bytes);
+                    if tx.write_all(&p.bytes).await.is_err() {
+                        return said;
+                    }
+                }
+                ServerSessionResult::RaisedEvent(
+                    ServerSessionEvent::ConnectionRequested { request_id, .. }
+                    | ServerSessionEvent::PublishStreamRequested { request_id, .. },
+                ) => pending.extend(session.accept_request(request_id).unwrap_or_default()),
+                ServerSessionResult::RaisedEvent(ServerSessionEvent::VideoDataReceived {
+                    ..
+                }) => framed = true,
+                _ => {}
+            }
+        }
+        if framed {
+            let _ = tx.shutdown().await;
+            return said;
+        }
+        match rx.read(&mut buf).await {
+            Ok(n) if n > 0 => pending.extend(session.handle_input(&buf[..n]).unwrap_or_default()),
+            _ => return said,
+        }
+    }
+}
+
+/// The push client over `io`: connect, publish and, once accepted, one keyframe.
+async fn push_once(io: tokio::io::DuplexStream) {
+    use prometheus_client::metrics::counter::Counter;
+
+    use crate::rtmp::push::session::Publish;
+    use crate::stream::restream::queue::FrameQueue;
+    use crate::stream::restream::status::DestinationStatus;
+    use crate::stream::restream::tap::{MediaTap, TapFrame};
+
+    static METRICS: LazyLock<crate::metrics::Metrics> = LazyLock::new(crate::metrics::Metrics::new);
+    let rtmp = &*RTMP_DEFAULTS;
+    let limits = GuardLimits {
+        max_media_message: rtmp.max_command_bytes,
+        max_command_message: rtmp.max_command_bytes,
+        max_commands: rtmp.max_commands,
+        max_amf_depth: rtmp.max_amf_depth,
+    };
+    let url = castmesh_cluster::restream::RtmpUrl::parse("rtmp://destination.invalid/live")
+        .expect("a valid URL");
+    let opened = Publish::open(
+        Box::new(io),
+        &url,
+        "key",
+        limits,
+        std::time::Duration::from_secs(1),
+    );
+    let Ok(mut publish) = opened.await else {
+        return;
+    };
+    let queue = FrameQueue::new(10_000, 1 << 20, Counter::default());
+    queue.push(TapFrame {
+        kind: castmesh_media::TrackKind::Video,
+        timestamp_ms: 0,
+        body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]),
+        keyframe: true,
+        config: false,
+    });
+    let status = DestinationStatus::new(&METRICS, "fuzz", 1);
+    let _ = publish
+        .run(
+            &queue,
+            &MediaTap::default(),
+            &status,
+            &crate::seams::SystemClock,
+        )
+        .await;
+}

@@ -74,3 +74,24 @@ fn forwarded_headers() {
 fn proxy_header() {
     replay("proxy_header", fuzz::proxy_header);
 }
+
+/// The restream client against what a destination's server says: the kept inputs
+/// (`seeds/push_replies` holds `fuzz::push_replies_seed()` as written when the
+/// target was added, in writes of 1 and 7 bytes: small enough that the client answers
+/// each reply before the next arrives, so it publishes and sends its frame), and a real
+/// server session's replies made now, cut into writes of every size.
+#[test]
+fn push_replies() {
+    let seed = fuzz::push_replies_seed();
+    let accepted = b"NetStream.Publish.Start";
+    assert!(
+        seed.windows(accepted.len()).any(|w| w == accepted),
+        "the server session accepted the publish"
+    );
+    for mode in [0x01u8, 0x03, 0x05, 0x07] {
+        let mut input = vec![mode];
+        input.extend_from_slice(&seed);
+        fuzz::push_replies(&input);
+    }
+    replay("push_replies", fuzz::push_replies);
+}

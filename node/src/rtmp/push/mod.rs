@@ -6,7 +6,7 @@
 //! words a push ends with are scrubbed of it (a server may quote it back).
 
 mod dial;
-mod session;
+pub(crate) mod session;
 
 use std::time::Duration;
 
