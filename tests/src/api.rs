@@ -62,14 +62,33 @@ pub fn call(method: Method, url: &str, headers: &[(&str, &str)], body: Option<Va
     }
 }
 
-pub fn post(url: &str, token: Option<&str>, body: Value) -> Reply {
+/// `method url` as the session `token` (none: signed out).
+fn call_with(method: Method, url: &str, token: Option<&str>, body: Option<Value>) -> Reply {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-    call(Method::POST, url, &headers, Some(body))
+    call(method, url, &headers, body)
+}
+
+/// `method url` as the session `token`.
+pub fn call_as(method: Method, url: &str, token: &str, body: Option<Value>) -> Reply {
+    call_with(method, url, Some(token), body)
+}
+
+pub fn post(url: &str, token: Option<&str>, body: Value) -> Reply {
+    call_with(Method::POST, url, token, Some(body))
 }
 
 pub fn get(url: &str, token: Option<&str>) -> Reply {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-    call(Method::GET, url, &headers, None)
+    call_with(Method::GET, url, token, None)
+}
+
+/// Signs `email` up on the node at `base` (sign-up open); its session token.
+pub fn sign_up(base: &str, email: &str) -> String {
+    let reply = post(
+        &format!("{base}/api/v1/auth/signup"),
+        None,
+        serde_json::json!({ "email": email, "password": "long enough password" }),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.json);
+    reply.json["token"].as_str().unwrap().to_string()
 }

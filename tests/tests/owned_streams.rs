@@ -5,27 +5,12 @@
 
 use std::time::Duration;
 
-use castmesh_tests::api::{self, Reply};
+use castmesh_tests::api;
 use castmesh_tests::cluster::ProcessCluster;
 use castmesh_tests::ffmpeg::{Publisher, Reader};
 use castmesh_tests::wait_for;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn session(base: &str, email: &str) -> String {
-    let reply = api::post(
-        &format!("{base}/api/v1/auth/signup"),
-        None,
-        json!({ "email": email, "password": "long enough password" }),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.json);
-    reply.json["token"].as_str().unwrap().to_string()
-}
-
-fn call(method: Method, url: &str, token: &str, body: Option<Value>) -> Reply {
-    let auth = format!("Bearer {token}");
-    api::call(method, url, &[("authorization", &auth)], body)
-}
 
 fn live_listing(base: &str) -> Value {
     api::get(&format!("{base}/api/v1/streams?status=live"), None).json
@@ -36,8 +21,8 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
     let c = ProcessCluster::start("owned-streams", 3, &["--accounts-signup", "open"]);
     c.wait_leader(Duration::from_secs(15));
     let base = |id: u64| c.node(id).url("");
-    let ann = session(&base(1), "ann@example.com");
-    let bob = session(&base(2), "bob@example.com");
+    let ann = api::sign_up(&base(1), "ann@example.com");
+    let bob = api::sign_up(&base(2), "bob@example.com");
     // A viewer, made by an operator.
     let made = c
         .castctl(
@@ -62,7 +47,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
     let vic = login.json["token"].as_str().unwrap().to_string();
 
     // Ann creates a stream: the key is in this answer and nowhere else.
-    let created = call(
+    let created = api::call_as(
         Method::POST,
         &format!("{}/api/v1/streams", base(1)),
         &ann,
@@ -84,7 +69,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
     );
 
     // A viewer cannot create; another streamer cannot manage Ann's stream.
-    let denied = call(
+    let denied = api::call_as(
         Method::POST,
         &format!("{}/api/v1/streams", base(2)),
         &vic,
@@ -98,7 +83,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
         (Method::DELETE, "/api/v1/streams/launch"),
     ] {
         let body = (method == Method::PATCH).then(|| json!({ "title": "taken" }));
-        let r = call(method.clone(), &format!("{}{path}", base(3)), &bob, body);
+        let r = api::call_as(method.clone(), &format!("{}{path}", base(3)), &bob, body);
         assert_eq!((r.status, r.code()), (403, "forbidden"), "{method} {path}");
     }
     let anonymous = api::post(
@@ -128,7 +113,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
             },
         );
     }
-    let mine = call(
+    let mine = api::call_as(
         Method::GET,
         &format!("{}/api/v1/streams?owner=me", base(3)),
         &ann,
@@ -145,7 +130,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
 
     // Ann stops it from node 3: the publisher is dropped, the playlist ends, and
     // ffmpeg reconnecting with the key is refused until she starts it again.
-    let stopped = call(
+    let stopped = api::call_as(
         Method::POST,
         &format!("{}/api/v1/streams/launch/stop", base(3)),
         &ann,
@@ -172,7 +157,7 @@ fn a_streamer_creates_publishes_and_stops_a_stream_seen_by_every_node() {
             .unwrap()
             .is_empty()
     );
-    let started = call(
+    let started = api::call_as(
         Method::POST,
         &format!("{}/api/v1/streams/launch/start", base(1)),
         &ann,

@@ -2,25 +2,10 @@
 //! the stream owner's to add, change, start, stop and remove; their keys are
 //! write-only; bad input gets an answer in words.
 
-use castmesh_tests::api::{self, Reply};
+use castmesh_tests::api;
 use castmesh_tests::node::Node;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn session(base: &str, email: &str) -> String {
-    let reply = api::post(
-        &format!("{base}/api/v1/auth/signup"),
-        None,
-        json!({ "email": email, "password": "long enough password" }),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.json);
-    reply.json["token"].as_str().unwrap().to_string()
-}
-
-fn call(method: Method, url: &str, token: &str, body: Option<Value>) -> Reply {
-    let auth = format!("Bearer {token}");
-    api::call(method, url, &[("authorization", &auth)], body)
-}
 
 const SECRET: &str = "live_8842_dest-secret-key";
 
@@ -36,9 +21,9 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
         ],
     );
     let base = node.url("");
-    let ann = session(&base, "ann@example.com");
-    let bob = session(&base, "bob@example.com");
-    let made = call(
+    let ann = api::sign_up(&base, "ann@example.com");
+    let bob = api::sign_up(&base, "bob@example.com");
+    let made = api::call_as(
         Method::POST,
         &format!("{base}/api/v1/streams"),
         &ann,
@@ -49,7 +34,7 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
     let dest_url = |id: &Value, tail: &str| format!("{list_url}/{id}{tail}");
 
     // A preset fills the URL; GoStream's field names work.
-    let yt = call(
+    let yt = api::call_as(
         Method::POST,
         &list_url,
         &ann,
@@ -61,7 +46,7 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
         (yt.json["key_set"].as_bool(), yt.json["wanted"].as_bool()),
         (Some(true), Some(true))
     );
-    let custom = call(
+    let custom = api::call_as(
         Method::POST,
         &list_url,
         &ann,
@@ -96,7 +81,7 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
             "myspace",
         ),
     ] {
-        let r = call(Method::POST, &list_url, &ann, Some(body.clone()));
+        let r = api::call_as(Method::POST, &list_url, &ann, Some(body.clone()));
         assert_eq!(r.status, 400, "{body}: {}", r.json);
         let message = r.json["error"]["message"]
             .as_str()
@@ -107,10 +92,10 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
     // The count is bounded by restream.max_destinations.
     let third = json!({ "name": "Twitch", "platform": "twitch", "stream_key": SECRET });
     assert_eq!(
-        call(Method::POST, &list_url, &ann, Some(third.clone())).status,
+        api::call_as(Method::POST, &list_url, &ann, Some(third.clone())).status,
         201
     );
-    let fourth = call(Method::POST, &list_url, &ann, Some(third));
+    let fourth = api::call_as(Method::POST, &list_url, &ann, Some(third));
     assert_eq!(fourth.status, 400, "{}", fourth.json);
     assert!(
         fourth.json.to_string().contains("at most 3"),
@@ -119,18 +104,18 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
     );
 
     // Another user neither sees nor changes them; nobody signed out does.
-    assert_eq!(call(Method::GET, &list_url, &bob, None).status, 403);
+    assert_eq!(api::call_as(Method::GET, &list_url, &bob, None).status, 403);
     let stop = dest_url(&yt.json["id"], "/stop");
-    assert_eq!(call(Method::POST, &stop, &bob, None).status, 403);
+    assert_eq!(api::call_as(Method::POST, &stop, &bob, None).status, 403);
     assert_eq!(api::get(&list_url, None).status, 401);
 
     // Start and stop by hand; change the key; remove.
-    let stopped = call(Method::POST, &stop, &ann, None);
+    let stopped = api::call_as(Method::POST, &stop, &ann, None);
     assert_eq!(
         (stopped.status, stopped.json["wanted"].as_bool()),
         (200, Some(false))
     );
-    let started = call(
+    let started = api::call_as(
         Method::POST,
         &dest_url(&custom.json["id"], "/start"),
         &ann,
@@ -140,7 +125,7 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
         (started.status, started.json["wanted"].as_bool()),
         (200, Some(true))
     );
-    let renamed = call(
+    let renamed = api::call_as(
         Method::PATCH,
         &dest_url(&yt.json["id"], ""),
         &ann,
@@ -148,14 +133,14 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
     );
     assert_eq!(renamed.status, 200, "{}", renamed.json);
     assert_eq!(renamed.json["name"], "YouTube main");
-    let gone = call(
+    let gone = api::call_as(
         Method::DELETE,
         &dest_url(&custom.json["id"], ""),
         &ann,
         None,
     );
     assert_eq!(gone.status, 204);
-    let missing = call(
+    let missing = api::call_as(
         Method::POST,
         &dest_url(&custom.json["id"], "/start"),
         &ann,
@@ -163,7 +148,7 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
     );
     assert_eq!(missing.status, 404, "{}", missing.json);
 
-    let listed = call(Method::GET, &list_url, &ann, None);
+    let listed = api::call_as(Method::GET, &list_url, &ann, None);
     assert_eq!(listed.status, 200);
     let names: Vec<_> = listed
         .json
@@ -186,12 +171,12 @@ fn destinations_belong_to_the_stream_owner_and_never_show_their_keys() {
         );
     }
     // Deleting the stream deletes its destinations.
-    let deleted = call(
+    let deleted = api::call_as(
         Method::DELETE,
         &format!("{base}/api/v1/streams/ann-show"),
         &ann,
         None,
     );
     assert_eq!(deleted.status, 204);
-    assert_eq!(call(Method::GET, &list_url, &ann, None).status, 404);
+    assert_eq!(api::call_as(Method::GET, &list_url, &ann, None).status, 404);
 }

@@ -43,26 +43,12 @@ struct Owner {
 impl Owner {
     fn sign_up(node: &Node) -> Owner {
         let base = node.url("");
-        let reply = api::post(
-            &format!("{base}/api/v1/auth/signup"),
-            None,
-            json!({ "email": "streamer@example.com", "password": "long enough password" }),
-        );
-        assert_eq!(reply.status, 201, "{}", reply.json);
-        Owner {
-            base,
-            token: reply.json["token"].as_str().unwrap().to_string(),
-        }
+        let token = api::sign_up(&base, "streamer@example.com");
+        Owner { base, token }
     }
 
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let auth = format!("Bearer {}", self.token);
-        api::call(
-            method,
-            &format!("{}{path}", self.base),
-            &[("authorization", &auth)],
-            body,
-        )
+        api::call_as(method, &format!("{}{path}", self.base), &self.token, body)
     }
 
     /// A new stream: its publish key.

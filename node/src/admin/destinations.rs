@@ -2,13 +2,15 @@
 //! with the REST API), the statuses come from the stream's origin over the mesh; this
 //! file translates. A destination's key goes in, never out.
 
+use std::collections::BTreeMap;
+
 use castmesh_cluster::StreamId;
 use castmesh_cluster::restream::{Destination, DestinationChange, Platform, RestreamCommand};
 use castmesh_proto::admin::v1 as pb;
-use castmesh_proto::mesh::v1 as mesh;
 use tonic::Status;
 
 use super::streams::{StreamService, catalog_status, stream_id};
+use crate::stream::restream::status::{Snapshot, State};
 
 fn platform(name: &str) -> Result<Platform, Status> {
     Platform::named(name).ok_or_else(|| {
@@ -18,31 +20,27 @@ fn platform(name: &str) -> Result<Platform, Status> {
     })
 }
 
-fn some(v: u64) -> Option<u64> {
-    (v != 0).then_some(v)
-}
-
-fn status(s: Option<&mesh::DestinationStatus>) -> pb::DestinationStatus {
+fn status(s: Option<&Snapshot>) -> pb::DestinationStatus {
     let Some(s) = s else {
         return pb::DestinationStatus {
-            state: "idle".into(),
+            state: State::Idle.name().into(),
             ..Default::default()
         };
     };
     pb::DestinationStatus {
-        state: s.state.clone(),
-        retry_at_ms: some(s.retry_at_ms),
-        last_error: (!s.last_error.is_empty()).then(|| s.last_error.clone()),
-        last_error_at_ms: some(s.last_error_at_ms),
+        state: s.state.name().into(),
+        retry_at_ms: s.retry_at_ms,
+        last_error: s.last_error.clone(),
+        last_error_at_ms: s.last_error_at_ms,
         bytes_sent: s.bytes_sent,
         bitrate_bps: s.bitrate_bps,
         reconnects: s.reconnects,
-        live_since_ms: some(s.live_since_ms),
+        live_since_ms: s.live_since_ms,
         dropped_frames: s.dropped_frames,
     }
 }
 
-fn to_pb(d: &Destination, statuses: &[mesh::DestinationStatus]) -> pb::Destination {
+fn to_pb(d: &Destination, statuses: &BTreeMap<u64, Snapshot>) -> pb::Destination {
     pb::Destination {
         id: d.id,
         name: d.name.clone(),
@@ -52,13 +50,14 @@ fn to_pb(d: &Destination, statuses: &[mesh::DestinationStatus]) -> pb::Destinati
         enabled: d.enabled,
         wanted: d.wanted(),
         created_at_ms: d.created_at,
-        status: Some(status(statuses.iter().find(|s| s.id == d.id))),
+        status: Some(status(statuses.get(&d.id))),
     }
 }
 
 impl StreamService {
-    async fn statuses(&self, id: &StreamId) -> Vec<mesh::DestinationStatus> {
-        self.catalog.restream_statuses(id).await.unwrap_or_default()
+    async fn statuses(&self, id: &StreamId) -> BTreeMap<u64, Snapshot> {
+        let asked = self.catalog.restream_statuses(id).await;
+        Snapshot::all_from_wire(asked.unwrap_or_default())
     }
 
     pub(super) async fn destination_list(

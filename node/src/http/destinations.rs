@@ -3,7 +3,7 @@
 //! destination key is write-only: set on create or change, never in an answer.
 //!
 //! What each destination is doing comes from the stream's origin, where its restream
-//! actors run (this node's own board when it is the origin).
+//! actors run.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,6 @@ use super::api_error::{ApiError, JsonBody};
 use super::auth::rfc3339;
 use super::session::SignedIn;
 use super::streams::managed;
-use crate::stream::directory::Role;
 use crate::stream::restream::status::{self, Snapshot};
 
 /// A destination as the API shows it: everything but the key.
@@ -105,20 +104,12 @@ impl DestinationView {
     }
 }
 
-/// The statuses of the stream's destinations, from its origin. Empty when no node
-/// pushes it (not live), or the origin did not answer.
+/// The statuses of the stream's destinations, asked of its origin over the mesh (also
+/// when that is this node: one path, as for viewer counts). Empty when no node pushes
+/// it (not live), or the origin did not answer.
 async fn statuses(state: &AppState, id: &StreamId) -> BTreeMap<u64, Snapshot> {
-    if let Some(here) = state.ctx.directory.get(id.as_str())
-        && here.role == Role::Origin
-    {
-        return here.stats.restream.snapshots();
-    }
     let asked = state.catalog.restream_statuses(id).await;
-    asked
-        .unwrap_or_default()
-        .into_iter()
-        .map(Snapshot::from_wire)
-        .collect()
+    Snapshot::all_from_wire(asked.unwrap_or_default())
 }
 
 /// `d` as the API shows it, with its status.

@@ -37,7 +37,7 @@ async fn crash(
         Err(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "actor must be ingest, segmenter or viewer-counter",
+                "actor must be ingest, segmenter, viewer-counter, relay or restream",
             );
         }
     };

@@ -96,16 +96,6 @@ fn reader(mut socket: Socket, until: Instant) -> Vec<(usize, Instant)> {
     got
 }
 
-fn sign_up(base: &str, i: usize) -> String {
-    let reply = api::post(
-        &format!("{base}/api/v1/auth/signup"),
-        None,
-        json!({ "email": format!("poster{i}@example.com"), "password": "long enough password" }),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.json);
-    reply.json["token"].as_str().unwrap().to_string()
-}
-
 /// Poster `i` sends lines i, i + POSTERS, … at their times from `start`; it reads
 /// in between (a socket that does not read is dropped by the node).
 fn poster(
@@ -244,7 +234,13 @@ fn main() {
         .collect();
     let base = c.node(1).url("");
     let posters: Vec<Socket> = (0..POSTERS)
-        .map(|i| open(first, "chat", Some(&sign_up(&base, i))))
+        .map(|i| {
+            open(
+                first,
+                "chat",
+                Some(&api::sign_up(&base, &format!("poster{i}@example.com"))),
+            )
+        })
         .collect();
     let start = Instant::now() + Duration::from_secs(2);
     let until = start + Duration::from_secs(seconds + 3);

@@ -215,17 +215,11 @@ fn castmesh(name: &str) -> (Node, String, String) {
         ],
     );
     let base = node.url("");
-    let signed = api::post(
-        &format!("{base}/api/v1/auth/signup"),
-        None,
-        json!({ "email": "bench@example.com", "password": "long enough password" }),
-    );
-    let token = signed.json["token"].as_str().unwrap().to_string();
-    let made = api::call(
-        reqwest::Method::POST,
+    let token = api::sign_up(&base, "bench@example.com");
+    let made = api::post(
         &format!("{base}/api/v1/streams"),
-        &[("authorization", &format!("Bearer {token}"))],
-        Some(json!({ "id": "bench", "title": "bench" })),
+        Some(&token),
+        json!({ "id": "bench", "title": "bench" }),
     );
     let key = made.json["stream_key"].as_str().unwrap();
     let publish = format!("rtmp://{}/live/{key}", node.rtmp);
@@ -233,22 +227,16 @@ fn castmesh(name: &str) -> (Node, String, String) {
 }
 
 fn add_destination(node: &Node, token: &str, url: &str, key: &str) {
-    let added = api::call(
-        reqwest::Method::POST,
+    let added = api::post(
         &node.url("/api/v1/streams/bench/destinations"),
-        &[("authorization", &format!("Bearer {token}"))],
-        Some(json!({ "name": key, "platform": "custom", "server_url": url, "stream_key": key })),
+        Some(token),
+        json!({ "name": key, "platform": "custom", "server_url": url, "stream_key": key }),
     );
     assert_eq!(added.status, 201, "{}", added.json);
 }
 
 fn live_destinations(node: &Node, token: &str) -> usize {
-    let list = api::call(
-        reqwest::Method::GET,
-        &node.url("/api/v1/streams/bench/destinations"),
-        &[("authorization", &format!("Bearer {token}"))],
-        None,
-    );
+    let list = api::get(&node.url("/api/v1/streams/bench/destinations"), Some(token));
     list.json.as_array().map_or(0, |l| {
         l.iter().filter(|d| d["status"]["state"] == "live").count()
     })

@@ -97,10 +97,9 @@ impl Restreams {
     /// connection (or was cut off after a bound).
     pub async fn stop_all_and_wait(&mut self) {
         let mut stopping = tokio::task::JoinSet::new();
-        for (id, r) in std::mem::take(&mut self.running) {
-            tracing::info!(stream = %self.stream, destination = id, "stopping restream");
-            self.stopping.insert(r.actor.get_id());
-            stopping.spawn(async move { r.actor.stop_and_wait(None, Some(STOP_WAIT)).await });
+        let ids: Vec<u64> = self.running.keys().copied().collect();
+        for actor in ids.into_iter().filter_map(|id| self.take(id)) {
+            stopping.spawn(async move { actor.stop_and_wait(None, Some(STOP_WAIT)).await });
         }
         stopping.join_all().await;
     }
@@ -113,11 +112,17 @@ impl Restreams {
     }
 
     fn stop(&mut self, id: u64) {
-        if let Some(r) = self.running.remove(&id) {
-            tracing::info!(stream = %self.stream, destination = id, "stopping restream");
-            self.stopping.insert(r.actor.get_id());
-            r.actor.stop(None);
+        if let Some(actor) = self.take(id) {
+            actor.stop(None);
         }
+    }
+
+    /// Destination `id`'s actor, no longer running here: its exit will be expected.
+    fn take(&mut self, id: u64) -> Option<ActorRef<RestreamMsg>> {
+        let r = self.running.remove(&id)?;
+        tracing::info!(stream = %self.stream, destination = id, "stopping restream");
+        self.stopping.insert(r.actor.get_id());
+        Some(r.actor)
     }
 
     async fn start(&mut self, parent: &ActorCell, destination: Destination) {

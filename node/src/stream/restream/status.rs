@@ -51,7 +51,7 @@ pub struct Snapshot {
 }
 
 impl State {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             State::Idle => "idle",
             State::Connecting => "connecting",
@@ -94,7 +94,12 @@ impl Snapshot {
         }
     }
 
-    pub fn from_wire(s: pb::DestinationStatus) -> (u64, Self) {
+    /// The statuses an origin answered, by destination id.
+    pub fn all_from_wire(list: Vec<pb::DestinationStatus>) -> BTreeMap<u64, Self> {
+        list.into_iter().map(Self::from_wire).collect()
+    }
+
+    fn from_wire(s: pb::DestinationStatus) -> (u64, Self) {
         let snapshot = Self {
             state: State::named(&s.state),
             retry_at_ms: some(s.retry_at_ms),
