@@ -515,6 +515,7 @@ async fn push_once(io: tokio::io::DuplexStream) {
     let queue = FrameQueue::new(10_000, 1 << 20, Counter::default());
     queue.push(TapFrame {
         kind: castmesh_media::TrackKind::Video,
+        publisher: 0,
         timestamp_ms: 0,
         body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88]),
         keyframe: true,

@@ -3,7 +3,8 @@
 //! no internet: local servers play YouTube and Twitch. What the issue asks: several
 //! destinations at once and each stopped alone, a destination restarted mid-stream,
 //! a destination refusing the key, an rtmps:// destination, an internal address
-//! refused, and the destination key nowhere it should not be.
+//! refused, a republish continuing the push, and the destination key nowhere it
+//! should not be.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -288,6 +289,67 @@ fn a_refused_key_is_an_error_without_a_retry_storm_and_others_carry_on() {
     );
     assert_eq!(fixed.status, 200, "{}", fixed.json);
     owner.wait_state("show", bad, "live", Duration::from_secs(10));
+}
+
+/// The decoding times (s) of a recording's video packets, in file order.
+fn video_dts(file: &Path) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=dts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_republish_within_the_grace_period_continues_the_push_on_the_same_connection() {
+    let recorder = Nginx::start("restream-republish", no_options());
+    let node = origin("restream-republish-origin", &[]);
+    let owner = Owner::sign_up(&node);
+    let key = owner.stream("talk");
+    let dest_key = "yt-secret-5555";
+    let dest = owner.destination("talk", "YouTube (nginx)", &recorder.url(), dest_key);
+
+    let first = Publisher::start(&publish_url(&node, &key));
+    owner.wait_state("talk", dest, "live", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(4));
+    drop(first);
+    // Well within the 10 s grace period (OBS reconnecting after a network blip).
+    std::thread::sleep(Duration::from_secs(2));
+    let at_republish = owner.bytes("talk", dest);
+    let second = Publisher::start(&publish_url(&node, &key));
+    let republished = Instant::now();
+    wait_for("the second publish pushed", Duration::from_secs(15), || {
+        (owner.bytes("talk", dest) > at_republish + 100_000).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let status = owner.status("talk", dest);
+    assert_eq!(status["state"], "live", "{status}");
+    assert_eq!(status["reconnects"], 0, "{status}");
+    assert!(status["last_error"].is_null(), "{status}");
+
+    // One publish session at the destination, its clock never going back: the
+    // second publisher's timestamps (from zero again) continue the first's.
+    let files = recorder.recordings(dest_key);
+    assert_eq!(files.len(), 1, "{files:?}\n{}", recorder.error_log());
+    let dts = video_dts(&files[0]);
+    assert!(dts.len() > 100, "{} video packets", dts.len());
+    let back = dts.windows(2).find(|w| w[1] < w[0]);
+    assert!(
+        back.is_none(),
+        "the destination's clock went back: {back:?}"
+    );
+    let last = dts.last().copied().unwrap_or(0.0);
+    let second_s = republished.elapsed().as_secs_f64();
+    assert!(
+        last > second_s + 2.0,
+        "{last:.1} s recorded: the second publish ({second_s:.1} s) did not continue the first"
+    );
+    drop(second);
 }
 
 /// A test CA and a certificate for `localhost` signed by it (openssl).

@@ -16,7 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::restream::tap::MediaTap;
+use super::restream::tap::{FrameAt, MediaTap};
 use super::segmenter::SegmenterMsg;
 use super::stats::StreamStats;
 use crate::metrics::StreamMetrics;
@@ -191,25 +191,30 @@ impl IngestState {
                 return Ok(());
             }
         };
+        let at = FrameAt {
+            kind,
+            publisher: self.publisher,
+            timestamp_ms,
+        };
         match event {
             MediaEvent::VideoConfig(v) => {
                 tracing::info!(stream = %self.stream, codec = %v.codec_string(), width = v.width, height = v.height, "video configuration");
                 self.codecs.video = Some(Arc::new(v));
                 self.send_codecs();
-                self.tap.config(kind, timestamp_ms, tag, &self.codecs);
+                self.tap.config(at, tag, &self.codecs);
             }
             MediaEvent::AudioConfig(a) => {
                 tracing::info!(stream = %self.stream, codec = %a.codec_string(), sample_rate = a.sample_rate, channels = a.channels, "audio configuration");
                 self.codecs.audio = Some(Arc::new(a));
                 self.send_codecs();
-                self.tap.config(kind, timestamp_ms, tag, &self.codecs);
+                self.tap.config(at, tag, &self.codecs);
             }
             MediaEvent::Frame(frame) => {
                 match kind {
                     TrackKind::Video => self.metrics.video_frames.inc(),
                     TrackKind::Audio => self.metrics.audio_frames.inc(),
                 };
-                self.tap.frame(kind, timestamp_ms, tag, frame.keyframe);
+                self.tap.frame(at, tag, frame.keyframe);
                 let msg = SegmenterMsg::Frame {
                     publisher: self.publisher,
                     frame,

@@ -11,9 +11,11 @@
 //!   The seed's way: the publisher into nginx-rtmp (its ingest) and N ffmpeg copies
 //!   from there to the destination; the ffmpeg processes' CPU per process and second
 //!   (nginx's own share of serving them is not counted, which favours ffmpeg).
-//! - Latency: a small RTMP server in this binary is the destination; each video frame
-//!   it receives is matched by its bytes to the sample's frame, which the publisher
-//!   sent at its start + the frame's timestamp (`-re`). Three paths: the publisher
+//! - Latency: a small RTMP server in this binary is the destination; each video and
+//!   audio frame it receives is matched by its bytes to the sample's frame, which the
+//!   publisher sent at its start + the frame's timestamp (`-re`); video and audio are
+//!   reported apart (castmesh lets audio wait for the next video frame's write, see
+//!   node/src/stream/restream/queue.rs). Three paths: the publisher
 //!   straight into the sink (the reference), through castmesh, and the seed's way.
 //!   Only the sample's first pass counts (its loops would make matches ambiguous),
 //!   after its first 3 s (connecting).
@@ -40,20 +42,30 @@ use rml_rtmp::sessions::{
 };
 use serde_json::json;
 
-/// The hash of a video tag's payload after its 5-byte AVC header (ffmpeg's remux
-/// rewrites nothing after it).
-fn frame_hash(body: &[u8]) -> Option<u64> {
-    // Keyframe or inter frame (any codec id), AVC NALU packet.
-    if body.len() <= 5 || body[1] != 1 {
+const AUDIO: u8 = 8;
+const VIDEO: u8 = 9;
+
+/// A frame's identity: its FLV tag type and the hash of its payload after the codec
+/// header (5 bytes for AVC, 2 for AAC; ffmpeg's remux rewrites nothing after them).
+type FrameId = (u8, u64);
+
+fn frame_hash(tag_type: u8, body: &[u8]) -> Option<FrameId> {
+    let header = match tag_type {
+        VIDEO => 5,
+        AUDIO => 2,
+        _ => return None,
+    };
+    // An AVC NALU packet or a raw AAC frame, not a sequence header.
+    if body.len() <= header || body[1] != 1 {
         return None;
     }
     let mut h = DefaultHasher::new();
-    body[5..].hash(&mut h);
-    Some(h.finish())
+    body[header..].hash(&mut h);
+    Some((tag_type, h.finish()))
 }
 
-/// Video frames of an FLV file: payload hash → timestamp (ms).
-fn sample_frames(file: &Path) -> HashMap<u64, u32> {
+/// The frames of an FLV file: identity → timestamp (ms).
+fn sample_frames(file: &Path) -> HashMap<FrameId, u32> {
     let data = std::fs::read(file).expect("read the sample");
     let mut frames = HashMap::new();
     let mut at = 9 + 4; // header, first PreviousTagSize
@@ -64,9 +76,7 @@ fn sample_frames(file: &Path) -> HashMap<u64, u32> {
         let Some(body) = data.get(at + 11..at + 11 + size) else {
             break;
         };
-        if tag[0] == 9
-            && let Some(h) = frame_hash(body)
-        {
+        if let Some(h) = frame_hash(tag[0], body) {
             frames.entry(h).or_insert(ts);
         }
         at += 11 + size + 4;
@@ -74,11 +84,13 @@ fn sample_frames(file: &Path) -> HashMap<u64, u32> {
     frames
 }
 
-/// A one-purpose RTMP server: accepts any publish and notes when each video frame
-/// arrives.
+/// When a frame arrived.
+type Arrivals = Arc<Mutex<Vec<(Instant, FrameId)>>>;
+
+/// A one-purpose RTMP server: accepts any publish and notes when each frame arrives.
 struct Sink {
     addr: SocketAddr,
-    arrivals: Arc<Mutex<Vec<(Instant, u64)>>>,
+    arrivals: Arrivals,
 }
 
 impl Sink {
@@ -100,12 +112,12 @@ impl Sink {
         format!("rtmp://{}/live", self.addr)
     }
 
-    fn take(&self) -> Vec<(Instant, u64)> {
+    fn take(&self) -> Vec<(Instant, FrameId)> {
         std::mem::take(&mut self.arrivals.lock().unwrap())
     }
 }
 
-fn serve_sink(mut socket: TcpStream, arrivals: Arc<Mutex<Vec<(Instant, u64)>>>) {
+fn serve_sink(mut socket: TcpStream, arrivals: Arrivals) {
     let _ = socket.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
     let mut handshake = Handshake::new(PeerType::Server);
@@ -155,7 +167,12 @@ fn serve_sink(mut socket: TcpStream, arrivals: Arc<Mutex<Vec<(Instant, u64)>>>) 
                             }
                         }
                         ServerSessionEvent::VideoDataReceived { data, .. } => {
-                            if let Some(h) = frame_hash(&data) {
+                            if let Some(h) = frame_hash(VIDEO, &data) {
+                                arrivals.lock().unwrap().push((Instant::now(), h));
+                            }
+                        }
+                        ServerSessionEvent::AudioDataReceived { data, .. } => {
+                            if let Some(h) = frame_hash(AUDIO, &data) {
                                 arrivals.lock().unwrap().push((Instant::now(), h));
                             }
                         }
@@ -175,15 +192,16 @@ fn serve_sink(mut socket: TcpStream, arrivals: Arc<Mutex<Vec<(Instant, u64)>>>) 
 
 const WARMUP_MS: u32 = 3000;
 
-/// Milliseconds from each first-pass frame's send time to its arrival.
+/// Milliseconds from each first-pass frame's send time to its arrival: video's,
+/// audio's.
 fn latencies(
-    arrivals: &[(Instant, u64)],
+    arrivals: &[(Instant, FrameId)],
     started: Instant,
-    frames: &HashMap<u64, u32>,
+    frames: &HashMap<FrameId, u32>,
     pass_ms: u32,
-) -> Vec<f64> {
+) -> Latencies {
     let mut seen = std::collections::HashSet::new();
-    arrivals
+    let all = arrivals
         .iter()
         .filter(|(_, h)| seen.insert(*h))
         .filter_map(|(at, h)| {
@@ -195,10 +213,25 @@ fn latencies(
             }
             let sent = started + Duration::from_millis(u64::from(ts));
             let since_start = at.saturating_duration_since(started);
-            (since_start < Duration::from_millis(u64::from(pass_ms)))
-                .then(|| at.saturating_duration_since(sent).as_secs_f64() * 1000.0)
-        })
-        .collect()
+            (since_start < Duration::from_millis(u64::from(pass_ms))).then(|| {
+                (
+                    h.0,
+                    at.saturating_duration_since(sent).as_secs_f64() * 1000.0,
+                )
+            })
+        });
+    let (video, audio): (Vec<_>, Vec<_>) = all.partition(|(kind, _)| *kind == VIDEO);
+    let ms = |v: Vec<(u8, f64)>| v.into_iter().map(|(_, ms)| ms).collect();
+    Latencies {
+        video: ms(video),
+        audio: ms(audio),
+    }
+}
+
+#[derive(Default)]
+struct Latencies {
+    video: Vec<f64>,
+    audio: Vec<f64>,
 }
 
 /// A castmesh node with an account and a stream; its publish URL.
@@ -327,9 +360,10 @@ fn main() {
     let frames = sample_frames(&sample);
     let pass_ms = frames.values().max().copied().unwrap_or(0);
     eprintln!(
-        "sample: {} ({} video frames)",
+        "sample: {} ({} video frames, {} audio frames)",
         sample.display(),
-        frames.len()
+        frames.keys().filter(|(kind, _)| *kind == VIDEO).count(),
+        frames.keys().filter(|(kind, _)| *kind == AUDIO).count(),
     );
     let options = || NginxOptions {
         on_publish: None,
@@ -359,7 +393,9 @@ fn main() {
         let started = publisher.started();
         drop(publisher);
         let arrivals = sink.take();
-        started.map_or_else(Vec::new, |s| latencies(&arrivals, s, &frames, pass_ms))
+        started.map_or_else(Latencies::default, |s| {
+            latencies(&arrivals, s, &frames, pass_ms)
+        })
     };
     let mut direct = measure(&format!("{}/direct", sink.url()), &sink);
     let mut through_castmesh = {
@@ -381,7 +417,9 @@ fn main() {
         let _ = copy.kill();
         let _ = copy.wait();
         let arrivals = sink.take();
-        started.map_or_else(Vec::new, |s| latencies(&arrivals, s, &frames, pass_ms))
+        started.map_or_else(Latencies::default, |s| {
+            latencies(&arrivals, s, &frames, pass_ms)
+        })
     };
 
     println!(
@@ -396,19 +434,22 @@ fn main() {
     }
     println!();
     println!(
-        "| path (frame sent by the publisher → received by the destination) | latency ms median / p95 |"
+        "| path (frame sent by the publisher → received by the destination) | video latency ms median / p95 | audio latency ms median / p95 |"
     );
-    println!("|---|---|");
-    println!(
-        "| publisher → destination (reference) | {} |",
-        summary(&mut direct)
-    );
-    println!(
-        "| publisher → castmesh → destination | {} |",
-        summary(&mut through_castmesh)
-    );
-    println!(
-        "| publisher → nginx-rtmp → ffmpeg -c copy → destination (the seed's way) | {} |",
-        summary(&mut seed_way)
-    );
+    println!("|---|---|---|");
+    let paths = [
+        ("publisher → destination (reference)", &mut direct),
+        ("publisher → castmesh → destination", &mut through_castmesh),
+        (
+            "publisher → nginx-rtmp → ffmpeg -c copy → destination (the seed's way)",
+            &mut seed_way,
+        ),
+    ];
+    for (path, l) in paths {
+        println!(
+            "| {path} | {} | {} |",
+            summary(&mut l.video),
+            summary(&mut l.audio)
+        );
+    }
 }

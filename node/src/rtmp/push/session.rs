@@ -53,6 +53,8 @@ pub struct Publish {
     session: ClientSession,
     guard: ChunkGuard,
     buf: Vec<u8>,
+    /// A batch of frames, serialized for one write.
+    out: Vec<u8>,
     inbound: u64,
     key: String,
     timeline: Timeline,
@@ -65,17 +67,20 @@ fn failed(e: impl std::fmt::Display) -> PushError {
 }
 
 /// Maps the publisher's timestamps onto the destination's, which start at zero and
-/// never jump: a reconnecting publisher restarts its clock, the destination must not.
+/// never jump: a new publisher (a republish within the grace period) restarts its
+/// clock, the destination's continues where it was.
 #[derive(Default)]
 struct Timeline {
     /// The publisher's clock, unwrapped past 32 bits (`None` before the first frame).
     input: Option<(u32, i64)>,
     /// Subtracted from the unwrapped input clock.
     base: i64,
+    /// The publisher the last frame came from.
+    publisher: u64,
 }
 
 impl Timeline {
-    fn map(&mut self, ts: u32) -> u32 {
+    fn map(&mut self, publisher: u64, ts: u32) -> u32 {
         let clock = match self.input {
             None => {
                 self.base = i64::from(ts);
@@ -83,12 +88,13 @@ impl Timeline {
             }
             Some((last, clock)) => {
                 let delta = i64::from(ts.wrapping_sub(last) as i32);
-                if delta.abs() > MAX_JUMP_MS {
+                if publisher != self.publisher || delta.abs() > MAX_JUMP_MS {
                     self.base += delta;
                 }
                 clock + delta
             }
         };
+        self.publisher = publisher;
         self.input = Some((ts, clock));
         // A frame slightly older than the first (audio before the first keyframe).
         u32::try_from((clock - self.base).max(0)).unwrap_or(u32::MAX)
@@ -171,6 +177,7 @@ impl Publish {
             session,
             guard: ChunkGuard::new(limits),
             buf: vec![0; 16 * 1024],
+            out: Vec::new(),
             inbound: 0,
             key: key.to_string(),
             timeline: Timeline::default(),
@@ -330,16 +337,16 @@ impl Publish {
         status: &DestinationStatus,
         clock: &dyn Clock,
     ) -> PushError {
+        let mut batch = Vec::new();
         loop {
             // Only the waits race (both cancel-safe); what follows either runs whole,
             // so no write is ever cut in the middle of a chunk.
             let outcome = tokio::select! {
-                frame = queue.pop() => match frame {
-                    Some(frame) => self.send(frame, tap, status, clock).await,
-                    None => {
-                        self.unpublish().await;
-                        return PushError::Stopped;
-                    }
+                more = queue.next_batch(&mut batch) => if more {
+                    self.send(&mut batch, tap, status, clock).await
+                } else {
+                    self.unpublish().await;
+                    return PushError::Stopped;
                 },
                 read = self.io.read(&mut self.buf) => match read {
                     Ok(n) => match self.received(n).await {
@@ -368,14 +375,16 @@ impl Publish {
         Ok(())
     }
 
+    /// Writes a batch of frames at once (preceded, on a connection's first, by the
+    /// metadata and the sequence headers).
     async fn send(
         &mut self,
-        frame: TapFrame,
+        batch: &mut Vec<TapFrame>,
         tap: &MediaTap,
         status: &DestinationStatus,
         clock: &dyn Clock,
     ) -> Result<(), PushError> {
-        let mut sent = 0;
+        self.out.clear();
         if !self.started {
             self.started = true;
             let headers = tap.headers();
@@ -383,40 +392,42 @@ impl Publish {
                 .session
                 .publish_metadata(&metadata(&headers.codecs))
                 .map_err(failed)?;
-            sent += self.packet(meta).await?;
+            self.serialized(meta);
             let first = [
                 (TrackKind::Video, headers.video),
                 (TrackKind::Audio, headers.audio),
             ];
             for (kind, body) in first {
                 if let Some(body) = body {
-                    sent += self.media(kind, body, 0).await?;
+                    self.media(kind, body, 0)?;
                 }
             }
         }
-        let ts = self.timeline.map(frame.timestamp_ms);
-        sent += self.media(frame.kind, frame.body, ts).await?;
-        status.sent(sent, clock.now_ms());
+        for frame in batch.drain(..) {
+            let ts = self.timeline.map(frame.publisher, frame.timestamp_ms);
+            self.media(frame.kind, frame.body, ts)?;
+        }
+        // Fields borrowed apart: the batch is written straight from its buffer.
+        self.io.write_all(&self.out).await.map_err(failed)?;
+        status.sent(self.out.len() as u64, clock.now_ms());
         Ok(())
     }
 
-    async fn media(&mut self, kind: TrackKind, body: Bytes, ts: u32) -> Result<u64, PushError> {
+    fn media(&mut self, kind: TrackKind, body: Bytes, ts: u32) -> Result<(), PushError> {
         let ts = RtmpTimestamp::new(ts);
         let packet = match kind {
             TrackKind::Video => self.session.publish_video_data(body, ts, false),
             TrackKind::Audio => self.session.publish_audio_data(body, ts, false),
         }
         .map_err(failed)?;
-        self.packet(packet).await
+        self.serialized(packet);
+        Ok(())
     }
 
-    async fn packet(&mut self, result: ClientSessionResult) -> Result<u64, PushError> {
-        match result {
-            ClientSessionResult::OutboundResponse(packet) => {
-                self.write(&packet.bytes).await?;
-                Ok(packet.bytes.len() as u64)
-            }
-            _ => Ok(0),
+    /// Appends a serialized message to the batch being written.
+    fn serialized(&mut self, result: ClientSessionResult) {
+        if let ClientSessionResult::OutboundResponse(packet) = result {
+            self.out.extend_from_slice(&packet.bytes);
         }
     }
 
@@ -445,14 +456,17 @@ mod tests {
         let mut t = Timeline::default();
         let out: Vec<u32> = [1000, 980, 1033, 1066, 5066, 60_000, 0, 33]
             .into_iter()
-            .map(|ts| t.map(ts))
+            .map(|ts| t.map(0, ts))
             .collect();
         // Audio slightly before the first keyframe is clamped, never drifts; a jump
         // within the bound is kept; beyond it (either way) the timeline continues.
         assert_eq!(out, [0, 0, 33, 66, 4066, 4066, 4066, 4099]);
+        // A new publisher a few seconds in: its clock starts over, the timeline not.
+        assert_eq!(t.map(1, 0), 4099);
+        assert_eq!(t.map(1, 40), 4139);
         let mut wrap = Timeline::default();
-        assert_eq!(wrap.map(u32::MAX - 10), 0);
-        assert_eq!(wrap.map(5), 16);
+        assert_eq!(wrap.map(0, u32::MAX - 10), 0);
+        assert_eq!(wrap.map(0, 5), 16);
     }
 
     #[test]

@@ -14,12 +14,23 @@ use super::queue::FrameQueue;
 #[derive(Debug, Clone)]
 pub struct TapFrame {
     pub kind: TrackKind,
+    /// The generation of the publisher that sent it (as ingest stamps its frames for
+    /// the segmenter): a new publisher's clock starts over, a destination's must not.
+    pub publisher: u64,
     pub timestamp_ms: u32,
     pub body: Bytes,
     /// A video keyframe, or audio of a stream without video (any frame starts it).
     pub keyframe: bool,
     /// A codec sequence header (AVC decoder configuration, AAC AudioSpecificConfig).
     pub config: bool,
+}
+
+/// Which tag, from which publisher, at what time.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameAt {
+    pub kind: TrackKind,
+    pub publisher: u64,
+    pub timestamp_ms: u32,
 }
 
 /// What a destination sends before the first frame of a connection.
@@ -49,7 +60,12 @@ impl MediaTap {
 
     /// A codec sequence header: kept for later connections, and passed on to the
     /// connected ones (a codec change mid-stream).
-    pub fn config(&self, kind: TrackKind, timestamp_ms: u32, body: Bytes, codecs: &Codecs) {
+    pub fn config(&self, frame: FrameAt, body: Bytes, codecs: &Codecs) {
+        let FrameAt {
+            kind,
+            publisher,
+            timestamp_ms,
+        } = frame;
         let mut inner = self.lock();
         match kind {
             TrackKind::Video => inner.headers.video = Some(body.clone()),
@@ -58,6 +74,7 @@ impl MediaTap {
         inner.headers.codecs = codecs.clone();
         let frame = TapFrame {
             kind,
+            publisher,
             timestamp_ms,
             body,
             keyframe: false,
@@ -68,7 +85,12 @@ impl MediaTap {
         }
     }
 
-    pub fn frame(&self, kind: TrackKind, timestamp_ms: u32, body: Bytes, keyframe: bool) {
+    pub fn frame(&self, frame: FrameAt, body: Bytes, keyframe: bool) {
+        let FrameAt {
+            kind,
+            publisher,
+            timestamp_ms,
+        } = frame;
         let inner = self.lock();
         if inner.queues.is_empty() {
             return;
@@ -79,6 +101,7 @@ impl MediaTap {
         };
         let frame = TapFrame {
             kind,
+            publisher,
             timestamp_ms,
             body,
             keyframe: starts,
