@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
+.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -101,7 +101,7 @@ fmt:
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
 ## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
 ## features for that package alone and compile rocksdb's C++ a second time.
-bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream
+bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -136,6 +136,12 @@ bench-chat: deps build
 ## gains from the publisher to a destination.
 bench-restream: deps bench-deps build
 	$(BIN_DIR)/castmesh-restream-bench $(BENCH_ARGS)
+
+## LL-HLS viewers (blocking reloads, parts) of one low-bitrate stream on one node, from
+## a Rust load generator on the same machine (issue 17): requests/s, errors, missed
+## parts, fan-out spread, the node's and the generator's CPU and memory.
+bench-viewers: deps build
+	$(BIN_DIR)/castmesh-viewers-bench $(BENCH_ARGS)
 
 ## Fuzzing, not part of `make test` (figures in docs/security.md): cargo fuzz on the
 ## stable toolchain, FUZZ_MINUTES in all spread over the targets by risk (node/fuzz/run.sh),

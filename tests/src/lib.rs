@@ -16,6 +16,7 @@ pub mod node;
 pub mod proc;
 pub mod raft_loopback;
 pub mod rtmp_raw;
+pub mod viewer_load;
 pub mod watch_socket;
 
 use std::time::{Duration, Instant};
