@@ -367,32 +367,34 @@ pub fn push_replies(data: &[u8]) {
         return;
     };
     let pieces: Vec<Vec<u8>> = input.chunks(read_sizes(mode)).map(<[u8]>::to_vec).collect();
+    let _ = push_against(|theirs| scripted_server(theirs, pieces));
+}
+
+/// One push (see `push_once`) against `server` on the other end of an in-memory
+/// connection, on a runtime of its own; what the server returned.
+fn push_against<S, F>(server: S) -> Result<F::Output, tokio::task::JoinError>
+where
+    S: FnOnce(tokio::io::DuplexStream) -> F,
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(scripted_server(theirs, pieces));
+        let server = tokio::spawn(server(theirs));
         push_once(ours).await;
-        let _ = server.await;
-    });
+        server.await
+    })
 }
 
 /// What a real rml_rtmp server session says to the push client after the handshake,
 /// accepting its connect and publish, up to the first frame: the fuzzer's starting
 /// input for `push_replies` (with a mode byte first) and the replay test's.
 pub fn push_replies_seed() -> Vec<u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let (ours, theirs) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(recording_server(theirs));
-        push_once(ours).await;
-        server.await.unwrap_or_default()
-    })
+    push_against(recording_server).unwrap_or_default()
 }
 
 type ServerHalves = (

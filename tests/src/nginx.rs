@@ -158,18 +158,31 @@ rtmp {{
     )
 }
 
-/// The last video timestamp in an FLV recording, in seconds (its duration as played),
-/// and the codecs ffprobe finds in it.
-pub fn recording_facts(file: &Path) -> (f64, Vec<String>) {
+/// A time field (`pts_time`, `dts_time`) of each video packet of a recording, in
+/// file order, in seconds (ffprobe).
+pub fn video_packet_times(file: &Path, field: &str) -> Vec<f64> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            &format!("packet={field}"),
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .output()
         .expect("run ffprobe");
-    let last = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// The last video timestamp in an FLV recording, in seconds (its duration as played),
+/// and the codecs ffprobe finds in it.
+pub fn recording_facts(file: &Path) -> (f64, Vec<String>) {
+    let last = video_packet_times(file, "pts_time")
+        .into_iter()
         .fold(0.0, f64::max);
     let codecs = crate::ffmpeg::probe_streams(&file.display().to_string());
     let names = codecs["streams"]

@@ -17,7 +17,7 @@ use castmesh_tests::cluster::ProcessCluster;
 use castmesh_tests::ffmpeg::Publisher;
 use castmesh_tests::hls_check;
 use castmesh_tests::hook_backend::HookBackend;
-use castmesh_tests::nginx::{Nginx, NginxOptions, recording_facts};
+use castmesh_tests::nginx::{Nginx, NginxOptions, recording_facts, video_packet_times};
 use castmesh_tests::node::Node;
 use castmesh_tests::wait_for;
 use reqwest::Method;
@@ -291,20 +291,6 @@ fn a_refused_key_is_an_error_without_a_retry_storm_and_others_carry_on() {
     owner.wait_state("show", bad, "live", Duration::from_secs(10));
 }
 
-/// The decoding times (s) of a recording's video packets, in file order.
-fn video_dts(file: &Path) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=dts_time", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
 #[test]
 fn a_republish_within_the_grace_period_continues_the_push_on_the_same_connection() {
     let recorder = Nginx::start("restream-republish", no_options());
@@ -336,7 +322,7 @@ fn a_republish_within_the_grace_period_continues_the_push_on_the_same_connection
     // second publisher's timestamps (from zero again) continue the first's.
     let files = recorder.recordings(dest_key);
     assert_eq!(files.len(), 1, "{files:?}\n{}", recorder.error_log());
-    let dts = video_dts(&files[0]);
+    let dts = video_packet_times(&files[0], "dts_time");
     assert!(dts.len() > 100, "{} video packets", dts.len());
     let back = dts.windows(2).find(|w| w[1] < w[0]);
     assert!(
