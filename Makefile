@@ -7,7 +7,7 @@ PROFILE := --release
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers bench-deps fuzz fmt clean cluster cluster-stop nginx-deps
+.PHONY: run test sim deps screenshots test-deps build operator-bin lint bench bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers bench-serve bench-deps serve-deps fuzz fmt clean cluster cluster-stop nginx-deps
 
 ## Run one node with embedded defaults and open publishing (--dev).
 run: deps
@@ -101,7 +101,7 @@ fmt:
 ## Every benchmark (figures in docs/benchmarks.md). Not part of `make test`.
 ## They run the binaries `build` made: `cargo run -p castmesh-tests` would resolve
 ## features for that package alone and compile rocksdb's C++ a second time.
-bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers
+bench: bench-media bench-raft bench-cluster bench-mesh bench-api bench-chat bench-restream bench-viewers bench-serve
 
 ## The media path against nginx-rtmp.
 bench-media: deps bench-deps build
@@ -143,6 +143,11 @@ bench-restream: deps bench-deps build
 bench-viewers: deps build
 	$(BIN_DIR)/castmesh-viewers-bench $(BENCH_ARGS)
 
+## Serving: castmesh against nginx (static files) on the same objects of a live stream
+## (media playlist, with and without gzip, a part, a segment), wrk on the same machine.
+bench-serve: deps serve-deps build
+	$(BIN_DIR)/castmesh-serve-bench $(BENCH_ARGS)
+
 ## Fuzzing, not part of `make test` (figures in docs/security.md): cargo fuzz on the
 ## stable toolchain, FUZZ_MINUTES in all spread over the targets by risk (node/fuzz/run.sh),
 ## its own target directory. `make test` replays the kept corpus and crashers.
@@ -160,6 +165,10 @@ bench-deps nginx-deps:
 		echo "installing nginx + libnginx-mod-rtmp + libnginx-mod-stream"; \
 		$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) nginx-light libnginx-mod-rtmp libnginx-mod-stream; \
 	fi
+
+## nginx (the static file server of bench-serve) and wrk.
+serve-deps: bench-deps
+	@command -v wrk >/dev/null || { echo "installing wrk"; $(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) wrk; }
 
 clean:
 	$(CARGO) clean

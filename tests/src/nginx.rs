@@ -96,6 +96,79 @@ impl Drop for Nginx {
     }
 }
 
+/// nginx as a plain static file server (the serving benchmarks' reference): as
+/// many workers as cores, sendfile, no access log, keep-alive without a request
+/// limit — the settings a production nginx in front of HLS files uses.
+pub struct StaticNginx {
+    child: Child,
+    pub http: SocketAddr,
+    /// Files under here are served at `/`.
+    pub root: PathBuf,
+}
+
+impl StaticNginx {
+    /// `gzip`: compress playlists on the fly for clients that accept it (what
+    /// `gzip on` does for a live playlist: it cannot be precompressed).
+    pub fn start(name: &str, gzip: bool) -> StaticNginx {
+        let [http] = free_tcp_addrs("127.0.0.1", &[]);
+        let dir = artifacts_dir().join(format!("nginx-static-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("www");
+        std::fs::create_dir_all(&root).unwrap();
+        let d = dir.display();
+        let gzip = if gzip {
+            "gzip on; gzip_types application/vnd.apple.mpegurl;"
+        } else {
+            ""
+        };
+        let conf = format!(
+            r#"daemon off;
+worker_processes auto;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    open_file_cache max=100;
+    types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; video/iso.segment m4s; }}
+    {gzip}
+    server {{
+        listen {http} reuseport;
+        root {root};
+    }}
+}}
+"#,
+            root = root.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = spawn(&dir);
+        crate::wait_for("nginx to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(http).ok()
+        });
+        StaticNginx { child, http, root }
+    }
+
+    /// The master and its workers.
+    pub fn pids(&self) -> Vec<u32> {
+        crate::proc::family(self.child.id())
+    }
+}
+
+impl Drop for StaticNginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: killing the master alone would leave its workers
+        // serving.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn(dir: &Path) -> Child {
     Command::new("nginx")
         .arg("-p")
