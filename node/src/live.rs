@@ -6,7 +6,8 @@
 //! render. Each change is also broadcast as [`WindowEvent`]s to the stream's mesh
 //! subscribers, through a bounded channel that never waits for them.
 
-use std::sync::{Arc, RwLock};
+use std::io::Write;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +18,12 @@ use castmesh_media::hls::playlist;
 use castmesh_media::hls::window::{Position, Replay, Window, WindowConfig, WindowEvent};
 
 /// One rendered state of the playlist.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Snapshot {
     /// The LL-HLS media playlist.
     pub playlist: Bytes,
+    /// The same, gzipped: on the first request that accepts gzip, then shared.
+    playlist_gzip: OnceLock<Option<Bytes>>,
     /// The multivariant playlist, once the stream has an init segment.
     pub multivariant: Option<Bytes>,
     pub position: Position,
@@ -125,6 +128,25 @@ impl LiveStream {
     }
 }
 
+impl Snapshot {
+    /// The media playlist gzipped, compressed once per version however many viewers
+    /// ask (a compression layer would do it once per request). Versions nobody asks
+    /// gzip for cost nothing.
+    /// `None` only if compressing failed (it writes to memory, so it does not).
+    pub fn playlist_gzip(&self) -> Option<Bytes> {
+        self.playlist_gzip
+            .get_or_init(|| {
+                let mut out = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.playlist.len() / 3),
+                    flate2::Compression::default(),
+                );
+                out.write_all(&self.playlist).ok()?;
+                out.finish().ok().map(Bytes::from)
+            })
+            .clone()
+    }
+}
+
 #[derive(PartialEq, Eq)]
 enum Publish {
     Always,
@@ -135,6 +157,7 @@ fn render(w: &Window) -> Snapshot {
     let w = w.listed();
     Snapshot {
         playlist: Bytes::from(playlist::render(w)),
+        playlist_gzip: OnceLock::new(),
         multivariant: playlist::render_multivariant(w).map(Bytes::from),
         position: w.position(),
         codecs: w.codecs().cloned(),

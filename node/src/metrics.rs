@@ -36,7 +36,9 @@ pub struct FrameLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabel {
-    pub route: String,
+    /// The route's pattern (`/hls/{id}/media.m3u8`); borrowed for the routes served
+    /// outside the router, so counting a request allocates nothing.
+    pub route: std::borrow::Cow<'static, str>,
     pub status: u16,
 }
 

@@ -52,6 +52,20 @@ fn routes(source: &str) -> BTreeSet<(String, String)> {
     found
 }
 
+/// HLS is served before the router (`hls::serve`): its paths are the `pub const`
+/// route patterns of `src/http/hls.rs`, all GET.
+fn hls_routes(source: &str) -> BTreeSet<(String, String)> {
+    let found: BTreeSet<(String, String)> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .filter(|path| path.starts_with("/hls/"))
+        .map(|path| (path.to_string(), "get".to_string()))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    found
+}
+
 fn documented(spec: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut found = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -68,11 +82,13 @@ fn documented(spec: &serde_json::Value) -> BTreeSet<(String, String)> {
 fn the_openapi_file_documents_exactly_the_routes_the_router_serves() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let router = std::fs::read_to_string(root.join("src/http/mod.rs")).unwrap();
+    let hls = std::fs::read_to_string(root.join("src/http/hls.rs")).unwrap();
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("../docs/openapi.json")).unwrap())
             .expect("docs/openapi.json is JSON");
     assert_eq!(spec["openapi"], "3.1.0");
-    let served = routes(&router);
+    let mut served = routes(&router);
+    served.extend(hls_routes(&hls));
     assert!(
         served.contains(&("/api/v1/streams".into(), "post".into())),
         "{served:?}"

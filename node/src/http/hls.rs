@@ -4,19 +4,27 @@
 //! Everything is served from memory. Blocking playlist reloads and requests for
 //! the preload-hinted part wait on the stream's published snapshots, so they
 //! return as soon as the part exists, not after a poll interval.
+//!
+//! These requests are most of what a node serves (a viewer asks for a playlist and a
+//! part every part duration), so they do not go through the router and its layers:
+//! `http::serve` hands them to [`serve`] first, which reads the path and query
+//! itself, borrows the request's headers, sets the one CORS header a GET needs,
+//! counts the request without allocating, and waits only where media is awaited
+//! (bounded by three target durations and `http.request_timeout`). bench-serve
+//! measured the router's share of a playlist request (docs/benchmarks.md).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
 use bytes::Bytes;
 
 use super::viewer;
-use super::{AppState, ClientAddr, error};
+use super::{AppState, count, error};
 use crate::live::Snapshot;
 use crate::stream::directory::{Role, StreamHandle};
 use crate::stream::registry::{OriginLookup, StreamId};
@@ -27,6 +35,87 @@ use castmesh_media::hls::playlist::{self, MediaName};
 use castmesh_media::hls::window::Position;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
+/// The paths served here, as metrics label them and docs/openapi.json documents them
+/// (GET and HEAD).
+pub const MULTIVARIANT: &str = "/hls/{id}/index.m3u8";
+pub const MEDIA_PLAYLIST: &str = "/hls/{id}/media.m3u8";
+pub const MEDIA: &str = "/hls/{id}/{file}";
+
+/// A GET or HEAD of `/hls/{id}/{file}`, read from the request line.
+pub struct Request {
+    id: String,
+    file: String,
+    msn: Option<String>,
+    part: Option<String>,
+}
+
+impl Request {
+    /// `None` for anything else (other paths, other methods: an OPTIONS preflight goes
+    /// to the router's CORS layer, a POST to its 405).
+    pub fn of<B>(req: &axum::http::Request<B>) -> Option<Request> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        let rest = req.uri().path().strip_prefix("/hls/")?;
+        let (id, file) = rest.split_once('/')?;
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(Cow::into_owned)
+        };
+        let (id, file) = (decode(id)?, decode(file)?);
+        if id.is_empty() || file.is_empty() || file.contains('/') {
+            return None;
+        }
+        let (mut msn, mut part) = (None, None);
+        for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+            match &*key {
+                "_HLS_msn" => msn = Some(value.into_owned()),
+                "_HLS_part" => part = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Some(Request {
+            id,
+            file,
+            msn,
+            part,
+        })
+    }
+}
+
+/// Answers an HLS request (see the module's comment for why outside the router).
+pub async fn serve(
+    state: &AppState,
+    request: Request,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Response {
+    let (route, mut response) = match request.file.as_str() {
+        "index.m3u8" => (
+            MULTIVARIANT,
+            multivariant(state, &request.id, headers, client).await,
+        ),
+        "media.m3u8" => (
+            MEDIA_PLAYLIST,
+            media_playlist(state, &request, headers, client).await,
+        ),
+        file => (
+            MEDIA,
+            media(state, &request.id, file, headers, client).await,
+        ),
+    };
+    // Any page may play (allow_origin(Any), as the router's CORS layer says for the
+    // rest); a plain GET needs nothing more.
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    count(state, Cow::Borrowed(route), response.status());
+    response
+}
 
 fn unknown_stream(id: &str) -> Response {
     error(
@@ -78,9 +167,11 @@ async fn find(state: &AppState, id: &str) -> Option<Arc<StreamHandle>> {
     Some(stream)
 }
 
-/// Longest a request is held waiting for media: three target durations (hls-rules 13).
-fn max_wait(stream: &StreamHandle) -> Duration {
+/// Longest a request is held waiting for media: three target durations (hls-rules 13),
+/// and never longer than any request may take.
+fn max_wait(state: &AppState, stream: &StreamHandle) -> Duration {
     Duration::from_secs(3 * u64::from(stream.live.config().target_duration_s))
+        .min(state.ctx.config.http.request_timeout)
 }
 
 fn note_viewer(
@@ -97,22 +188,17 @@ fn note_viewer(
 }
 
 /// The multivariant playlist: the stream's entry point, with its codecs and size.
-pub async fn multivariant(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(stream) = find(&state, &id).await else {
-        return unknown_stream(&id);
+async fn multivariant(state: &AppState, id: &str, headers: &HeaderMap, client: IpAddr) -> Response {
+    let Some(stream) = find(state, id).await else {
+        return unknown_stream(id);
     };
-    let set_cookie = note_viewer(&state, &stream, &headers, client);
+    let set_cookie = note_viewer(state, &stream, headers, client);
     // Codecs are known once the first keyframe arrived; a viewer who comes a moment
     // after the publisher is held briefly rather than turned away.
     let ready = |s: &Snapshot| s.multivariant.is_some() || s.position.ended;
-    match stream.live.wait_for(max_wait(&stream), ready).await {
+    match stream.live.wait_for(max_wait(state, &stream), ready).await {
         Some(snapshot) => match &snapshot.multivariant {
-            Some(text) => playlist_response(text.clone(), set_cookie),
+            Some(text) => playlist_response(text.clone(), false, set_cookie),
             None => error(StatusCode::NOT_FOUND, "the stream ended without media"),
         },
         None => error(
@@ -122,40 +208,60 @@ pub async fn multivariant(
     }
 }
 
-fn playlist_response(body: Bytes, set_cookie: Option<String>) -> Response {
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, PLAYLIST_TYPE),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response();
+/// A playlist (`gzipped`: its body is gzip, so the compression layer leaves it be).
+fn playlist_response(body: Bytes, gzipped: bool, set_cookie: Option<String>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PLAYLIST_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
+        headers.insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
+/// Whether the client takes a gzip body (`Accept-Encoding`, q-values honoured).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut params = coding.split(';');
+            let name = params.next().unwrap_or("").trim();
+            let refused = params.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
 /// The LL-HLS media playlist, with blocking reload.
-pub async fn media_playlist(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
+async fn media_playlist(
+    state: &AppState,
+    asked: &Request,
+    headers: &HeaderMap,
+    client: IpAddr,
 ) -> Response {
-    let Some(stream) = find(&state, &id).await else {
-        return unknown_stream(&id);
+    let Some(stream) = find(state, &asked.id).await else {
+        return unknown_stream(&asked.id);
     };
-    let request = match blocking::parse(
-        query.get("_HLS_msn").map(String::as_str),
-        query.get("_HLS_part").map(String::as_str),
-    ) {
+    let request = match blocking::parse(asked.msn.as_deref(), asked.part.as_deref()) {
         Ok(r) => r,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason.to_string()),
     };
-    let set_cookie = note_viewer(&state, &stream, &headers, client);
+    let set_cookie = note_viewer(state, &stream, headers, client);
     let limit = blocking::advance_limit_parts(stream.live.config().part_target_ms);
     let ready: Box<dyn Fn(&Snapshot) -> bool + Send + Sync> = match request {
         // A new stream has no media for its first second or two: hold the first
@@ -177,13 +283,21 @@ pub async fn media_playlist(
             })
         }
     };
-    let Some(snapshot) = stream.live.wait_for(max_wait(&stream), ready).await else {
+    let Some(snapshot) = stream.live.wait_for(max_wait(state, &stream), ready).await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the requested part did not appear in time; retry",
         );
     };
-    playlist_response(snapshot.playlist.clone(), set_cookie)
+    // Every viewer waiting for this version shares its one rendering (and its one
+    // gzip): the bytes are reference-counted, not copied.
+    match accepts_gzip(headers)
+        .then(|| snapshot.playlist_gzip())
+        .flatten()
+    {
+        Some(gzipped) => playlist_response(gzipped, true, set_cookie),
+        None => playlist_response(snapshot.playlist.clone(), false, set_cookie),
+    }
 }
 
 /// Whether a missing object is about to exist, so the request should wait for it.
@@ -211,16 +325,17 @@ fn lookup(stream: &StreamHandle, name: MediaName) -> Option<Bytes> {
     }
 }
 
-pub async fn media(
-    State(state): State<AppState>,
-    Path((id, file)): Path<(String, String)>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
+async fn media(
+    state: &AppState,
+    id: &str,
+    file: &str,
+    headers: &HeaderMap,
+    client: IpAddr,
 ) -> Response {
-    let Some(stream) = find(&state, &id).await else {
-        return unknown_stream(&id);
+    let Some(stream) = find(state, id).await else {
+        return unknown_stream(id);
     };
-    let Some((run, name)) = playlist::parse_name(&file) else {
+    let Some((run, name)) = playlist::parse_name(file) else {
         return error(StatusCode::NOT_FOUND, "no such HLS file");
     };
     if run != stream.live.run() {
@@ -230,7 +345,7 @@ pub async fn media(
         );
     }
     if matches!(name, MediaName::Part(..)) {
-        note_viewer(&state, &stream, &headers, client);
+        note_viewer(state, &stream, headers, client);
     }
     let mut body = lookup(&stream, name);
     if body.is_none() {
@@ -238,7 +353,7 @@ pub async fn media(
         if coming_soon(name, &stream.live.snapshot().position, limit) {
             let waited = stream
                 .live
-                .wait_for(max_wait(&stream), |s| {
+                .wait_for(max_wait(state, &stream), |s| {
                     !coming_soon(name, &s.position, limit)
                 })
                 .await;
@@ -263,12 +378,36 @@ pub async fn media(
         _ => "video/iso.segment",
     };
     // A name (run id + number) always means the same bytes, so caches may keep it.
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "public, max-age=86400, immutable"),
-        ],
-        body,
-    )
-        .into_response()
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400, immutable"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        let accepts = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&headers)
+        };
+        assert!(accepts(&["gzip, deflate, br"]));
+        assert!(accepts(&["br", "GZIP;q=0.5"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.0, identity"]));
+        assert!(!accepts(&["xgzip"]));
+    }
 }

@@ -12,12 +12,12 @@ use std::net::IpAddr;
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, USER_AGENT};
 
-use crate::stream::viewer_counter::ViewerMsg;
+use crate::stream::viewer_sessions::Sighting;
 
 pub const COOKIE_NAME: &str = "castmesh_viewer";
 
 pub struct Identified {
-    pub seen: ViewerMsg,
+    pub seen: Sighting,
     /// A `Set-Cookie` value to send when the client has no session cookie yet.
     pub set_cookie: Option<String>,
 }
@@ -61,7 +61,7 @@ pub fn identify(
     let address = hash((salt, client));
     match cookie_value(headers) {
         Some((anon, cookie_nonce)) => Identified {
-            seen: ViewerMsg::Seen {
+            seen: Sighting {
                 session: hash((salt, anon, cookie_nonce)),
                 replaces: Some(anon),
                 address,
@@ -69,7 +69,7 @@ pub fn identify(
             set_cookie: None,
         },
         None => Identified {
-            seen: ViewerMsg::Seen {
+            seen: Sighting {
                 session: anonymous,
                 replaces: None,
                 address,
@@ -88,12 +88,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     fn seen(i: &Identified) -> (u64, Option<u64>) {
-        match i.seen {
-            ViewerMsg::Seen {
-                session, replaces, ..
-            } => (session, replaces),
-            _ => unreachable!(),
-        }
+        (i.seen.session, i.seen.replaces)
     }
 
     #[test]

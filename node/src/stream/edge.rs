@@ -82,7 +82,7 @@ impl Actor for EdgeSupervisor {
         // stopped writing to the window before the segmenter starts.
         let _ = state.relay.stop_and_wait(None, Some(CHILD_STOP)).await;
         let _ = state.viewers.stop_and_wait(None, Some(CHILD_STOP)).await;
-        state.relay_args.stats.set_viewer_counter(None);
+        state.relay_args.stats.sessions.stop();
         Ok(())
     }
 

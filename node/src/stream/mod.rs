@@ -26,3 +26,4 @@ pub mod stats;
 pub mod supervisor;
 pub mod takeover;
 pub mod viewer_counter;
+pub mod viewer_sessions;

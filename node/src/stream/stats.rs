@@ -2,13 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use ractor::ActorRef;
-
 use super::restream::status::RestreamBoard;
-use super::viewer_counter::ViewerMsg;
+use super::viewer_sessions::{Sighting, ViewerSessions};
 use crate::mesh::subscription::ViewerReports;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,9 +34,8 @@ pub struct StreamStats {
     /// Wall-clock milliseconds of the latest HTTP request for the stream; an edge
     /// ends its subscription after a while without one.
     last_request_ms: AtomicU64,
-    /// The current viewer-counter actor (replaced when it restarts). HTTP handlers
-    /// report viewers straight to it so the stream supervisor stays off the hot path.
-    viewer_counter: RwLock<Option<ActorRef<ViewerMsg>>>,
+    /// Viewer sessions: HTTP handlers record sightings, the viewer counter sweeps.
+    pub sessions: ViewerSessions,
     /// On an origin: its restream destinations' statuses.
     pub restream: RestreamBoard,
 }
@@ -52,7 +49,7 @@ impl StreamStats {
             viewers: AtomicU64::new(0),
             last_request_ms: AtomicU64::new(0),
             reports: Mutex::new(BTreeMap::new()),
-            viewer_counter: RwLock::new(None),
+            sessions: ViewerSessions::default(),
             restream: RestreamBoard::default(),
         })
     }
@@ -100,22 +97,10 @@ impl StreamStats {
         self.last_request_ms.load(Ordering::Relaxed)
     }
 
-    pub fn set_viewer_counter(&self, actor: Option<ActorRef<ViewerMsg>>) {
-        *self
-            .viewer_counter
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = actor;
-    }
-
     /// Reports that a viewer session fetched something.
-    pub fn viewer_seen(&self, seen: ViewerMsg) {
-        if let Some(actor) = &*self
-            .viewer_counter
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-        {
-            // A restarting counter misses a few sightings; the count recovers.
-            let _ = actor.send_message(seen);
+    pub fn viewer_seen(&self, seen: Sighting) {
+        if let Some(n) = self.sessions.seen(seen, tokio::time::Instant::now()) {
+            self.viewers.store(n as u64, Ordering::Relaxed);
         }
     }
 }

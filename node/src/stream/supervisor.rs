@@ -459,7 +459,6 @@ pub(super) async fn spawn_viewer_counter(
         parent,
     )
     .await?;
-    stats.set_viewer_counter(Some(actor.clone()));
     Ok(actor)
 }
 
@@ -519,7 +518,7 @@ impl Actor for StreamSupervisor {
         _myself: ActorRef<StreamMsg>,
         state: &mut StreamState,
     ) -> Result<(), ActorProcessingErr> {
-        state.args.stats.set_viewer_counter(None);
+        state.args.stats.sessions.stop();
         if let Some((ingest, kick)) = state.ingest.take() {
             let _ = kick.send("stream removed".into());
             ingest.stop(None);
