@@ -133,10 +133,11 @@ def rtmp_seeds(castmesh, flv):
 
 def other_seeds():
     for name, text in {
-        "part": "part-00000007-12.3.m4s\n12\n3",
-        "segment": "seg-00000007-12.m4s\n12\n",
-        "init": "init-00000007-1.mp4\n\n",
-        "far": "seg-ffffffff-18446744073709551615.m4s\n18446744073709551615\n4294967295",
+        "part": "/hls/show/part-00000007-12.3.m4s",
+        "reload": "/hls/show/media.m3u8?_HLS_msn=12&_HLS_part=3",
+        "segment": "/hls/show/seg-00000007-12.m4s?x=1",
+        "init": "/hls/show/init-00000007-1.mp4",
+        "far": "/hls/sh%6Fw/media.m3u8?_HLS_msn=18446744073709551615&_HLS_part=4294967295",
     }.items():
         write("hls_request", name, text.encode())
     for conf in (HERE.parent.parent / "configs").rglob("*.toml"):

@@ -242,18 +242,23 @@ impl MediaSink {
     }
 }
 
-/// What an HLS request names: a media file name, and the blocking-reload query
-/// (`_HLS_msn`, `_HLS_part`) checked against a live edge. Lines of the input: name,
-/// msn, part.
+/// An HLS request target (the input: path and query) read as `hls::serve` reads it:
+/// the stream id and file name percent-decoded, the blocking-reload query (`_HLS_msn`,
+/// `_HLS_part`); then the media file name parsed and the query checked against a live
+/// edge.
 pub fn hls_request(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut lines = text.split('\n');
-    let name = lines.next().unwrap_or_default();
-    let _ = playlist::parse_name(name);
-    let (msn, part) = (lines.next(), lines.next());
-    if let Ok(Some(request)) = blocking::parse(msn, part) {
+    // hyper hands the handler only request targets that parse as a URI.
+    let Ok(request) = axum::http::Request::get(text).body(()) else {
+        return;
+    };
+    let Some(asked) = crate::http::hls::Request::of(&request) else {
+        return;
+    };
+    let _ = playlist::parse_name(&asked.file);
+    if let Ok(Some(request)) = blocking::parse(asked.msn.as_deref(), asked.part.as_deref()) {
         let edge = Position {
             last_complete: Some(5),
             open_msn: 6,

@@ -44,10 +44,10 @@ pub const MEDIA: &str = "/hls/{id}/{file}";
 
 /// A GET or HEAD of `/hls/{id}/{file}`, read from the request line.
 pub struct Request {
-    id: String,
-    file: String,
-    msn: Option<String>,
-    part: Option<String>,
+    pub(crate) id: String,
+    pub(crate) file: String,
+    pub(crate) msn: Option<String>,
+    pub(crate) part: Option<String>,
 }
 
 impl Request {
@@ -391,6 +391,44 @@ async fn media(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hls_requests_are_read_from_the_request_line() {
+        let read = |method: Method, target: &str| {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(target)
+                .body(())
+                .unwrap();
+            Request::of(&req).map(|r| (r.id, r.file, r.msn, r.part))
+        };
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            read(
+                Method::GET,
+                "/hls/show/media.m3u8?_HLS_msn=12&x=&_HLS_part=3"
+            ),
+            Some(("show".into(), "media.m3u8".into(), some("12"), some("3")))
+        );
+        assert_eq!(
+            read(Method::HEAD, "/hls/sh%6Fw/part-1-2.3.m4s"),
+            Some(("show".into(), "part-1-2.3.m4s".into(), None, None))
+        );
+        // Anything else is the router's: its 404, 405 or CORS preflight.
+        assert!(read(Method::OPTIONS, "/hls/show/media.m3u8").is_none());
+        assert!(read(Method::POST, "/hls/show/media.m3u8").is_none());
+        for target in [
+            "/hls/show",
+            "/hls//media.m3u8",
+            "/hls/show/",
+            "/hls/a/b/c",
+            "/hls/a%2Fb/c%2Fd",
+            "/hls/%ff/x",
+            "/hlsx/a/b",
+        ] {
+            assert!(read(Method::GET, target).is_none(), "{target}");
+        }
+    }
 
     #[test]
     fn gzip_is_taken_unless_refused() {
