@@ -12,9 +12,10 @@
 //! Viewers connect from many loopback addresses (127.1.x.y) as real audiences do, so a
 //! node's per-address connection limit applies to them as it would in production.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -89,6 +90,60 @@ pub struct Report {
 struct Shared {
     config: LoadConfig,
     started: Instant,
+    listings: Listings,
+}
+
+/// What a viewer takes from a media playlist: its parts in order, and the part the
+/// next blocking reload asks for.
+struct Listing {
+    parts: Vec<(PartId, String)>,
+    next: PartId,
+}
+
+/// Playlists parsed once per version for every viewer: thousands of viewers receive
+/// the same bytes, and parsing them in each viewer (`hls_check` builds every line's
+/// strings) was a fifth of the generator's CPU, which the node then did not get.
+#[derive(Default)]
+struct Listings {
+    parsed: Mutex<Parsed>,
+}
+
+/// Hash of the body → its listing, and the hashes oldest first (forgotten beyond
+/// `Listings::KEPT`).
+type Parsed = (HashMap<u64, Arc<Listing>>, VecDeque<u64>);
+
+impl Listings {
+    /// Versions kept: a few seconds of parts of several streams.
+    const KEPT: usize = 256;
+
+    fn of(&self, body: &[u8]) -> Arc<Listing> {
+        let mut hasher = DefaultHasher::new();
+        body.hash(&mut hasher);
+        let key = hasher.finish();
+        if let Some(listing) = self.lock().0.get(&key) {
+            return listing.clone();
+        }
+        let playlist = hls_check::parse(&String::from_utf8_lossy(body));
+        let listing = Arc::new(Listing {
+            parts: playlist.part_uris(),
+            next: (playlist.open_msn(), playlist.open_parts.len()),
+        });
+        let mut parsed = self.lock();
+        let (by_key, order) = &mut *parsed;
+        if by_key.insert(key, listing.clone()).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > Self::KEPT {
+            if let Some(old) = order.pop_front() {
+                by_key.remove(&old);
+            }
+        }
+        listing
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parsed> {
+        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Shared {
@@ -113,6 +168,7 @@ pub async fn run(config: LoadConfig) -> Report {
     let shared = Arc::new(Shared {
         config: config.clone(),
         started: Instant::now(),
+        listings: Listings::default(),
     });
     let mut tasks = Vec::with_capacity(config.viewers);
     for i in 0..config.viewers {
@@ -280,14 +336,17 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
             continue;
         };
         let listed_at = shared.micros();
-        let playlist = hls_check::parse(&String::from_utf8_lossy(&body));
-        let parts = playlist.part_uris();
-        let new: Vec<_> = match last_fetched {
-            Some(last) => parts.into_iter().filter(|(id, _)| *id > last).collect(),
+        let listing = shared.listings.of(&body);
+        let skip = match last_fetched {
+            Some(last) => listing
+                .parts
+                .iter()
+                .take_while(|(id, _)| *id <= last)
+                .count(),
             // Joining: the live edge only, as a player does (nothing before it counts).
-            None => parts.into_iter().last().into_iter().collect(),
+            None => listing.parts.len().saturating_sub(1),
         };
-        for (id, uri) in new {
+        for &(id, ref uri) in &listing.parts[skip..] {
             log.listed.entry(id).or_insert(listed_at);
             match fetch(c, &format!("{base}{uri}"), log).await {
                 Ok(Some(_)) => {
@@ -298,11 +357,7 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
             }
             last_fetched = Some(id);
         }
-        next = Some(if playlist.open_parts.is_empty() {
-            (playlist.open_msn(), 0)
-        } else {
-            (playlist.open_msn(), playlist.open_parts.len())
-        });
+        next = Some(listing.next);
     }
 }
 

@@ -9,6 +9,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The generator must leave the node its core: glibc's malloc took a third of the
+/// generator's CPU (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use castmesh_tests::ffmpeg::{Publisher, small_sample_flv};
 use castmesh_tests::node::Node;
 use castmesh_tests::viewer_load::{self, LoadConfig, Target};
