@@ -139,7 +139,8 @@ bench-restream: deps bench-deps build
 
 ## LL-HLS viewers (blocking reloads, parts) of one low-bitrate stream on one node, from
 ## a Rust load generator on the same machine (issue 17): requests/s, errors, missed
-## parts, fan-out spread, the node's and the generator's CPU and memory.
+## parts, fan-out spread, the node's and the generator's CPU and memory; then nginx
+## serving the same stream as files to as many polling viewers (the reference).
 bench-viewers: deps build
 	$(BIN_DIR)/castmesh-viewers-bench $(BENCH_ARGS)
 

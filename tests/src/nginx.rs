@@ -98,7 +98,9 @@ impl Drop for Nginx {
 
 /// nginx as a plain static file server (the serving benchmarks' reference): as
 /// many workers as cores, sendfile, no access log, keep-alive without a request
-/// limit — the settings a production nginx in front of HLS files uses.
+/// limit — the settings a production nginx in front of HLS files uses. No
+/// `open_file_cache`: a live playlist is replaced (renamed over) every part, and a
+/// cached descriptor would keep serving the old one.
 pub struct StaticNginx {
     child: Child,
     pub http: SocketAddr,
@@ -133,7 +135,6 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000000;
-    open_file_cache max=100;
     types {{ application/vnd.apple.mpegurl m3u8; video/mp4 mp4; video/iso.segment m4s; }}
     {gzip}
     server {{

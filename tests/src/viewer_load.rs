@@ -46,6 +46,18 @@ pub struct LoadConfig {
     pub per_address: usize,
     /// How often a viewer asks for the multivariant playlist again.
     pub multivariant_every: Duration,
+    pub reload: Reload,
+}
+
+/// How a viewer learns of new parts.
+#[derive(Debug, Clone, Copy)]
+pub enum Reload {
+    /// LL-HLS blocking reloads (`_HLS_msn`/`_HLS_part`): the server answers when the
+    /// part exists.
+    Blocking,
+    /// The playlist every this often, without a query: what a static file server can
+    /// answer (the reference run against nginx, at one request per part duration).
+    Poll(Duration),
 }
 
 /// A part, by its segment's media sequence number and its index in the segment.
@@ -59,6 +71,8 @@ struct ViewerLog {
     /// Parts whose body arrived whole (status 200).
     fetched: std::collections::HashSet<PartId>,
     requests: u64,
+    /// Requests sent during the measurement.
+    measured_requests: u64,
     bytes: u64,
     /// Error kind ("status 503", "connect", "io", …) → count.
     errors: HashMap<String, u64>,
@@ -75,6 +89,8 @@ pub struct Report {
     pub viewers: usize,
     pub measured: Duration,
     pub requests: u64,
+    /// Requests sent during the measurement (all viewers watching).
+    pub measured_requests: u64,
     pub bytes: u64,
     pub errors: BTreeMap<String, u64>,
     /// Parts first listed during the measurement (over all targets).
@@ -204,10 +220,12 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
     }
     first.retain(|_, at| window.contains(at));
     let mut errors = BTreeMap::new();
-    let (mut requests, mut bytes, mut missed, mut viewers_missing) = (0, 0, 0, 0);
+    let (mut requests, mut measured_requests, mut bytes) = (0, 0, 0);
+    let (mut missed, mut viewers_missing) = (0, 0);
     let mut spread_ms = Vec::new();
     for (target, log) in &logs {
         requests += log.requests;
+        measured_requests += log.measured_requests;
         bytes += log.bytes;
         for (k, v) in &log.errors {
             *errors.entry(k.clone()).or_default() += v;
@@ -231,6 +249,7 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
         viewers: logs.len(),
         measured: shared.config.measure,
         requests,
+        measured_requests,
         bytes,
         errors,
         parts: first.len(),
@@ -298,6 +317,7 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
     let mut last_fetched: Option<PartId> = None;
     let mut multivariant_at = 0u64;
     let every = shared.config.multivariant_every.as_micros() as u64;
+    let mut poll_at = tokio::time::Instant::now();
     while shared.micros() < end {
         let c = match conn.as_mut() {
             Some(c) => c,
@@ -312,7 +332,7 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
         };
         if shared.micros() >= multivariant_at {
             multivariant_at = shared.micros() + every;
-            match fetch(c, &format!("{base}index.m3u8"), log).await {
+            match fetch(shared, c, &format!("{base}index.m3u8"), log).await {
                 Ok(_) => {}
                 Err(()) => {
                     conn = None;
@@ -320,11 +340,18 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
                 }
             }
         }
-        let path = match next {
-            None => format!("{base}media.m3u8"),
-            Some((msn, part)) => format!("{base}media.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        let path = match (shared.config.reload, next) {
+            (Reload::Blocking, Some((msn, part))) => {
+                format!("{base}media.m3u8?_HLS_msn={msn}&_HLS_part={part}")
+            }
+            (Reload::Poll(period), Some(_)) => {
+                tokio::time::sleep_until(poll_at).await;
+                poll_at = (poll_at + period).max(tokio::time::Instant::now());
+                format!("{base}media.m3u8")
+            }
+            (_, None) => format!("{base}media.m3u8"),
         };
-        let Ok(body) = fetch(c, &path, log).await else {
+        let Ok(body) = fetch(shared, c, &path, log).await else {
             conn = None;
             next = None;
             continue;
@@ -348,7 +375,7 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
         };
         for &(id, ref uri) in &listing.parts[skip..] {
             log.listed.entry(id).or_insert(listed_at);
-            match fetch(c, &format!("{base}{uri}"), log).await {
+            match fetch(shared, c, &format!("{base}{uri}"), log).await {
                 Ok(Some(_)) => {
                     log.fetched.insert(id);
                 }
@@ -363,8 +390,16 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
 
 /// One request: `Ok(Some(body))` on 200, `Ok(None)` on another status (counted),
 /// `Err` when the connection failed (counted; open a new one).
-async fn fetch(c: &mut Connection, path: &str, log: &mut ViewerLog) -> Result<Option<Bytes>, ()> {
+async fn fetch(
+    shared: &Shared,
+    c: &mut Connection,
+    path: &str,
+    log: &mut ViewerLog,
+) -> Result<Option<Bytes>, ()> {
     log.requests += 1;
+    if shared.measuring().contains(&shared.micros()) {
+        log.measured_requests += 1;
+    }
     match c.get(path).await {
         Ok((200, body)) => {
             log.bytes += body.len() as u64;
@@ -378,5 +413,67 @@ async fn fetch(c: &mut Connection, path: &str, log: &mut ViewerLog) -> Result<Op
             log.error(kind);
             Err(())
         }
+    }
+}
+
+/// Copies `target`'s stream into `root` as static files for as long as `until`, as a
+/// packager writing HLS to disk for nginx would: each new part, then the playlist (by
+/// rename, so a reader never sees half of it), at the paths the node serves them.
+/// The reference run's viewers read these from nginx.
+pub async fn mirror(target: Target, root: std::path::PathBuf, until: Instant) {
+    let dir = root.join("hls").join(&target.stream);
+    std::fs::create_dir_all(&dir).expect("the mirror's directory");
+    let base = format!("/hls/{}/", target.stream);
+    let write = |name: &str, body: &[u8]| {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, body).expect("write a mirrored file");
+        std::fs::rename(&tmp, dir.join(name)).expect("move it into place");
+    };
+    let mut conn = None;
+    let mut next: Option<PartId> = None;
+    let mut copied: Option<PartId> = None;
+    while Instant::now() < until {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match Connection::open(target.http, IpAddr::V4(Ipv4Addr::LOCALHOST)).await {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if next.is_none() {
+            if let Ok((200, body)) = c.get(&format!("{base}index.m3u8")).await {
+                write("index.m3u8", &body);
+            }
+        }
+        let path = match next {
+            Some((msn, part)) => format!("{base}media.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+            None => format!("{base}media.m3u8"),
+        };
+        let body = match c.get(&path).await {
+            Ok((200, body)) => body,
+            Ok(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(_) => {
+                conn = None;
+                continue;
+            }
+        };
+        let playlist = hls_check::parse(&String::from_utf8_lossy(&body));
+        for (id, uri) in playlist.part_uris() {
+            if copied.is_some_and(|last| id <= last) {
+                continue;
+            }
+            if let Ok((200, part)) = c.get(&format!("{base}{uri}")).await {
+                write(&uri, &part);
+            }
+            copied = Some(id);
+        }
+        write("media.m3u8", &body);
+        next = Some((playlist.open_msn(), playlist.open_parts.len()));
     }
 }

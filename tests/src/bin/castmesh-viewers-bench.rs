@@ -2,95 +2,160 @@
 //! (320x180 at 300 kbit/s, so loopback bytes are not the limit), driven by
 //! castmesh_tests::viewer_load on the same machine. Prints requests per second, errors,
 //! the parts viewers missed, the fan-out spread (each viewer's receipt of a part's
-//! playlist less the first viewer's), and the node's and the generator's CPU and memory.
+//! playlist less the first viewer's), the server's CPU per request and memory, and the
+//! generator's CPU.
 //!
-//! Flags: `--viewers 10000 --ramp-seconds 20 --measure-seconds 30 --per-address 200`.
+//! Then the reference, in the same run: nginx serving the same stream as static files
+//! (copied from the node as a packager writing to disk would), the same number of
+//! viewers asking for the playlist once per part duration (a static server cannot
+//! hold a blocking reload) and then the new parts — the same mix of requests and
+//! objects, at the same rate. Its spread is a polling one (up to a part duration) and
+//! not comparable; its CPU per request and whether it keeps up are.
+//!
+//! Flags: `--viewers 10000 --ramp-seconds 20 --measure-seconds 30 --per-address 200`,
+//! `--reference 0` to skip nginx.
 //! Not a test: it asserts nothing and prints figures for docs/benchmarks.md.
 
 use std::time::{Duration, Instant};
 
-/// The generator must leave the node its core: glibc's malloc took a third of the
+use castmesh_tests::ffmpeg::{Publisher, small_sample_flv};
+use castmesh_tests::nginx::StaticNginx;
+use castmesh_tests::node::Node;
+use castmesh_tests::viewer_load::{self, LoadConfig, Reload, Report, Target};
+use castmesh_tests::{bench_arg, percentile, proc};
+
+/// The generator must leave the server its core: glibc's malloc took a third of the
 /// generator's CPU (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use castmesh_tests::ffmpeg::{Publisher, small_sample_flv};
-use castmesh_tests::node::Node;
-use castmesh_tests::viewer_load::{self, LoadConfig, Target};
-use castmesh_tests::{bench_arg, percentile, proc};
+/// The sample's part duration (the node's default `hls.part_target`).
+const PART: Duration = Duration::from_millis(200);
 
-fn main() {
-    let viewers = bench_arg("--viewers", 10_000usize);
-    let ramp = Duration::from_secs(bench_arg("--ramp-seconds", 20u64));
-    let measure = Duration::from_secs(bench_arg("--measure-seconds", 30u64));
-    let per_address = bench_arg("--per-address", 200usize);
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+/// One load run and what it cost, over the measured window (after the ramp).
+struct Measured {
+    report: Report,
+    server_cpu: f64,
+    server_rss_kib: u64,
+    generator_cpu: f64,
+}
 
-    let node = Node::start("viewers-bench", &[]);
-    let _publisher = Publisher::start_file(&node.rtmp_url("bench"), &small_sample_flv());
-    node.wait_for_stream("bench", 3);
-    let pid = [node.child.id()];
+fn measure(runtime: &tokio::runtime::Runtime, config: LoadConfig, server: &[u32]) -> Measured {
     let me = [std::process::id()];
-
-    let config = LoadConfig {
-        targets: vec![Target {
-            http: node.http,
-            stream: "bench".into(),
-        }],
-        viewers,
-        ramp,
-        measure,
-        per_address,
-        multivariant_every: Duration::from_secs(30),
-    };
+    let (ramp, window) = (config.ramp, config.measure);
     eprintln!(
-        "{viewers} viewers over {} s, then {} s measured…",
+        "{} viewers over {} s, then {} s measured…",
+        config.viewers,
         ramp.as_secs(),
-        measure.as_secs()
+        window.as_secs()
     );
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let load = runtime.spawn(viewer_load::run(config));
-    // CPU over the measured window only (after the ramp).
     std::thread::sleep(ramp);
-    let (node_before, me_before, t0) = (
-        proc::cpu_seconds(&pid),
+    let (server_before, me_before, t0) = (
+        proc::cpu_seconds(server),
         proc::cpu_seconds(&me),
         Instant::now(),
     );
-    std::thread::sleep(measure);
+    std::thread::sleep(window);
     let elapsed = t0.elapsed().as_secs_f64();
-    let node_cpu = (proc::cpu_seconds(&pid) - node_before) / elapsed;
-    let me_cpu = (proc::cpu_seconds(&me) - me_before) / elapsed;
-    let rss_kib = proc::peak_rss_kib(&pid);
-    let mut report = runtime.block_on(load).expect("the load generator");
+    let server_cpu = (proc::cpu_seconds(server) - server_before) / elapsed;
+    let generator_cpu = (proc::cpu_seconds(&me) - me_before) / elapsed;
+    let server_rss_kib = proc::peak_rss_kib(server);
+    let report = runtime.block_on(load).expect("the load generator");
+    Measured {
+        report,
+        server_cpu,
+        server_rss_kib,
+        generator_cpu,
+    }
+}
 
-    let seconds = report.measured.as_secs_f64();
-    println!(
-        "| viewers | requests/s | errors | parts | missed (part, viewer) pairs | viewers missing any | fan-out spread ms p50 / p99 / max | node CPU (cores) | node peak RSS MiB | generator CPU (cores) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let errors = if report.errors.is_empty() {
+fn row(server: &str, m: &mut Measured) {
+    let r = &mut m.report;
+    let errors = if r.errors.is_empty() {
         "0".to_string()
     } else {
-        report
-            .errors
+        r.errors
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let spread = &mut report.spread_ms;
+    // During the measurement, when every viewer watches.
+    let per_s = r.measured_requests as f64 / r.measured.as_secs_f64();
+    let spread = &mut r.spread_ms;
     println!(
-        "| {} | {:.0} | {errors} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {node_cpu:.2} | {:.0} | {me_cpu:.2} |",
-        report.viewers,
-        // Requests over the whole run include the ramp; per second of the run.
-        report.requests as f64 / (seconds + ramp.as_secs_f64()),
-        report.parts,
-        report.missed,
-        report.viewers_missing,
+        "| {server} | {} | {per_s:.0} | {errors} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.2} | {:.1} | {:.0} | {:.2} |",
+        r.viewers,
+        r.parts,
+        r.missed,
+        r.viewers_missing,
         percentile(spread, 50.0),
         percentile(spread, 99.0),
         spread.iter().copied().fold(0.0, f64::max),
-        rss_kib as f64 / 1024.0,
+        m.server_cpu,
+        m.server_cpu * 1e6 / per_s.max(1.0),
+        m.server_rss_kib as f64 / 1024.0,
+        m.generator_cpu,
     );
+}
+
+fn main() {
+    let viewers = bench_arg("--viewers", 10_000usize);
+    let ramp = Duration::from_secs(bench_arg("--ramp-seconds", 20u64));
+    let window = Duration::from_secs(bench_arg("--measure-seconds", 30u64));
+    let per_address = bench_arg("--per-address", 200usize);
+    let reference = bench_arg("--reference", 1u8) != 0;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+
+    let node = Node::start("viewers-bench", &[]);
+    let _publisher = Publisher::start_file(&node.rtmp_url("bench"), &small_sample_flv());
+    node.wait_for_stream("bench", 3);
+    let stream = Target {
+        http: node.http,
+        stream: "bench".into(),
+    };
+    let config = |target: Target, reload: Reload| LoadConfig {
+        targets: vec![target],
+        viewers,
+        ramp,
+        measure: window,
+        per_address,
+        multivariant_every: Duration::from_secs(30),
+        reload,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    println!(
+        "| server | viewers | requests/s | errors | parts | missed (part, viewer) pairs | viewers missing any | fan-out spread ms p50 / p99 / max | server CPU (cores) | server CPU µs/request | server peak RSS MiB | generator CPU (cores) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut ours = measure(
+        &runtime,
+        config(stream.clone(), Reload::Blocking),
+        &[node.child.id()],
+    );
+    row("castmesh (blocking reloads)", &mut ours);
+    if !reference {
+        return;
+    }
+
+    let nginx = StaticNginx::start("viewers-bench", false);
+    let copying = ramp + window + Duration::from_secs(10);
+    let mirror = runtime.spawn(viewer_load::mirror(
+        stream,
+        nginx.root.clone(),
+        Instant::now() + copying,
+    ));
+    let playlist = nginx.root.join("hls/bench/media.m3u8");
+    castmesh_tests::wait_for("the mirror's playlist", Duration::from_secs(10), || {
+        playlist.exists().then_some(())
+    });
+    let files = Target {
+        http: nginx.http,
+        stream: "bench".into(),
+    };
+    let mut theirs = measure(&runtime, config(files, Reload::Poll(PART)), &nginx.pids());
+    row("nginx (files, polled every part)", &mut theirs);
+    mirror.abort();
 }
