@@ -443,10 +443,10 @@ pub async fn mirror(target: Target, root: std::path::PathBuf, until: Instant) {
                 }
             },
         };
-        if next.is_none() {
-            if let Ok((200, body)) = c.get(&format!("{base}index.m3u8")).await {
-                write("index.m3u8", &body);
-            }
+        if next.is_none()
+            && let Ok((200, body)) = c.get(&format!("{base}index.m3u8")).await
+        {
+            write("index.m3u8", &body);
         }
         let path = match next {
             Some((msn, part)) => format!("{base}media.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
