@@ -70,10 +70,8 @@ struct ViewerLog {
     listed: HashMap<PartId, u64>,
     /// Parts whose body arrived whole (status 200).
     fetched: std::collections::HashSet<PartId>,
-    requests: u64,
     /// Requests sent during the measurement.
-    measured_requests: u64,
-    bytes: u64,
+    requests: u64,
     /// Error kind ("status 503", "connect", "io", …) → count.
     errors: HashMap<String, u64>,
 }
@@ -88,10 +86,8 @@ impl ViewerLog {
 pub struct Report {
     pub viewers: usize,
     pub measured: Duration,
-    pub requests: u64,
     /// Requests sent during the measurement (all viewers watching).
-    pub measured_requests: u64,
-    pub bytes: u64,
+    pub requests: u64,
     pub errors: BTreeMap<String, u64>,
     /// Parts first listed during the measurement (over all targets).
     pub parts: usize,
@@ -220,13 +216,10 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
     }
     first.retain(|_, at| window.contains(at));
     let mut errors = BTreeMap::new();
-    let (mut requests, mut measured_requests, mut bytes) = (0, 0, 0);
-    let (mut missed, mut viewers_missing) = (0, 0);
+    let (mut requests, mut missed, mut viewers_missing) = (0, 0, 0);
     let mut spread_ms = Vec::new();
     for (target, log) in &logs {
         requests += log.requests;
-        measured_requests += log.measured_requests;
-        bytes += log.bytes;
         for (k, v) in &log.errors {
             *errors.entry(k.clone()).or_default() += v;
         }
@@ -249,8 +242,6 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
         viewers: logs.len(),
         measured: shared.config.measure,
         requests,
-        measured_requests,
-        bytes,
         errors,
         parts: first.len(),
         missed,
@@ -396,15 +387,11 @@ async fn fetch(
     path: &str,
     log: &mut ViewerLog,
 ) -> Result<Option<Bytes>, ()> {
-    log.requests += 1;
     if shared.measuring().contains(&shared.micros()) {
-        log.measured_requests += 1;
+        log.requests += 1;
     }
     match c.get(path).await {
-        Ok((200, body)) => {
-            log.bytes += body.len() as u64;
-            Ok(Some(body))
-        }
+        Ok((200, body)) => Ok(Some(body)),
         Ok((status, _)) => {
             log.error(format!("status {status}"));
             Ok(None)

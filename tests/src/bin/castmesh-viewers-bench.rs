@@ -82,7 +82,7 @@ fn row(server: &str, m: &mut Measured) {
             .join(", ")
     };
     // During the measurement, when every viewer watches.
-    let per_s = r.measured_requests as f64 / r.measured.as_secs_f64();
+    let per_s = r.requests as f64 / r.measured.as_secs_f64();
     let spread = &mut r.spread_ms;
     println!(
         "| {server} | {} | {per_s:.0} | {errors} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.2} | {:.1} | {:.0} | {:.2} |",
