@@ -34,6 +34,8 @@ pub struct Playlist {
     /// Parts of the segment still being produced.
     pub open_parts: Vec<PartLine>,
     pub open_discontinuity: bool,
+    /// The open segment's EXT-X-PROGRAM-DATE-TIME (before its parts).
+    pub open_program_date_time: Option<String>,
     pub preload_hint: Option<String>,
     pub ended: bool,
     header_counts: HashMap<&'static str, usize>,
@@ -55,6 +57,30 @@ impl Playlist {
             .last()
             .filter(|s| !s.parts.is_empty())
             .map(|s| (s.msn, s.parts.len() - 1))
+    }
+
+    /// When each part listed ends in wall-clock time — its segment's
+    /// EXT-X-PROGRAM-DATE-TIME plus the durations of the parts up to and including it
+    /// — in the order of `part_uris`; `None` where the segment has no date.
+    pub fn part_ends(&self) -> Vec<Option<std::time::SystemTime>> {
+        let open = (self.open_program_date_time.as_ref(), &self.open_parts);
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| (s.program_date_time.as_ref(), &s.parts));
+        let mut out = Vec::new();
+        for (date, parts) in segments.chain(std::iter::once(open)) {
+            let start = date.and_then(|d| humantime::parse_rfc3339(d).ok());
+            let mut elapsed = 0.0;
+            for p in parts {
+                elapsed += p.duration;
+                out.push(start.and_then(|s| {
+                    let d = std::time::Duration::try_from_secs_f64(elapsed).ok()?;
+                    Some(s + d)
+                }));
+            }
+        }
+        out
     }
 
     /// Every part URI listed, with its (msn, index).
@@ -160,6 +186,7 @@ pub fn parse(text: &str) -> Playlist {
     }
     p.open_parts = parts;
     p.open_discontinuity = discontinuity;
+    p.open_program_date_time = pdt;
     p
 }
 

@@ -5,9 +5,11 @@
 //! connection: no pool, no redirects, no decompression to pay for).
 //!
 //! Each viewer is a tokio task; it notes, per part, when the playlist that first listed
-//! it arrived and whether the part's body arrived whole. The report puts the viewers
-//! together: requests per second, errors by kind, the fan-out spread (for every part,
-//! each viewer's receipt less the first viewer's) and the parts each viewer missed.
+//! it arrived, whether the part's body arrived whole, and how long after the part's end
+//! (its EXT-X-PROGRAM-DATE-TIME plus durations: when the publisher had sent its last
+//! frame) the body arrived. The report puts the viewers together: requests per second,
+//! errors by kind, the fan-out spread (for every part, each viewer's receipt less the
+//! first viewer's), the parts each viewer missed, and that produced → delivered time.
 //!
 //! Viewers connect from many loopback addresses (127.1.x.y) as real audiences do, so a
 //! node's per-address connection limit applies to them as it would in production.
@@ -16,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -72,6 +74,9 @@ struct ViewerLog {
     fetched: std::collections::HashSet<PartId>,
     /// Requests sent during the measurement.
     requests: u64,
+    /// Milliseconds from a part's end to its body's arrival, for parts fetched during
+    /// the measurement.
+    delivered_ms: Vec<f64>,
     /// Error kind ("status 503", "connect", "io", …) → count.
     errors: HashMap<String, u64>,
 }
@@ -97,6 +102,8 @@ pub struct Report {
     pub viewers_missing: usize,
     /// Milliseconds from a part's first listing to each viewer's, over all pairs.
     pub spread_ms: Vec<f64>,
+    /// Milliseconds from a part's end to each viewer's receipt of its body.
+    pub delivered_ms: Vec<f64>,
 }
 
 struct Shared {
@@ -105,10 +112,10 @@ struct Shared {
     listings: Listings,
 }
 
-/// What a viewer takes from a media playlist: its parts in order, and the part the
-/// next blocking reload asks for.
+/// What a viewer takes from a media playlist: its parts in order (with when each
+/// ends, by the playlist's dates), and the part the next blocking reload asks for.
 struct Listing {
-    parts: Vec<(PartId, String)>,
+    parts: Vec<(PartId, String, Option<SystemTime>)>,
     next: PartId,
 }
 
@@ -136,8 +143,9 @@ impl Listings {
             return listing.clone();
         }
         let playlist = hls_check::parse(&String::from_utf8_lossy(body));
+        let parts = playlist.part_uris().into_iter().zip(playlist.part_ends());
         let listing = Arc::new(Listing {
-            parts: playlist.part_uris(),
+            parts: parts.map(|((id, uri), end)| (id, uri, end)).collect(),
             next: (playlist.open_msn(), playlist.open_parts.len()),
         });
         let mut parsed = self.lock();
@@ -218,8 +226,10 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
     let mut errors = BTreeMap::new();
     let (mut requests, mut missed, mut viewers_missing) = (0, 0, 0);
     let mut spread_ms = Vec::new();
+    let mut delivered_ms = Vec::new();
     for (target, log) in &logs {
         requests += log.requests;
+        delivered_ms.extend_from_slice(&log.delivered_ms);
         for (k, v) in &log.errors {
             *errors.entry(k.clone()).or_default() += v;
         }
@@ -247,6 +257,7 @@ fn report(shared: &Shared, logs: Vec<(usize, ViewerLog)>) -> Report {
         missed,
         viewers_missing,
         spread_ms,
+        delivered_ms,
     }
 }
 
@@ -359,16 +370,21 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
             Some(last) => listing
                 .parts
                 .iter()
-                .take_while(|(id, _)| *id <= last)
+                .take_while(|(id, ..)| *id <= last)
                 .count(),
             // Joining: the live edge only, as a player does (nothing before it counts).
             None => listing.parts.len().saturating_sub(1),
         };
-        for &(id, ref uri) in &listing.parts[skip..] {
+        for &(id, ref uri, end) in &listing.parts[skip..] {
             log.listed.entry(id).or_insert(listed_at);
             match fetch(shared, c, &format!("{base}{uri}"), log).await {
                 Ok(Some(_)) => {
                     log.fetched.insert(id);
+                    if let Some(end) = end
+                        && shared.measuring().contains(&shared.micros())
+                    {
+                        log.delivered_ms.push(since_ms(end));
+                    }
                 }
                 Ok(None) => {}
                 Err(()) => break,
@@ -376,6 +392,14 @@ async fn watch(shared: &Shared, target: &Target, from: IpAddr, log: &mut ViewerL
             last_fetched = Some(id);
         }
         next = Some(listing.next);
+    }
+}
+
+/// Milliseconds from `t` to now (negative if `t` is ahead of the clock).
+fn since_ms(t: SystemTime) -> f64 {
+    match SystemTime::now().duration_since(t) {
+        Ok(d) => d.as_secs_f64() * 1000.0,
+        Err(e) => -e.duration().as_secs_f64() * 1000.0,
     }
 }
 
