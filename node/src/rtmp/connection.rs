@@ -245,7 +245,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let publish_within = self.ctx.config.rtmp.publish_timeout;
         // Connections that never publish must not hold a connection slot for long.
         let publish_deadline = tokio::time::Instant::now() + publish_within;
+        // A read that filled the buffer left more behind: the next one goes at once.
+        let mut filled = false;
         loop {
+            if self.binding.is_some()
+                && !filled
+                && let Some(tick) = self.ctx.read_ticks.next()
+            {
+                tokio::select! {
+                    biased;
+                    closed = kicked(&mut self.kicked) => return Err(closed),
+                    () = tokio::time::sleep_until(tick) => {}
+                }
+            }
             let limit = if self.binding.is_some() {
                 idle
             } else {
@@ -266,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             if n == 0 {
                 return Ok(());
             }
+            filled = n == self.buf.len();
             // Taken out and put back so the session can borrow it without a copy.
             let buf = std::mem::take(&mut self.buf);
             let result = self.input(&buf[..n]).await;

@@ -7,3 +7,4 @@ pub mod connection;
 pub mod guard;
 pub mod listener;
 pub mod push;
+pub mod read_ticks;

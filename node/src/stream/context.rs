@@ -13,6 +13,7 @@ use crate::admission::AddressBudget;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
+use crate::rtmp::read_ticks::ReadTicks;
 use crate::seams::Seams;
 
 pub struct NodeContext {
@@ -32,6 +33,8 @@ pub struct NodeContext {
     pub pusher: Arc<dyn Pusher>,
     /// The last RTMP connection number given out (the hooks' `clientid`).
     rtmp_clients: AtomicU64,
+    /// When publishing connections are read (`rtmp.read_interval`).
+    pub read_ticks: ReadTicks,
 }
 
 /// Client addresses whose failed publish attempts (or open-publishing creations) are
@@ -64,6 +67,7 @@ impl NodeContext {
             hooks,
             pusher,
             rtmp_clients: AtomicU64::new(0),
+            read_ticks: ReadTicks::new(config.rtmp.read_interval),
             config,
             metrics,
             seams,
