@@ -4,6 +4,7 @@
 //! discontinuity sequence) are checked across successive polls.
 
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartLine {
@@ -59,25 +60,27 @@ impl Playlist {
             .map(|s| (s.msn, s.parts.len() - 1))
     }
 
-    /// When each part listed ends in wall-clock time — its segment's
-    /// EXT-X-PROGRAM-DATE-TIME plus the durations of the parts up to and including it
-    /// — in the order of `part_uris`; `None` where the segment has no date.
-    pub fn part_ends(&self) -> Vec<Option<std::time::SystemTime>> {
-        let open = (self.open_program_date_time.as_ref(), &self.open_parts);
+    /// Every part URI listed, with its (msn, index) and when it ends in wall-clock
+    /// time: its segment's EXT-X-PROGRAM-DATE-TIME plus the durations of the parts up
+    /// to and including it (`None` where the segment has no date).
+    pub fn dated_parts(&self) -> Vec<((u64, usize), String, Option<SystemTime>)> {
         let segments = self
             .segments
             .iter()
-            .map(|s| (s.program_date_time.as_ref(), &s.parts));
+            .map(|s| (s.msn, s.program_date_time.as_ref(), &s.parts));
+        let open = (
+            self.open_msn(),
+            self.open_program_date_time.as_ref(),
+            &self.open_parts,
+        );
         let mut out = Vec::new();
-        for (date, parts) in segments.chain(std::iter::once(open)) {
+        for (msn, date, parts) in segments.chain(std::iter::once(open)) {
             let start = date.and_then(|d| humantime::parse_rfc3339(d).ok());
             let mut elapsed = 0.0;
-            for p in parts {
+            for (i, p) in parts.iter().enumerate() {
                 elapsed += p.duration;
-                out.push(start.and_then(|s| {
-                    let d = std::time::Duration::try_from_secs_f64(elapsed).ok()?;
-                    Some(s + d)
-                }));
+                let end = start.and_then(|s| Some(s + Duration::try_from_secs_f64(elapsed).ok()?));
+                out.push(((msn, i), p.uri.clone(), end));
             }
         }
         out
@@ -85,16 +88,8 @@ impl Playlist {
 
     /// Every part URI listed, with its (msn, index).
     pub fn part_uris(&self) -> Vec<((u64, usize), String)> {
-        let mut out = Vec::new();
-        for s in &self.segments {
-            for (i, p) in s.parts.iter().enumerate() {
-                out.push(((s.msn, i), p.uri.clone()));
-            }
-        }
-        for (i, p) in self.open_parts.iter().enumerate() {
-            out.push(((self.open_msn(), i), p.uri.clone()));
-        }
-        out
+        let parts = self.dated_parts().into_iter();
+        parts.map(|(id, uri, _)| (id, uri)).collect()
     }
 }
 
@@ -481,6 +476,30 @@ CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000\nmedia.m3
         assert!(v.is_empty(), "{v:?}");
         assert_eq!(p.open_msn(), 7);
         assert_eq!(p.last_part(), Some((7, 0)));
+    }
+
+    #[test]
+    fn parts_end_at_their_segment_date_plus_durations() {
+        let text = GOOD.replace(
+            "#EXTINF:2.000,\nseg-6.m4s",
+            "#EXT-X-PART:DURATION=0.500,URI=\"p6.0\"\n#EXT-X-PART:DURATION=1.500,URI=\"p6.1\"\n\
+#EXTINF:2.000,\nseg-6.m4s",
+        );
+        let date = |s: &str| humantime::parse_rfc3339(s).unwrap();
+        let parts = parse(&text).dated_parts();
+        let expected = [
+            ((6, 0), "p6.0", date("2026-01-01T00:00:04.500Z")),
+            ((6, 1), "p6.1", date("2026-01-01T00:00:06.000Z")),
+            ((7, 0), "part-7.0.m4s", date("2026-01-01T00:00:06.200Z")),
+        ];
+        let got: Vec<_> = parts
+            .iter()
+            .map(|(id, uri, end)| (*id, uri.as_str(), end.unwrap()))
+            .collect();
+        assert_eq!(got, expected);
+        // Without a date, no end.
+        let undated = text.replace("#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:06.000Z\n", "");
+        assert_eq!(parse(&undated).dated_parts()[2].2, None);
     }
 
     /// The checker must catch each violation it claims to check.

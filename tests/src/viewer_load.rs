@@ -143,9 +143,8 @@ impl Listings {
             return listing.clone();
         }
         let playlist = hls_check::parse(&String::from_utf8_lossy(body));
-        let parts = playlist.part_uris().into_iter().zip(playlist.part_ends());
         let listing = Arc::new(Listing {
-            parts: parts.map(|((id, uri), end)| (id, uri, end)).collect(),
+            parts: playlist.dated_parts(),
             next: (playlist.open_msn(), playlist.open_parts.len()),
         });
         let mut parsed = self.lock();

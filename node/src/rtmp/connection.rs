@@ -248,25 +248,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         // A read that filled the buffer left more behind: the next one goes at once.
         let mut filled = false;
         loop {
-            if self.binding.is_some()
-                && !filled
-                && let Some(tick) = self.ctx.read_ticks.next()
-            {
-                tokio::select! {
-                    biased;
-                    closed = kicked(&mut self.kicked) => return Err(closed),
-                    () = tokio::time::sleep_until(tick) => {}
-                }
-            }
+            // A publisher's next read waits for the node's next read tick.
+            let tick = match self.binding {
+                Some(_) if !filled => self.ctx.read_ticks.next_tick(),
+                _ => None,
+            };
             let limit = if self.binding.is_some() {
                 idle
             } else {
                 idle.min(publish_deadline.saturating_duration_since(tokio::time::Instant::now()))
             };
+            let (socket, buf) = (&mut self.socket, &mut self.buf);
+            let paced_read = async move {
+                if let Some(tick) = tick {
+                    tokio::time::sleep_until(tick).await;
+                }
+                tokio::time::timeout(limit, socket.read(buf)).await
+            };
             let read = tokio::select! {
                 biased;
                 closed = kicked(&mut self.kicked) => return Err(closed),
-                read = tokio::time::timeout(limit, self.socket.read(&mut self.buf)) => read,
+                read = paced_read => read,
             };
             let n = read.map_err(|_| {
                 if self.binding.is_none() && tokio::time::Instant::now() >= publish_deadline {

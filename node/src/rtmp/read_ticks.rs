@@ -1,9 +1,10 @@
-//! Paced reads of publishing connections — SRS's "merged read" (`mr`): a publisher's
-//! socket is read on a tick shared by every publisher of the node, not on each
-//! arrival. An encoder sends every frame as it is made, so reading on arrival costs
-//! a wake-up, a read, a parse and an actor message per frame; on one shared tick a
-//! single wake-up reads what all publishers sent since the last one: with 32
-//! publishers of 2.5 Mbit/s, a third less CPU and 60 % fewer context switches at 15 ms
+//! Paced reads of publishing connections — SRS's "merged read" (`mr`): after each
+//! read, a publisher's connection waits for the node's next tick, one grid shared by
+//! every publisher, before it reads again (and reads on arrival if nothing was there
+//! yet). An encoder sends every frame as it is made, so reading on arrival costs a
+//! wake-up, a read, a parse and an actor message per frame; on the shared tick one
+//! wake-up reads what all publishers sent since the last one: with 32 publishers of
+//! 2.5 Mbit/s, a third less CPU and 58 % fewer context switches at 15 ms
 //! (docs/benchmarks.md). The price is latency: each send of the encoder's waits for a
 //! tick, and ffmpeg (Nagle's algorithm on) sends a frame's tail only once our read has
 //! acknowledged its head, so its parts are listed ~25 ms later.
@@ -29,7 +30,7 @@ impl ReadTicks {
     }
 
     /// The first tick after now, or `None` when reads are not paced.
-    pub fn next(&self) -> Option<Instant> {
+    pub fn next_tick(&self) -> Option<Instant> {
         let every = self.every.as_nanos();
         if every == 0 {
             return None;
@@ -51,7 +52,7 @@ mod tests {
         let copy = ticks.clone();
         for _ in 0..20 {
             let before = Instant::now();
-            let next = ticks.next().expect("paced");
+            let next = ticks.next_tick().expect("paced");
             assert!(next > before, "a tick not ahead: {next:?} <= {before:?}");
             assert!(
                 next <= Instant::now() + every,
@@ -60,13 +61,13 @@ mod tests {
             let since = (next - ticks.origin).as_nanos();
             assert_eq!(since % every.as_nanos(), 0, "off the grid");
             // Every connection of the node waits for the same instants.
-            assert!(copy.next().expect("paced") >= next);
+            assert!(copy.next_tick().expect("paced") >= next);
             std::thread::sleep(Duration::from_millis(3));
         }
     }
 
     #[test]
     fn a_zero_interval_reads_on_arrival() {
-        assert_eq!(ReadTicks::new(Duration::ZERO).next(), None);
+        assert_eq!(ReadTicks::new(Duration::ZERO).next_tick(), None);
     }
 }

@@ -50,6 +50,18 @@ struct Measured {
     rates: Vec<f64>,
 }
 
+impl Measured {
+    /// Requests per second during the measurement (all viewers watching).
+    fn requests_per_s(&self) -> f64 {
+        self.report.requests as f64 / self.report.measured.as_secs_f64()
+    }
+
+    /// Server CPU seconds per request.
+    fn cpu_per_request(&self) -> f64 {
+        self.server_cpu / self.requests_per_s().max(1.0)
+    }
+}
+
 fn measure(
     runtime: &tokio::runtime::Runtime,
     config: LoadConfig,
@@ -93,6 +105,7 @@ fn measure(
 }
 
 fn row(server: &str, m: &mut Measured) {
+    let (per_s, cpu_per_request) = (m.requests_per_s(), m.cpu_per_request());
     let r = &mut m.report;
     let errors = if r.errors.is_empty() {
         "0".to_string()
@@ -103,8 +116,6 @@ fn row(server: &str, m: &mut Measured) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    // During the measurement, when every viewer watches.
-    let per_s = r.requests as f64 / r.measured.as_secs_f64();
     let spread = &mut r.spread_ms;
     let (spread_50, spread_99) = (percentile(spread, 50.0), percentile(spread, 99.0));
     let spread_max = spread.iter().copied().fold(0.0, f64::max);
@@ -118,7 +129,7 @@ fn row(server: &str, m: &mut Measured) {
         percentile(delivered, 50.0),
         percentile(delivered, 99.0),
         m.server_cpu,
-        m.server_cpu * 1e6 / per_s.max(1.0),
+        cpu_per_request * 1e6,
         m.server_rss_kib as f64 / 1024.0,
         m.generator_cpu,
     );
@@ -232,6 +243,10 @@ fn on_one_node(
     let mut theirs = measure(runtime, load, &nginx.pids(), &[]);
     row("nginx (files, polled every part)", &mut theirs);
     mirror.abort();
+    println!(
+        "\ncastmesh / nginx, server CPU per request: {:.2}",
+        ours.cpu_per_request() / theirs.cpu_per_request()
+    );
 }
 
 fn main() {
