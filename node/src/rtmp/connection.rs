@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::guard::{ChunkGuard, GuardLimits, Violation};
+use super::read_ticks::ReadTicks;
 use crate::metrics::ReasonLabel;
 use crate::stream::context::NodeContext;
 use crate::stream::ingest::IngestMsg;
@@ -128,6 +129,7 @@ pub async fn serve<S>(
     early: Vec<u8>,
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
+    ticks: ReadTicks,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -154,6 +156,7 @@ pub async fn serve<S>(
             ctx,
             node,
             buf: vec![0; READ_BUFFER],
+            ticks,
             early,
             session: None,
             binding: None,
@@ -189,6 +192,8 @@ struct Connection<S> {
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
     buf: Vec<u8>,
+    /// When a publisher's next read may go (`rtmp.read_interval`).
+    ticks: ReadTicks,
     /// Handshake bytes read before the connection was served (after a PROXY header).
     early: Vec<u8>,
     session: Option<ServerSession>,
@@ -250,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         loop {
             // A publisher's next read waits for the node's next read tick.
             let tick = match self.binding {
-                Some(_) if !filled => self.ctx.read_ticks.next_tick(),
+                Some(_) if !filled => self.ticks.next_tick(),
                 _ => None,
             };
             let limit = if self.binding.is_some() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::connection;
+use super::read_ticks::ReadTicks;
 use crate::admission::{Refusal, Slot, Slots};
 use crate::client_addr::{self, ProxyHeader};
 use crate::metrics::ReasonLabel;
@@ -22,9 +23,11 @@ where
 {
     let rtmp = &ctx.config.rtmp;
     let slots = Slots::new(rtmp.max_connections, rtmp.max_connections_per_ip);
+    // One grid for all of the node's publishers, so one wake-up serves them all.
+    let ticks = ReadTicks::new(rtmp.read_interval);
     loop {
         let (socket, peer) = listener.accept().await;
-        let (ctx, node, slots) = (ctx.clone(), node.clone(), slots.clone());
+        let (ctx, node, slots, ticks) = (ctx.clone(), node.clone(), slots.clone(), ticks.clone());
         if ctx.config.rtmp.trusted_proxies.contains(peer.ip()) {
             // The client's address is known only once its header is read: admitted
             // then, in the connection's own task.
@@ -33,13 +36,13 @@ where
                     return;
                 };
                 if let Some(slot) = admit(&slots, client, &ctx) {
-                    serve(socket, client, early, slot, ctx, node).await;
+                    serve(socket, client, early, slot, ctx, node, ticks).await;
                 }
             });
             continue;
         }
         if let Some(slot) = admit(&slots, peer, &ctx) {
-            tokio::spawn(serve(socket, peer, Vec::new(), slot, ctx, node));
+            tokio::spawn(serve(socket, peer, Vec::new(), slot, ctx, node, ticks));
         }
     }
 }
@@ -117,10 +120,18 @@ async fn serve<S>(
     slot: Slot,
     ctx: Arc<NodeContext>,
     node: ActorRef<NodeMsg>,
+    ticks: ReadTicks,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let task = tokio::spawn(connection::serve(socket, client, early, ctx.clone(), node));
+    let task = tokio::spawn(connection::serve(
+        socket,
+        client,
+        early,
+        ctx.clone(),
+        node,
+        ticks,
+    ));
     if let Err(e) = task.await
         && e.is_panic()
     {

@@ -7,4 +7,4 @@ pub mod connection;
 pub mod guard;
 pub mod listener;
 pub mod push;
-pub mod read_ticks;
+mod read_ticks;

@@ -13,7 +13,6 @@ use crate::admission::AddressBudget;
 use crate::config::Config;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
-use crate::rtmp::read_ticks::ReadTicks;
 use crate::seams::Seams;
 
 pub struct NodeContext {
@@ -33,8 +32,6 @@ pub struct NodeContext {
     pub pusher: Arc<dyn Pusher>,
     /// The last RTMP connection number given out (the hooks' `clientid`).
     rtmp_clients: AtomicU64,
-    /// When publishing connections are read (`rtmp.read_interval`).
-    pub read_ticks: ReadTicks,
 }
 
 /// Client addresses whose failed publish attempts (or open-publishing creations) are
@@ -67,7 +64,6 @@ impl NodeContext {
             hooks,
             pusher,
             rtmp_clients: AtomicU64::new(0),
-            read_ticks: ReadTicks::new(config.rtmp.read_interval),
             config,
             metrics,
             seams,
