@@ -115,9 +115,10 @@ pub struct RtmpConfig {
     /// After each read, a publishing connection waits for the node's next tick, ticks
     /// this far apart and shared by all of its publishers (SRS's "merged read"): one
     /// wake-up reads what every publisher sent since the last tick, rather than one per
-    /// frame per publisher (a third less ingest CPU at 32 publishers). Each send of the encoder's waits up to this long
-    /// more, so parts are listed later: ~25 ms with ffmpeg, which (Nagle's algorithm
-    /// on) sends a frame in two; 0 reads on arrival. At most 100ms.
+    /// frame per publisher (a third less ingest CPU at 32 publishers). Each send of the
+    /// encoder's waits up to this long more, so parts are listed later: ~25 ms with
+    /// ffmpeg, which (Nagle's algorithm on) sends a frame in two; 0 reads on arrival.
+    /// At most 100ms.
     #[arg(id = "rtmp.read_interval", long = "rtmp-read-interval", env = "CASTMESH_RTMP_READ_INTERVAL", default_value = "15ms", value_parser = duration)]
     #[serde(with = "humantime_serde")]
     pub read_interval: Duration,
